@@ -1,0 +1,32 @@
+"""Entry point: compose the config, validate it, run the pipeline, return the sweep metric.
+
+python run.py                                   # SynPO on the tiny world (runs/synpo_tiny_tinyworld)
+python run.py experiment=tiny_synpo trainer.beta_grid=[2,6,10]
+python run.py -m trainer.beta=2,4,6,8,10,12     # one run per beta (Hydra multirun)
+"""
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import synpo.config  # noqa: F401  (registers the config schemas with Hydra's ConfigStore)
+from synpo.errors import UserError
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from synpo import pipeline
+    from synpo.config import validate
+
+    try:
+        validate(cfg)
+        return pipeline.run(cfg)
+    except UserError as e:
+        logging.getLogger("synpo").error("%s", e)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The run directory: atomic writes, JSONL with file:line errors, and resumable stages (DESIGN section 5).
+
+A stage is a named unit of work with a *fingerprint*: a hash of its own settings and of the fingerprints of the
+stages it reads from. When it finishes, its marker ``<run>/.stages/<name>.json`` records the fingerprint and its wall
+seconds. Running it again with the same fingerprint is a no-op; a changed fingerprint (its settings or any upstream
+stage changed) removes its stale outputs and redoes it, and so every stage downstream of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synpo.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so that ``path`` holds either its old content or the new one, never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(
+            f"{path}: file not found. It should have been written by an earlier stage or given in the "
+            "config; check the path, or delete the stage's marker under .stages/ to rebuild it."
+        ) from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg}). Fix or delete the file.") from None
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) for r in rows]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, row)``; a bad line raises a UserError that names ``file:line``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"{path}: file not found. Check the path in your config (it is resolved against the "
+            f"directory you launched from, {Path.cwd()})."
+        )
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(
+                    f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}). Each line of a "
+                    "JSONL file must be one JSON object; fix or remove that line."
+                ) from None
+            if not isinstance(row, dict):
+                raise UserError(
+                    f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}. "
+                    "Wrap the line's fields in {...}."
+                )
+            yield lineno, row
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [row for _, row in iter_jsonl(path)]
+
+
+def fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class StageRecord:
+    name: str
+    fingerprint: str
+    seconds: float
+    skipped: bool
+    info: dict = field(default_factory=dict)
+
+
+class RunDir:
+    """One run's directory and its stage markers."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).absolute()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.markers = self.root / ".stages"
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def marker(self, name: str) -> dict | None:
+        p = self.markers / f"{name.replace('/', '__')}.json"
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return None  # a marker is written atomically; a corrupt one means "redo"
+
+    def stage(
+        self,
+        name: str,
+        settings: Any,
+        outputs: list[Path],
+        fn: Callable[[], dict | None],
+        deps: Iterable[StageRecord | str] = (),
+    ) -> StageRecord:
+        """Run ``fn`` unless a finished stage with the same fingerprint is on disk.
+
+        ``fn`` writes ``outputs`` (each through a temporary name) and may return a dict of facts to keep in the
+        marker (counts, metrics). ``deps`` are the records, or literal digests, of what the stage reads.
+        """
+        dep_prints = [d.fingerprint if isinstance(d, StageRecord) else str(d) for d in deps]
+        fp = fingerprint({"stage": name, "settings": settings, "deps": dep_prints})
+        done = self.marker(name)
+        if done and done.get("fingerprint") == fp and all(Path(o).exists() for o in outputs):
+            log.info("stage %-28s done earlier (%.1fs), skipped", name, done.get("seconds", 0.0))
+            return StageRecord(name, fp, done.get("seconds", 0.0), True, done.get("info") or {})
+        if done:
+            log.info("stage %-28s inputs or settings changed: redoing it", name)
+        for o in outputs:
+            o = Path(o)
+            if o.is_dir():
+                shutil.rmtree(o)
+            elif o.exists():
+                o.unlink()
+        marker_path = self.markers / f"{name.replace('/', '__')}.json"
+        if marker_path.exists():
+            marker_path.unlink()
+        log.info("stage %-28s running", name)
+        t0 = time.perf_counter()
+        info = fn() or {}
+        seconds = round(time.perf_counter() - t0, 3)
+        missing = [str(o) for o in outputs if not Path(o).exists()]
+        if missing:
+            raise RuntimeError(f"stage {name} finished without writing {missing}: a bug in the stage")
+        write_json(marker_path, {"fingerprint": fp, "seconds": seconds, "info": info, "finished": time.time()})
+        log.info("stage %-28s finished in %.1fs", name, seconds)
+        return StageRecord(name, fp, seconds, False, info)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished directory into place atomically (a rename within the run directory)."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)

@@ -1,0 +1,342 @@
+"""Config schemas (one dataclass per Hydra group, registered in ConfigStore) and ``validate``.
+
+Hydra checks types and unknown keys against these schemas when it composes. ``validate`` then checks values and
+how fields agree with each other, and raises one ``UserError`` that lists every problem with its key, the bad value
+and what is allowed. It never uses ``assert`` (``python -O`` strips them).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from synpo.errors import UserError
+
+METHODS = ("synpo",)
+SCORERS = ("verifier",)
+GENERATOR_BACKENDS = ("hf",)
+LOSSES = ("simpo", "sft")
+LAUNCHERS = ("inprocess",)
+EVALS = ("validation", "none")
+LOGGERS = ("wandb", "none")
+LOGGER_MODES = ("auto", "offline", "online", "disabled")
+DTYPES = ("float32", "bfloat16", "float16")
+DATA_SOURCES = ("tinyworld", "jsonl")
+SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+SELECT_ON = ("val_score", "val_win_rate", "val_score_sampled")
+
+
+@dataclass
+class ModelConfig:
+    """The policy pi_0 (and the starting point of the generator and improver)."""
+
+    name: str = MISSING  # short label used in run names
+    name_or_path: str = MISSING  # local directory, hub id, or builtin:tiny-sft
+    dtype: str = "float32"  # weights' dtype for training and HF generation
+    trust_remote_code: bool = False  # only ever true for a named model whose code you have read
+
+
+@dataclass
+class DataConfig:
+    """The seed set {(x*, y*)}, its train/validation split and the keyword pool."""
+
+    name: str = MISSING
+    source: str = "tinyworld"  # tinyworld: generated from the world; jsonl: rows {"prompt", "answer"} from `path`
+    path: str | None = None  # the seed JSONL when source=jsonl
+    n_train: int = 1200  # seed prompts for training (tinyworld: drawn; jsonl: at most this many are used)
+    n_val: int = 96  # held out for validation (beta selection and the results table)
+    keywords: str = "tinyworld"  # keyword extractor for the generator's inputs
+
+
+@dataclass
+class MethodConfig:
+    """SynPO's iteration recipe (DESIGN section 6)."""
+
+    name: str = "synpo"
+    iterations: int = 4  # T
+    n_prompts: int = 600  # synthetic prompts sampled from G per iteration (before parsing and dedupe)
+    pairs_per_iteration: int = 400  # kept pairs added to D each iteration; D accumulates
+    max_repetition: float = 0.5  # drop a pair if either response repeats more than this share of its n-grams
+    improver_filter: bool = True  # keep an improver example only if score(y*) - score(draft) > scorer.threshold
+    keep_previous_if_worse: bool = False  # keep pi_{t-1} if every beta candidate validates worse (off in the paper)
+    generator_keywords: int = 3  # keywords per synthetic prompt request
+
+
+@dataclass
+class ScorerConfig:
+    """Scores a response to a prompt; the threshold applies to score(chosen) - score(rejected)."""
+
+    name: str = "verifier"
+    threshold: float = 0.1
+    batch_size: int = 64
+
+
+@dataclass
+class GeneratorConfig:
+    """The generation backend and its sampling settings."""
+
+    backend: str = "hf"
+    temperature: float = 0.7  # the paper's sampling temperature
+    top_p: float = 1.0
+    max_new_tokens: int = 48
+    batch_size: int = 64
+    shard_size: int = 256  # outputs per shard file; a crash loses at most one shard
+
+
+@dataclass
+class TrainerConfig:
+    """One training job's loss and optimisation settings (launch topology lives elsewhere)."""
+
+    loss: str = "simpo"
+    learning_rate: float = 1e-5
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    scheduler: str = "cosine"
+    optimizer: str = "adamw_torch"
+    weight_decay: float = 0.0
+    max_length: int = 512
+    max_prompt_length: int = 256
+    beta: float | None = None  # a fixed beta (no search); null: search beta_grid
+    beta_grid: list[float] = field(default_factory=lambda: [2.0, 4.0, 6.0, 8.0, 10.0, 12.0])
+    gamma: float | None = None  # SimPO's absolute target margin (paper: 1.6); give this or gamma_beta_ratio
+    gamma_beta_ratio: float | None = None  # gamma = ratio * beta
+    select_on: str = "val_score"  # validation metric that picks the beta
+    launcher: str = "inprocess"
+    save_steps: int = 0  # 0: no mid-run checkpoints
+
+
+@dataclass
+class EvalConfig:
+    """What is measured after each iteration on the validation split."""
+
+    name: str = "validation"
+    sampled: bool = True  # also evaluate sampled answers (temperature below, fixed seed)
+    temperature: float = 0.7
+    max_new_tokens: int = 48
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking. The API key is read from WANDB_API_KEY only, never from config."""
+
+    name: str = "wandb"
+    project: str = "synpo"
+    entity: str | None = None
+    mode: str = "auto"  # auto: online if WANDB_API_KEY is set, else offline
+    tags: list[str] = field(default_factory=list)
+    n_sample_pairs: int = 16  # rows of the sample-pairs table per iteration
+
+
+@dataclass
+class SynpoConfig:
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    method: MethodConfig = MISSING
+    scorer: ScorerConfig = MISSING
+    generator: GeneratorConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    sft_trainer: TrainerConfig = MISSING
+    eval: EvalConfig = MISSING
+    logger: LoggerConfig = MISSING
+    seed: int = 0
+    name: str = MISSING
+    run_dir: str = MISSING
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="synpo_schema", node=SynpoConfig)
+    for group, node in [
+        ("model", ModelConfig),
+        ("data", DataConfig),
+        ("method", MethodConfig),
+        ("scorer", ScorerConfig),
+        ("generator", GeneratorConfig),
+        ("trainer", TrainerConfig),
+        ("eval", EvalConfig),
+        ("logger", LoggerConfig),
+    ]:
+        cs.store(group=group, name=f"base_{group}", node=node)
+
+
+register_configs()
+
+# Keys that define a run's identity: a run directory made with other values is refused, not silently mixed.
+IDENTITY_KEYS = ("model.name_or_path", "data.source", "data.path", "method.name", "seed")
+
+
+def _choice(problems: list[str], cfg: DictConfig, key: str, allowed: tuple) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value not in allowed:
+        problems.append(f"{key}={value!r} is not allowed; choose one of {list(allowed)}")
+
+
+def _positive(problems: list[str], cfg: DictConfig, key: str, strict: bool = True) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None or (value <= 0 if strict else value < 0):
+        problems.append(f"{key}={value!r} must be {'> 0' if strict else '>= 0'}")
+
+
+def _trainer_problems(cfg: DictConfig, prefix: str) -> list[str]:
+    p: list[str] = []
+    t = OmegaConf.select(cfg, prefix)
+    _choice(p, cfg, f"{prefix}.loss", LOSSES)
+    _choice(p, cfg, f"{prefix}.launcher", LAUNCHERS)
+    _choice(p, cfg, f"{prefix}.scheduler", SCHEDULERS)
+    _choice(p, cfg, f"{prefix}.select_on", SELECT_ON)
+    for key in ("learning_rate", "batch_size", "grad_accum", "max_length", "max_prompt_length"):
+        _positive(p, cfg, f"{prefix}.{key}")
+    if t.max_steps <= 0 and t.epochs <= 0:
+        p.append(f"{prefix}.epochs={t.epochs} and {prefix}.max_steps={t.max_steps}: set epochs > 0 or max_steps > 0")
+    if not 0 <= t.warmup_ratio < 1:
+        p.append(f"{prefix}.warmup_ratio={t.warmup_ratio} must be in [0, 1)")
+    if t.max_prompt_length >= t.max_length:
+        p.append(f"{prefix}.max_prompt_length={t.max_prompt_length} must be below {prefix}.max_length={t.max_length}")
+    if t.loss == "simpo":
+        if t.beta is not None and t.beta <= 0:
+            p.append(f"{prefix}.beta={t.beta} must be > 0 (SimPO's reward scale; the paper searches 2..12)")
+        if t.beta is None:
+            if len(t.beta_grid) == 0:
+                p.append(
+                    f"{prefix}.beta_grid is empty: give at least one beta > 0, e.g. [2,4,6,8,10,12], "
+                    f"or a fixed {prefix}.beta"
+                )
+            bad = [b for b in t.beta_grid if b <= 0]
+            if bad:
+                p.append(f"{prefix}.beta_grid={list(t.beta_grid)} holds values <= 0 ({bad}); every beta must be > 0")
+        if (t.gamma is None) == (t.gamma_beta_ratio is None):
+            p.append(
+                f"{prefix}.gamma={t.gamma} and {prefix}.gamma_beta_ratio={t.gamma_beta_ratio}: give exactly "
+                "one of them (the paper uses gamma=1.6, absolute)"
+            )
+        for key in ("gamma", "gamma_beta_ratio"):
+            if t[key] is not None and t[key] < 0:
+                p.append(f"{prefix}.{key}={t[key]} must be >= 0")
+    return p
+
+
+def collect_problems(cfg: DictConfig) -> list[str]:
+    """Every problem in ``cfg``, one sentence each."""
+    from synpo.modeling import model_path_problem
+
+    p: list[str] = []
+    _choice(p, cfg, "method.name", METHODS)
+    _choice(p, cfg, "scorer.name", SCORERS)
+    _choice(p, cfg, "generator.backend", GENERATOR_BACKENDS)
+    _choice(p, cfg, "eval.name", EVALS)
+    _choice(p, cfg, "logger.name", LOGGERS)
+    _choice(p, cfg, "logger.mode", LOGGER_MODES)
+    _choice(p, cfg, "model.dtype", DTYPES)
+    _choice(p, cfg, "data.source", DATA_SOURCES)
+    problem = model_path_problem(cfg.model.name_or_path)
+    if problem:
+        p.append(f"model.name_or_path: {problem}")
+    if cfg.model.trust_remote_code and cfg.model.name_or_path.startswith("builtin:"):
+        p.append("model.trust_remote_code=true is not needed for built-in models; set it to false")
+    if cfg.data.source == "jsonl" and not cfg.data.path:
+        p.append("data.path is null but data.source=jsonl: give the seed JSONL file (rows {'prompt', 'answer'})")
+    for key in (
+        "data.n_train",
+        "data.n_val",
+        "method.iterations",
+        "method.n_prompts",
+        "method.pairs_per_iteration",
+        "generator.max_new_tokens",
+        "generator.batch_size",
+        "generator.shard_size",
+        "scorer.batch_size",
+        "eval.max_new_tokens",
+        "method.generator_keywords",
+    ):
+        _positive(p, cfg, key)
+    if not 0 < cfg.method.max_repetition <= 1:
+        p.append(f"method.max_repetition={cfg.method.max_repetition} must be in (0, 1]")
+    for key in ("generator.temperature", "eval.temperature"):
+        _positive(p, cfg, key, strict=False)
+    if not 0 < cfg.generator.top_p <= 1:
+        p.append(f"generator.top_p={cfg.generator.top_p} must be in (0, 1]")
+    if cfg.scorer.threshold < 0:
+        p.append(f"scorer.threshold={cfg.scorer.threshold} must be >= 0 (a pair is kept if its score gap exceeds it)")
+    if cfg.trainer.loss != "simpo":
+        p.append(f"trainer.loss={cfg.trainer.loss!r}: SynPO trains the policy with SimPO; set trainer=simpo")
+    if cfg.sft_trainer.loss != "sft":
+        p.append(
+            f"sft_trainer.loss={cfg.sft_trainer.loss!r}: the generator and improver use SFT; keep sft_trainer=sft"
+        )
+    p += _trainer_problems(cfg, "trainer")
+    p += _trainer_problems(cfg, "sft_trainer")
+    for secret_key in _secret_like_keys(OmegaConf.to_container(cfg, resolve=False)):
+        p.append(
+            f"{secret_key}: secrets do not belong in the config (it is saved with the run); put the W&B key "
+            "in the WANDB_API_KEY environment variable"
+        )
+    return p
+
+
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password)$", re.IGNORECASE)
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a config key names a secret (``api_key``, ``hf_token``, ...): such keys are refused and redacted."""
+    return bool(_SECRET_KEY.search(str(name)))
+
+
+def _secret_like_keys(node: Any, prefix: str = "") -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if is_secret_key(k) and v:
+                found.append(key)
+            found += _secret_like_keys(v, key)
+    return found
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise one UserError listing every problem in ``cfg``; return None when it is fine."""
+    problems = collect_problems(cfg)
+    if problems:
+        raise UserError(
+            f"The config has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems) + "\nFix them on the "
+            "command line (key=value) or in the YAML under conf/; `python run.py --cfg job` prints the composed config."
+        )
+
+
+def betas(cfg: DictConfig) -> list[float]:
+    """The betas to train this iteration: the fixed ``trainer.beta`` if set, else ``trainer.beta_grid``."""
+    t = cfg.trainer
+    return [float(t.beta)] if t.beta is not None else [float(b) for b in t.beta_grid]
+
+
+def gamma_for(cfg: DictConfig, beta: float) -> float:
+    t = cfg.trainer
+    return float(t.gamma) if t.gamma is not None else float(t.gamma_beta_ratio) * beta
+
+
+def hparams(trainer: DictConfig, model: DictConfig, seed: int):
+    """Training hyperparameters of a trainer group, for synpo.training."""
+    from synpo.training.common import HParams
+
+    return HParams(
+        learning_rate=trainer.learning_rate,
+        epochs=trainer.epochs,
+        max_steps=trainer.max_steps,
+        batch_size=trainer.batch_size,
+        grad_accum=trainer.grad_accum,
+        warmup_ratio=trainer.warmup_ratio,
+        scheduler=trainer.scheduler,
+        optimizer=trainer.optimizer,
+        weight_decay=trainer.weight_decay,
+        max_length=trainer.max_length,
+        max_prompt_length=trainer.max_prompt_length,
+        seed=seed,
+        dtype=model.dtype,
+        save_steps=trainer.save_steps,
+    )

@@ -1,0 +1,87 @@
+"""In-process batched generation with transformers: left padding, chat template, seeded per shard."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from synpo.artifacts import read_jsonl, write_jsonl
+from synpo.generation.protocol import SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+def render_prompts(tokenizer, prompts: list[str]) -> list[str]:
+    """Each user message through the tokenizer's chat template, ready for the assistant's turn."""
+    return [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+        for p in prompts
+    ]
+
+
+class HFGenerator:
+    """Batched sampling with ``model.generate``. Each shard reseeds torch, so a shard's output does not depend on
+    which shards ran before it in this process: a resumed run reproduces an uninterrupted one."""
+
+    def __init__(
+        self, batch_size: int = 64, shard_size: int = 256, dtype: str = "float32", trust_remote_code: bool = False
+    ):
+        self.batch_size = batch_size
+        self.shard_size = shard_size
+        self.dtype = dtype
+        self.trust_remote_code = trust_remote_code
+
+    def generate(
+        self, model_path: str, prompts: list[str], sampling: SamplingParams, shard_dir: Path | None = None
+    ) -> list[str]:
+        import torch
+
+        from synpo.modeling import load_causal_lm, load_tokenizer
+
+        if not prompts:
+            return []
+        tokenizer = load_tokenizer(model_path, self.trust_remote_code)
+        tokenizer.padding_side = "left"
+        model = load_causal_lm(model_path, self.dtype, self.trust_remote_code).eval()
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model.to(device)
+        rendered = render_prompts(tokenizer, prompts)
+        responses: list[str] = []
+        n_shards = (len(prompts) + self.shard_size - 1) // self.shard_size
+        for k in range(n_shards):
+            lo, hi = k * self.shard_size, min(len(prompts), (k + 1) * self.shard_size)
+            shard_file = Path(shard_dir) / f"shard-{k:05d}.jsonl" if shard_dir else None
+            if shard_file is not None and shard_file.is_file():
+                rows = read_jsonl(shard_file)
+                if len(rows) == hi - lo:
+                    responses.extend(r["response"] for r in rows)
+                    continue
+            torch.manual_seed(sampling.seed * 1_000_003 + k)
+            shard: list[str] = []
+            for b in range(lo, hi, self.batch_size):
+                shard.extend(self._batch(model, tokenizer, rendered[b : min(hi, b + self.batch_size)], sampling))
+            if shard_file is not None:
+                write_jsonl(shard_file, [{"response": r} for r in shard])
+            responses.extend(shard)
+            log.info("generated %d/%d", hi, len(prompts))
+        return responses
+
+    @staticmethod
+    def _batch(model, tokenizer, texts: list[str], sampling: SamplingParams) -> list[str]:
+        import torch
+
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        sample = sampling.temperature > 0
+        with torch.inference_mode():
+            out = model.generate(
+                **enc,
+                do_sample=sample,
+                temperature=sampling.temperature if sample else None,
+                top_p=sampling.top_p if sample else None,
+                top_k=None,
+                max_new_tokens=sampling.max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        new_tokens = out[:, enc["input_ids"].shape[1] :]
+        return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -1,0 +1,16 @@
+"""Methods: how one iteration turns the current state into preference pairs and a new policy."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from synpo.errors import UserError
+
+
+def get_method(name: str) -> ModuleType:
+    """The module implementing ``method.name``; it has ``prepare(ctx)`` and ``iteration(ctx, t, state)``."""
+    if name == "synpo":
+        from synpo.methods import synpo
+
+        return synpo
+    raise UserError(f"method.name={name!r} is not known; choose 'synpo'.")

@@ -1,0 +1,307 @@
+"""SynPO (arXiv 2410.06961, Algorithm 1): one iteration, stage by stage (DESIGN section 6).
+
+Per iteration t, with pi_0 the SFT model and pi_{t-1} the current policy:
+
+1. sample synthetic prompts from the prompt generator G (3 random keywords each, temperature 0.7); parse
+   ``<question>``, drop invalid ones and duplicates (and, beyond the paper, any that equal a validation prompt, so
+   the validation set never leaks into D);
+2. pi_{t-1} answers the seed prompts; the improver R_t is trained **from pi_0** on (x*, answer) -> y*, keeping an
+   example only if score(y*) - score(answer) > threshold;
+3. pi_{t-1} answers the synthetic prompts and R_t rewrites each answer: the rewrite is *chosen*;
+4. pi_0 answers the same prompts: that answer is *rejected*;
+5. a pair is kept if score(chosen) - score(rejected) > threshold and neither side is over 50% repetition;
+6. ``pairs_per_iteration`` random kept pairs join D, which accumulates over iterations;
+7. **pi_0** (not pi_{t-1}) is trained with SimPO on D once per beta; the best on validation becomes pi_t.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from synpo.artifacts import StageRecord, read_jsonl, write_jsonl
+from synpo.config import betas, gamma_for, hparams
+from synpo.data import generator_examples, keyword_function, repetition_ratio
+from synpo.pipeline import Context, stage_seed
+from synpo.prompts import generator_prompt, improver_prompt, parse_question
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class State:
+    generator: str  # the prompt generator G's model directory
+    generator_record: StageRecord
+    keywords_record: StageRecord
+    policy: str  # pi_{t-1}
+    policy_record: StageRecord | str  # what pi_{t-1} was built from (a literal for pi_0)
+    previous_val: dict = field(default_factory=dict)  # pi_{t-1}'s validation metrics
+    pair_records: list[StageRecord] = field(default_factory=list)
+
+
+def keyword_pool(ctx: Context) -> StageRecord:
+    """``keywords.jsonl``: the pool K from which each synthetic prompt's keywords are drawn."""
+    out = ctx.run.path("keywords.jsonl")
+
+    def fn():
+        if ctx.cfg.data.keywords == "tinyworld":
+            from synpo.tinyworld.tasks import keyword_pool as world_pool
+
+            pool = world_pool()
+        else:
+            extract = keyword_function(ctx.cfg.data.keywords)
+            pool = sorted({k for row in ctx.seed_train for k in extract(row["prompt"])})
+        return {"n": write_jsonl(out, [{"keyword": k} for k in pool])}
+
+    return ctx.run.stage("keywords", {"keywords": ctx.cfg.data.keywords}, [out], fn, [ctx.seed_record])
+
+
+def prepare(ctx: Context, pi0_val: dict) -> State:
+    """Train the prompt generator G once, from pi_0, on the seed set in the keyword template."""
+    examples = generator_examples(
+        ctx.seed_train, keyword_function(ctx.cfg.data.keywords), stage_seed(ctx.cfg.seed, "generator_examples")
+    )
+    out = ctx.run.path("generator", "model")
+    rec = ctx.record("generator", ctx.train_sft("generator", examples, out, [ctx.seed_record]))
+    return State(str(out), rec, keyword_pool(ctx), ctx.pi0, "pi_0", dict(pi0_val))
+
+
+def _synthetic_prompts(ctx: Context, t: int, state: State) -> tuple[list[str], StageRecord]:
+    cfg, run = ctx.cfg, ctx.run
+    it = f"iter_{t}"
+    pool = [r["keyword"] for r in read_jsonl(run.path("keywords.jsonl"))]
+    rng = random.Random(stage_seed(cfg.seed, f"{it}/keywords"))
+    k = min(cfg.method.generator_keywords, len(pool))
+    requests = [rng.sample(pool, k) for _ in range(cfg.method.n_prompts)]
+    raw = run.path(it, "prompts_raw.jsonl")
+    r_raw = ctx.record(
+        "prompts",
+        ctx.generate(
+            f"{it}/generate_prompts",
+            state.generator,
+            [generator_prompt(kw) for kw in requests],
+            raw,
+            [state.generator_record, state.keywords_record],
+            extra=[{"keywords": kw} for kw in requests],
+        ),
+    )
+    out = run.path(it, "prompts.jsonl")
+
+    def fn():
+        held_out = {r["prompt"] for r in ctx.seed_val}
+        seen: set[str] = set()
+        kept, invalid, duplicate, leaked = [], 0, 0, 0
+        for row in read_jsonl(raw):
+            question = parse_question(row["response"])
+            if question is None or not ctx.scorer.accepts(question):
+                invalid += 1
+            elif question in held_out:
+                leaked += 1
+            elif question in seen:
+                duplicate += 1
+            else:
+                seen.add(question)
+                kept.append({"prompt": question, "keywords": row["keywords"]})
+        write_jsonl(out, kept)
+        return {
+            "n_generated": len(requests),
+            "n_invalid": invalid,
+            "n_duplicate": duplicate,
+            "n_validation_overlap": leaked,
+            "n_prompts": len(kept),
+        }
+
+    rec = run.stage(f"{it}/prompts", {"scorer": cfg.scorer.name}, [out], fn, [r_raw, ctx.seed_record])
+    return [r["prompt"] for r in read_jsonl(out)], rec
+
+
+def _improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict]:
+    cfg, run = ctx.cfg, ctx.run
+    it = f"iter_{t}"
+    seed_prompts = [r["prompt"] for r in ctx.seed_train]
+    answers_file = run.path(it, "seed_policy.jsonl")
+    r_seed = ctx.record(
+        "seed_policy",
+        ctx.generate(
+            f"{it}/seed_policy", state.policy, seed_prompts, answers_file, [state.policy_record, ctx.seed_record]
+        ),
+    )
+    drafts = [r["response"] for r in read_jsonl(answers_file)]
+    golds = [r["answer"] for r in ctx.seed_train]
+    draft_scores = ctx.scorer.score(seed_prompts, drafts)
+    gold_scores = ctx.scorer.score(seed_prompts, golds)
+    examples = [
+        {"prompt": improver_prompt(x, d), "completion": y}
+        for x, d, y, sd, sy in zip(seed_prompts, drafts, golds, draft_scores, gold_scores, strict=True)
+        if not cfg.method.improver_filter or sy - sd > cfg.scorer.threshold
+    ]
+    out = run.path(it, "improver", "model")
+    rec = ctx.record("improver", ctx.train_sft(f"{it}/improver", examples, out, [r_seed]))
+    info = {
+        "improver_examples": len(examples),
+        "improver_candidates": len(drafts),
+        "seed_policy_score": round(sum(draft_scores) / len(draft_scores), 6),
+    }
+    return str(out), rec, info
+
+
+def _pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord]) -> StageRecord:
+    cfg, run = ctx.cfg, ctx.run
+    it = f"iter_{t}"
+    scores_file, pairs_file = run.path(it, "scores.jsonl"), run.path(it, "pairs.jsonl")
+
+    def fn():
+        policy = [r["response"] for r in read_jsonl(run.path(it, "policy.jsonl"))]
+        chosen = [r["response"] for r in read_jsonl(run.path(it, "refined.jsonl"))]
+        rejected = [r["response"] for r in read_jsonl(run.path(it, "initial.jsonl"))]
+        s_pol, s_ch, s_rej = (ctx.scorer.score(prompts, x) for x in (policy, chosen, rejected))
+        rows = []
+        for i, x in enumerate(prompts):
+            rep = max(repetition_ratio(chosen[i]), repetition_ratio(rejected[i]))
+            gap = s_ch[i] - s_rej[i]
+            rows.append(
+                {
+                    "prompt": x,
+                    "policy": policy[i],
+                    "chosen": chosen[i],
+                    "rejected": rejected[i],
+                    "score_policy": s_pol[i],
+                    "score_chosen": s_ch[i],
+                    "score_rejected": s_rej[i],
+                    "gap": round(gap, 6),
+                    "repetition": round(rep, 4),
+                    "kept": gap > cfg.scorer.threshold and rep <= cfg.method.max_repetition,
+                }
+            )
+        write_jsonl(scores_file, rows)
+        kept = [r for r in rows if r["kept"]]
+        rng = random.Random(stage_seed(cfg.seed, f"{it}/pairs"))
+        added = rng.sample(kept, min(cfg.method.pairs_per_iteration, len(kept)))
+        write_jsonl(
+            pairs_file,
+            [{k: r[k] for k in ("prompt", "chosen", "rejected", "score_chosen", "score_rejected")} for r in added],
+        )
+        n = max(1, len(rows))
+        return {
+            "n_candidates": len(rows),
+            "n_pairs_kept": len(kept),
+            "n_pairs_added": len(added),
+            "keep_ratio": round(len(kept) / n, 6),
+            "score_policy": round(sum(s_pol) / n, 6),
+            "score_refined": round(sum(s_ch) / n, 6),
+            "score_initial": round(sum(s_rej) / n, 6),
+        }
+
+    settings = {
+        "threshold": cfg.scorer.threshold,
+        "max_repetition": cfg.method.max_repetition,
+        "n": cfg.method.pairs_per_iteration,
+        "scorer": cfg.scorer.name,
+    }
+    return ctx.record("pairs", run.stage(f"{it}/pairs", settings, [scores_file, pairs_file], fn, list(deps.values())))
+
+
+def _beta_name(beta: float) -> str:
+    return f"beta_{int(beta)}" if float(beta).is_integer() else f"beta_{beta:g}"
+
+
+def _train_and_select(ctx: Context, t: int, state: State, pair_records: list[StageRecord]) -> tuple[dict, State]:
+    from synpo.training.simpo import train_simpo
+
+    cfg, run = ctx.cfg, ctx.run
+    it = f"iter_{t}"
+    dataset = [p for s in range(1, t + 1) for p in read_jsonl(run.path(f"iter_{s}", "pairs.jsonl"))]
+    reference = run.path("iter_0", "val_answers.jsonl")
+    per_beta, records = {}, {}
+    for beta in betas(cfg):
+        name = _beta_name(beta)
+        model_dir = run.path(it, name, "model")
+        hp = hparams(cfg.trainer, cfg.model, stage_seed(cfg.seed, f"{it}/simpo"))
+        gamma = gamma_for(cfg, beta)
+        r_train = ctx.record(
+            "simpo",
+            run.stage(
+                f"{it}/{name}/train",
+                {"hp": hp.__dict__, "beta": beta, "gamma": gamma, "from": ctx.pi0},
+                [model_dir],
+                lambda model_dir=model_dir, hp=hp, beta=beta, gamma=gamma: train_simpo(
+                    ctx.pi0, dataset, model_dir, hp, beta, gamma, cfg.model.trust_remote_code
+                ),
+                pair_records,
+            ),
+        )
+        r_eval = ctx.record(
+            "eval", ctx.evaluate(f"{it}/{name}/eval", str(model_dir), run.path(it, name), [r_train], reference)
+        )
+        per_beta[name] = {"beta": beta, "gamma": gamma, **r_eval.info, "train_loss": r_train.info.get("train_loss")}
+        records[name] = r_train
+    key = cfg.trainer.select_on
+    best = max(per_beta, key=lambda n: per_beta[n][key])  # first in grid order on ties
+    row = {"beta": per_beta[best]["beta"], "per_beta": per_beta, "d_size": len(dataset), "guard_fired": False}
+    row.update({k: v for k, v in per_beta[best].items() if k.startswith("val_")})
+    policy_link = run.path(it, "policy")
+    target, record = run.path(it, best, "model"), records[best]
+    if cfg.method.keep_previous_if_worse and per_beta[best][key] < state.previous_val[key]:
+        log.warning(
+            "iteration %d: every beta candidate validates below pi_%d (%s %.4f < %.4f); keeping pi_%d",
+            t,
+            t - 1,
+            key,
+            per_beta[best][key],
+            state.previous_val[key],
+            t - 1,
+        )
+        target, record = Path(state.policy), state.policy_record
+        row.update({"guard_fired": True, "beta": None, **state.previous_val})
+    if policy_link.is_symlink() or policy_link.exists():
+        policy_link.unlink()
+    os.symlink(os.path.relpath(target, policy_link.parent), policy_link)
+    val = {k: v for k, v in row.items() if k.startswith("val_")}
+    new_state = State(
+        state.generator, state.generator_record, state.keywords_record, str(target), record, val, pair_records
+    )
+    return row, new_state
+
+
+def iteration(ctx: Context, t: int, state: State) -> tuple[dict, State, list[dict]]:
+    cfg, run = ctx.cfg, ctx.run
+    it = f"iter_{t}"
+    prompts, r_prompts = _synthetic_prompts(ctx, t, state)
+    if not prompts:
+        raise RuntimeError(
+            f"iteration {t}: the prompt generator produced no valid prompt out of "
+            f"{cfg.method.n_prompts}; see {run.path(it, 'prompts_raw.jsonl')}"
+        )
+    improver, r_improver, improver_info = _improver(ctx, t, state)
+    r_policy = ctx.record(
+        "policy",
+        ctx.generate(
+            f"{it}/policy", state.policy, prompts, run.path(it, "policy.jsonl"), [state.policy_record, r_prompts]
+        ),
+    )
+    drafts = [r["response"] for r in read_jsonl(run.path(it, "policy.jsonl"))]
+    r_refined = ctx.record(
+        "refined",
+        ctx.generate(
+            f"{it}/refined",
+            improver,
+            [improver_prompt(x, d) for x, d in zip(prompts, drafts, strict=True)],
+            run.path(it, "refined.jsonl"),
+            [r_improver, r_policy],
+        ),
+    )
+    r_initial = ctx.record(
+        "initial", ctx.generate(f"{it}/initial", ctx.pi0, prompts, run.path(it, "initial.jsonl"), [r_prompts])
+    )
+    r_pairs = _pairs(ctx, t, prompts, {"policy": r_policy, "refined": r_refined, "initial": r_initial})
+    pair_records = [*state.pair_records, r_pairs]
+    row, new_state = _train_and_select(ctx, t, state, pair_records)
+    row = {"iteration": t, **row, **r_prompts.info, **r_pairs.info, **improver_info}
+    samples = [
+        {k: p[k] for k in ("prompt", "chosen", "rejected", "score_chosen", "score_rejected")}
+        for p in read_jsonl(run.path(it, "pairs.jsonl"))[: cfg.logger.n_sample_pairs]
+    ]
+    return row, new_state, samples

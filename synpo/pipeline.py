@@ -1,0 +1,347 @@
+"""The iteration loop: prepare the run directory and seed data, evaluate pi_0, run T iterations of the method,
+write the results. Every heavy step is a resumable stage of ``synpo.artifacts.RunDir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from synpo.artifacts import (
+    RunDir,
+    StageRecord,
+    atomic_write_text,
+    file_digest,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
+from synpo.config import IDENTITY_KEYS, hparams
+from synpo.errors import UserError
+from synpo.generation.protocol import Generator, SamplingParams
+from synpo.scoring import Scorer, make_scorer
+from synpo.tracking import loggable_config, make_tracker
+
+log = logging.getLogger(__name__)
+
+
+def stage_seed(base: int, name: str) -> int:
+    """A per-stage seed, so that skipping a finished stage never shifts the random streams of later ones."""
+    return (base * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
+
+
+@dataclass
+class Context:
+    """What every stage of a run needs: the config, the run directory, and the components it configured."""
+
+    cfg: DictConfig
+    run: RunDir
+    generator: Generator
+    scorer: Scorer
+    pi0: str
+    seed_train: list[dict]
+    seed_val: list[dict]
+    seed_record: StageRecord
+    seconds: dict = field(default_factory=dict)  # stage wall seconds of the current iteration
+
+    # --- stages shared by the methods -------------------------------------------------------------------------
+
+    def sampling(self, name: str, temperature: float | None = None) -> SamplingParams:
+        g = self.cfg.generator
+        return SamplingParams(
+            temperature=g.temperature if temperature is None else temperature,
+            top_p=g.top_p,
+            max_new_tokens=g.max_new_tokens,
+            seed=stage_seed(self.cfg.seed, name),
+        )
+
+    def record(self, key: str, rec: StageRecord) -> StageRecord:
+        self.seconds[key] = self.seconds.get(key, 0.0) + (0.0 if rec.skipped else rec.seconds)
+        return rec
+
+    def generate(
+        self,
+        name: str,
+        model: str,
+        prompts: list[str],
+        out: Path,
+        deps: list,
+        temperature: float | None = None,
+        extra: list[dict] | None = None,
+    ) -> StageRecord:
+        """Answers of ``model`` to ``prompts``, written to ``out`` as rows ``{prompt, response, **extra}``."""
+        sampling = self.sampling(name, temperature)
+        shard_dir = out.with_name(out.name + ".shards")
+
+        def fn():
+            responses = self.generator.generate(model, prompts, sampling, shard_dir=shard_dir)
+            rows = [{"prompt": p, "response": r} for p, r in zip(prompts, responses, strict=True)]
+            for row, more in zip(rows, extra or [{}] * len(rows), strict=True):
+                row.update(more)
+            write_jsonl(out, rows)
+            shutil.rmtree(shard_dir, ignore_errors=True)
+            return {"n": len(rows)}
+
+        settings = {
+            "model": model,
+            "prompts": prompts,
+            "sampling": sampling.__dict__,
+            "backend": OmegaConf.to_container(self.cfg.generator),
+        }
+        return self.run.stage(name, settings, [out], fn, deps)
+
+    def train_sft(self, name: str, examples: list[dict], out: Path, deps: list) -> StageRecord:
+        from synpo.training.sft import train_sft
+
+        hp = hparams(self.cfg.sft_trainer, self.cfg.model, stage_seed(self.cfg.seed, name))
+        tr = self.cfg.model.trust_remote_code
+        return self.run.stage(
+            name,
+            {"hp": hp.__dict__, "examples": examples, "from": self.pi0},
+            [out],
+            lambda: train_sft(self.pi0, examples, out, hp, tr),
+            deps,
+        )
+
+    def evaluate(self, name: str, model: str, out_dir: Path, deps: list, reference: Path | None) -> StageRecord:
+        """Validation answers of ``model`` (greedy, and sampled if configured) and their metrics."""
+        from synpo.evaluation.validation import validation_metrics
+
+        prompts = [r["prompt"] for r in self.seed_val]
+        e = self.cfg.eval
+        answers = out_dir / "val_answers.jsonl"
+        metrics_file = out_dir / "metrics.json"
+
+        def fn():
+            greedy = self.generator.generate(
+                model, prompts, SamplingParams(temperature=0.0, max_new_tokens=e.max_new_tokens, seed=0)
+            )
+            rows = [{"prompt": p, "greedy": g} for p, g in zip(prompts, greedy, strict=True)]
+            for row, s in zip(rows, self.scorer.score(prompts, greedy), strict=True):
+                row["greedy_score"] = s
+            if hasattr(self.scorer, "exact"):
+                for row, x in zip(rows, self.scorer.exact(prompts, greedy), strict=True):
+                    row["greedy_exact"] = x
+            if e.sampled:
+                sp = SamplingParams(
+                    temperature=e.temperature,
+                    max_new_tokens=e.max_new_tokens,
+                    seed=stage_seed(self.cfg.seed, "eval_sampled"),
+                )
+                sampled = self.generator.generate(model, prompts, sp)
+                for row, text, s in zip(rows, sampled, self.scorer.score(prompts, sampled), strict=True):
+                    row["sampled"], row["sampled_score"] = text, s
+            write_jsonl(answers, rows)
+            metrics = validation_metrics(rows, read_jsonl(reference) if reference else rows)
+            write_json(metrics_file, metrics)
+            return metrics
+
+        settings = {"model": model, "eval": OmegaConf.to_container(e), "val": prompts, "ref": str(reference)}
+        return self.run.stage(name, settings, [answers, metrics_file], fn, deps)
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+
+
+def check_compatible(run: RunDir, cfg: DictConfig) -> None:
+    """Refuse a run directory that holds a run with another identity (model, data, method or seed)."""
+    saved_file = run.path("config.yaml")
+    if not saved_file.is_file():
+        return
+    saved = OmegaConf.load(saved_file)
+    clashes = []
+    for key in IDENTITY_KEYS:
+        old, new = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
+        if old != new:
+            clashes.append(f"{key}: the directory has {old!r}, this command asks for {new!r}")
+    if clashes:
+        raise UserError(
+            f"The run directory {run.root} was created by an incompatible config:\n  - "
+            + "\n  - ".join(clashes)
+            + "\nResuming would mix two runs. Choose another directory with run_dir=<path> (or name=<label>), or "
+            "delete that directory to start over. Other keys (thresholds, beta grid, counts) may change: the stages "
+            "they affect are redone."
+        )
+
+
+def make_generator(cfg: DictConfig) -> Generator:
+    if cfg.generator.backend == "hf":
+        from synpo.generation.hf import HFGenerator
+
+        return HFGenerator(
+            batch_size=cfg.generator.batch_size,
+            shard_size=cfg.generator.shard_size,
+            dtype=cfg.model.dtype,
+            trust_remote_code=cfg.model.trust_remote_code,
+        )
+    raise UserError(f"generator.backend={cfg.generator.backend!r} is not available; choose 'hf'.")
+
+
+def prepare_seed(cfg: DictConfig, run: RunDir) -> StageRecord:
+    """``seed/train.jsonl`` and ``seed/val.jsonl``: drawn from the tiny world or read from a JSONL file."""
+    from synpo.data import load_seed_file, split_seed
+
+    train, val = run.path("seed", "train.jsonl"), run.path("seed", "val.jsonl")
+    d = cfg.data
+
+    def fn():
+        if d.source == "tinyworld":
+            from synpo.tinyworld.tasks import sample_distinct_tasks
+
+            rng = random.Random(stage_seed(cfg.seed, "seed"))
+            val_tasks = sample_distinct_tasks(rng, d.n_val)
+            train_tasks = sample_distinct_tasks(rng, d.n_train, exclude={t.prompt for t in val_tasks})
+            train_rows = [{"prompt": t.prompt, "answer": t.gold()} for t in train_tasks]
+            val_rows = [{"prompt": t.prompt, "answer": t.gold()} for t in val_tasks]
+        else:
+            train_rows, val_rows = split_seed(load_seed_file(d.path), d.n_val, stage_seed(cfg.seed, "split"))
+            train_rows = train_rows[: d.n_train]
+        write_jsonl(train, train_rows)
+        write_jsonl(val, val_rows)
+        return {"n_train": len(train_rows), "n_val": len(val_rows)}
+
+    source = file_digest(Path(d.path)) if d.source == "jsonl" and Path(d.path).is_file() else None
+    if d.source == "jsonl" and source is None:
+        raise UserError(
+            f"data.path={d.path!r}: file not found. Give the seed JSONL (one {{'prompt', 'answer'}} "
+            "object per line); relative paths are resolved against the launch directory."
+        )
+    settings = {"data": OmegaConf.to_container(d), "seed": cfg.seed, "source_digest": source}
+    return run.stage("seed", settings, [train, val], fn)
+
+
+def run(cfg: DictConfig) -> float:
+    """Run the configured method end to end in ``cfg.run_dir``; return the final validation score."""
+    from synpo.methods import get_method
+    from synpo.modeling import resolve_model_path
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
+    run_dir = RunDir(Path(cfg.run_dir))
+    check_compatible(run_dir, cfg)
+    OmegaConf.save(OmegaConf.create(loggable_config(cfg)), run_dir.path("config.yaml"))
+    tracker = make_tracker(cfg, run_dir.root)
+    t_start = time.perf_counter()
+    try:
+        seed_record = prepare_seed(cfg, run_dir)
+        ctx = Context(
+            cfg=cfg,
+            run=run_dir,
+            generator=make_generator(cfg),
+            scorer=make_scorer(cfg),
+            pi0=resolve_model_path(cfg.model.name_or_path),
+            seed_train=read_jsonl(run_dir.path("seed", "train.jsonl")),
+            seed_val=read_jsonl(run_dir.path("seed", "val.jsonl")),
+            seed_record=seed_record,
+        )
+        method = get_method(cfg.method.name)
+        ev0 = ctx.record("eval", ctx.evaluate("iter_0/eval", ctx.pi0, run_dir.path("iter_0"), [seed_record], None))
+        state = method.prepare(ctx, ev0.info)
+        row0 = {
+            "iteration": 0,
+            **ev0.info,
+            "beta": None,
+            "n_prompts": 0,
+            "n_pairs_kept": 0,
+            "keep_ratio": None,
+            "seconds": dict(ctx.seconds),
+        }
+        rows = [row0]
+        tracker.log_iteration(0, row0)
+        for t in range(1, cfg.method.iterations + 1):
+            ctx.seconds = {}
+            row, state, samples = method.iteration(ctx, t, state)
+            row["seconds"] = dict(ctx.seconds)
+            write_json(run_dir.path(f"iter_{t}", "metrics.json"), row)
+            rows.append(row)
+            tracker.log_iteration(t, row)
+            if samples:
+                tracker.log_table("sample_pairs", list(samples[0].keys()), [list(s.values()) for s in samples], t)
+            log.info("iteration %d: %s", t, _summary(row))
+        write_results(run_dir, cfg, rows, time.perf_counter() - t_start)
+        return float(rows[-1]["val_score"])
+    finally:
+        tracker.finish()
+
+
+def _summary(row: dict) -> str:
+    keys = ("val_score", "val_win_rate", "beta", "n_prompts", "n_pairs_kept", "keep_ratio")
+    return ", ".join(f"{k}={row.get(k)}" for k in keys)
+
+
+RESULT_COLUMNS = (
+    "iteration",
+    "val_score",
+    "val_score_sampled",
+    "val_exact",
+    "val_win_rate",
+    "val_win_rate_sampled",
+    "n_prompts",
+    "n_pairs_kept",
+    "keep_ratio",
+    "d_size",
+    "beta",
+)
+
+
+def write_results(run: RunDir, cfg: DictConfig, rows: list[dict], seconds: float) -> None:
+    """``results.json``, ``results.md`` and ``plots/val_score.png``; the table is also printed."""
+    write_json(run.path("results.json"), {"name": cfg.name, "iterations": rows, "wall_seconds": round(seconds, 1)})
+    header = "| " + " | ".join(RESULT_COLUMNS) + " | seconds |"
+    lines = [f"# {cfg.name}", "", header, "|" + "---|" * (len(RESULT_COLUMNS) + 1)]
+    for r in rows:
+        cells = [_fmt(r.get(c)) for c in RESULT_COLUMNS]
+        secs = ", ".join(f"{k} {v:.0f}" for k, v in r.get("seconds", {}).items())
+        lines.append("| " + " | ".join(cells) + f" | {secs} |")
+    table = "\n".join(lines) + "\n"
+    atomic_write_text(run.path("results.md"), table)
+    _plot(run, rows)
+    log.info("results (%s):\n%s", run.path("results.md"), table)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _plot(run: RunDir, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    its = [r["iteration"] for r in rows]
+    ax.plot(its, [r["val_score"] for r in rows], marker="o", label="greedy")
+    if all("val_score_sampled" in r for r in rows):
+        ax.plot(its, [r["val_score_sampled"] for r in rows], marker="s", label="sampled (T=0.7)")
+    ax.set_xlabel("iteration (0 = SFT model)")
+    ax.set_ylabel("validation score")
+    ax.set_xticks(its)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = run.path("plots", "val_score.png")
+    out.parent.mkdir(exist_ok=True)
+    tmp = out.with_name(".val_score.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, out)
+
+
+def _quiet_libraries() -> None:
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()

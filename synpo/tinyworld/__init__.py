@@ -1,0 +1,1 @@
+"""The embedded default world: verifiable tasks, a verifier, a BPE tokenizer, a tiny Llama and its SFT checkpoint."""

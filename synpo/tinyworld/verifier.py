@@ -1,0 +1,87 @@
+"""Exact, partial-credit verification of tiny-world answers.
+
+score = 0.7 * content + 0.3 * form (DESIGN section 8: the verifier rewards content and quality together).
+
+- content in [0, 1]: positional token accuracy for the list families; for the single-value families 1 when exact,
+  partial credit when close (numbers) or right but wrongly cased (uppercase).
+- form in [0, 1]: 2/3 for opening with the family's lead phrase, 1/3 for a clean answer: one sentence, ending in a
+  period, without repeated n-grams.
+
+Model text is untrusted: it is cut to a bounded length and read with bounded regular expressions only. Nothing is
+evaluated, and no string can make the verifier raise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from synpo.data import repetition_ratio
+from synpo.tinyworld.tasks import LEADS, Task, parse_prompt
+
+CONTENT_WEIGHT = 0.7
+FORM_WEIGHT = 0.3
+MAX_RESPONSE_CHARS = 400
+_TOKEN = re.compile(r"[A-Za-z]+|\d{1,6}")
+_INT = re.compile(r"\d{1,6}")
+_ALPHA = re.compile(r"[A-Za-z]+")
+_LIST_FAMILIES = ("reverse", "sort")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: float
+    content: float
+    form: float
+    exact: bool  # the content is exactly right, whatever the form
+
+
+def _content(task: Task, text: str) -> float:
+    expected = task.content()
+    lead = LEADS[task.family]
+    body = text[len(lead) :] if text.startswith(lead) else text
+    if task.family in _LIST_FAMILIES:
+        predicted = _TOKEN.findall(body)
+        if not predicted:
+            return 0.0
+        hits = sum(p == e for p, e in zip(predicted, expected, strict=False))
+        return hits / max(len(predicted), len(expected))
+    if task.family == "uppercase":
+        words = _ALPHA.findall(body)
+        if not words:
+            return 0.0
+        if words[-1] == expected[0]:
+            return 1.0
+        return 0.4 if words[-1].upper() == expected[0] else 0.0
+    numbers = _INT.findall(body)
+    if not numbers:
+        return 0.0
+    predicted_n, target = int(numbers[-1]), int(expected[0])
+    if predicted_n == target:
+        return 1.0
+    return 0.5 * max(0.0, 1.0 - abs(predicted_n - target) / (abs(target) + 1))
+
+
+def _form(task: Task, text: str) -> float:
+    lead = 2 / 3 if text.startswith(LEADS[task.family]) else 0.0
+    clean = text.endswith(".") and text.count(".") == 1 and "\n" not in text and repetition_ratio(text) < 0.5
+    return lead + (1 / 3 if clean else 0.0)
+
+
+def verify(task: Task, response: object) -> Verdict:
+    """Score ``response`` as an answer to ``task``. Never raises, whatever ``response`` holds."""
+    if not isinstance(response, str):
+        return Verdict(0.0, 0.0, 0.0, False)
+    text = response[:MAX_RESPONSE_CHARS].strip()
+    if not text:
+        return Verdict(0.0, 0.0, 0.0, False)
+    content = _content(task, text)
+    form = _form(task, text)
+    score = CONTENT_WEIGHT * content + FORM_WEIGHT * form
+    return Verdict(round(score, 6), round(content, 6), round(form, 6), content == 1.0)
+
+
+def verify_prompt(prompt: str, response: object) -> Verdict | None:
+    """Score an answer to a prompt given as text; None when the prompt is not a valid tiny-world task."""
+    task = parse_prompt(prompt)
+    return None if task is None else verify(task, response)

@@ -1,0 +1,97 @@
+"""What every training job shares: hyperparameters, TRL arguments, step-level resume and the atomic final save."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from synpo.artifacts import fingerprint, replace_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HParams:
+    """Optimisation settings of one training job (the trainer config group carries them)."""
+
+    learning_rate: float = 1e-5
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    scheduler: str = "cosine"
+    optimizer: str = "adamw_torch"
+    weight_decay: float = 0.0
+    max_length: int = 512
+    max_prompt_length: int = 256
+    seed: int = 0
+    dtype: str = "float32"
+    save_steps: int = 0  # 0: no mid-run checkpoints; otherwise a crash resumes from the last one
+    gradient_checkpointing: bool = False
+
+
+def trl_common_kwargs(hp: HParams, work: Path) -> dict:
+    """Keyword arguments shared by every TRL config we build."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    return dict(
+        output_dir=str(work),
+        learning_rate=hp.learning_rate,
+        num_train_epochs=hp.epochs,
+        max_steps=hp.max_steps,
+        per_device_train_batch_size=hp.batch_size,
+        gradient_accumulation_steps=hp.grad_accum,
+        warmup_steps=hp.warmup_ratio,
+        lr_scheduler_type=hp.scheduler,
+        optim=hp.optimizer,
+        weight_decay=hp.weight_decay,
+        seed=hp.seed,
+        data_seed=hp.seed,
+        bf16=on_gpu and hp.dtype == "bfloat16",
+        use_cpu=not on_gpu,
+        save_strategy="steps" if hp.save_steps > 0 else "no",
+        save_steps=hp.save_steps if hp.save_steps > 0 else 500,
+        save_total_limit=1,
+        logging_steps=10,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        activation_checkpointing=hp.gradient_checkpointing,
+    )
+
+
+def prepare_workdir(out_dir: Path, key: dict) -> Path:
+    """The scratch directory ``<out>.partial`` for a job; kept across a crash only if the job is the same one."""
+    out_dir = Path(out_dir)
+    work = out_dir.with_name(out_dir.name + ".partial")
+    stamp = fingerprint({k: (asdict(v) if isinstance(v, HParams) else v) for k, v in key.items()})
+    if work.exists() and (work / "JOB").is_file() and (work / "JOB").read_text() == stamp:
+        return work
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    (work / "JOB").write_text(stamp)
+    return work
+
+
+def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: int) -> dict:
+    """Train (resuming from the newest checkpoint in ``work`` if any), then move the final model to ``out_dir``."""
+    checkpoints = sorted(Path(work).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    if checkpoints:
+        log.info("resuming training from %s", checkpoints[-1])
+    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    final = Path(work) / "final"
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    replace_dir(final, out_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "train_loss": round(float(result.training_loss), 6),
+        "steps": int(result.global_step),
+        "examples": n_examples,
+    }

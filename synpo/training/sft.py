@@ -1,0 +1,54 @@
+"""Supervised fine-tuning on prompt -> completion pairs with TRL's SFTTrainer (loss on the completion only)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from synpo.training.common import HParams, finish_training, prepare_workdir, trl_common_kwargs
+
+log = logging.getLogger(__name__)
+
+
+def train_sft(
+    model_path: str,
+    examples: list[dict],
+    out_dir: Path,
+    hp: HParams,
+    trust_remote_code: bool = False,
+) -> dict:
+    """Fine-tune ``model_path`` on ``examples`` (``{"prompt", "completion"}`` strings); save to ``out_dir``.
+
+    Prompts go through the tokenizer's chat template as a user turn and completions as the assistant turn, the
+    same rendering that generation uses.
+    """
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from synpo.modeling import load_causal_lm, load_tokenizer
+
+    if not examples:
+        raise ValueError(f"no training examples for {out_dir}: an upstream filter removed them all")
+    tokenizer = load_tokenizer(model_path, trust_remote_code)
+    model = load_causal_lm(model_path, hp.dtype, trust_remote_code)
+    dataset = Dataset.from_list(
+        [
+            {
+                "prompt": [{"role": "user", "content": e["prompt"]}],
+                "completion": [{"role": "assistant", "content": e["completion"]}],
+            }
+            for e in examples
+        ]
+    )
+    out_dir = Path(out_dir)
+    work = prepare_workdir(out_dir, {"hp": hp, "model": model_path, "examples": examples})
+    args = SFTConfig(
+        **trl_common_kwargs(hp, work),
+        max_length=hp.max_length,
+        completion_only_loss=True,
+        packing=False,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    return finish_training(trainer, tokenizer, work, out_dir, len(examples))

@@ -1,0 +1,70 @@
+"""SimPO preference training through TRL's CPO trainer (``loss_type="simpo"``, ``cpo_alpha=0``).
+
+SimPO (Meng et al., 2024), per pair (x, y_w, y_l), with no reference model:
+
+    L = -log sigmoid( beta/|y_w| * log pi(y_w|x) - beta/|y_l| * log pi(y_l|x) - gamma )
+
+TRL computes length-averaged log-probabilities for ``loss_type="simpo"`` and takes ``simpo_gamma`` as the absolute
+margin gamma (it divides by beta and multiplies back). ``cpo_alpha=0`` removes CPO's extra NLL term, leaving pure
+SimPO. We configure TRL and do not fork its trainer; ``tests/test_simpo_loss.py`` checks this path on hand-computed
+numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from synpo.training.common import HParams, finish_training, prepare_workdir, trl_common_kwargs
+
+
+def build_simpo_trainer(
+    model_path: str,
+    pairs: list[dict],
+    work: Path,
+    hp: HParams,
+    beta: float,
+    gamma: float,
+    trust_remote_code: bool = False,
+):
+    """A TRL CPOTrainer set up as SimPO on ``pairs`` (``{"prompt", "chosen", "rejected"}``, prompt = user message)."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from datasets import Dataset
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+    from synpo.generation.hf import render_prompts
+    from synpo.modeling import load_causal_lm, load_tokenizer
+
+    tokenizer = load_tokenizer(model_path, trust_remote_code)
+    model = load_causal_lm(model_path, hp.dtype, trust_remote_code)
+    rendered = render_prompts(tokenizer, [p["prompt"] for p in pairs])
+    dataset = Dataset.from_list(
+        [{"prompt": r, "chosen": p["chosen"], "rejected": p["rejected"]} for r, p in zip(rendered, pairs, strict=True)]
+    )
+    args = CPOConfig(
+        **trl_common_kwargs(hp, work),
+        loss_type="simpo",
+        cpo_alpha=0.0,
+        beta=beta,
+        simpo_gamma=gamma,
+        max_length=hp.max_length,
+        remove_unused_columns=False,
+    )
+    return CPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer), tokenizer
+
+
+def train_simpo(
+    model_path: str,
+    pairs: list[dict],
+    out_dir: Path,
+    hp: HParams,
+    beta: float,
+    gamma: float,
+    trust_remote_code: bool = False,
+) -> dict:
+    """Train ``model_path`` with SimPO on ``pairs``; save the result to ``out_dir``."""
+    if not pairs:
+        raise ValueError(f"no preference pairs to train {out_dir} on: every pair was filtered out")
+    work = prepare_workdir(out_dir, {"hp": hp, "model": model_path, "pairs": pairs, "beta": beta, "gamma": gamma})
+    trainer, tokenizer = build_simpo_trainer(model_path, pairs, work, hp, beta, gamma, trust_remote_code)
+    return finish_training(trainer, tokenizer, work, Path(out_dir), len(pairs))

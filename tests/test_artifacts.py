@@ -1,0 +1,57 @@
+"""Stages skip when done, redo when their settings or inputs change, and never leave half-written files."""
+
+import json
+
+from synpo.artifacts import RunDir, read_jsonl, write_jsonl
+
+
+def test_stage_skips_redoes_and_propagates(tmp_path):
+    run = RunDir(tmp_path)
+    calls = []
+
+    def make(name, value):
+        def fn():
+            calls.append(name)
+            write_jsonl(run.path(f"{name}.jsonl"), [{"v": value}])
+            return {"value": value}
+
+        return fn
+
+    a = run.stage("a", {"x": 1}, [run.path("a.jsonl")], make("a", 1))
+    run.stage("b", {}, [run.path("b.jsonl")], make("b", 2), [a])
+    assert calls == ["a", "b"] and not a.skipped
+    a2 = run.stage("a", {"x": 1}, [run.path("a.jsonl")], make("a", 1))
+    b2 = run.stage("b", {}, [run.path("b.jsonl")], make("b", 2), [a2])
+    assert calls == ["a", "b"] and a2.skipped and b2.skipped and b2.info == {"value": 2}
+    a3 = run.stage("a", {"x": 2}, [run.path("a.jsonl")], make("a", 3))  # settings changed: redo a, then b
+    run.stage("b", {}, [run.path("b.jsonl")], make("b", 2), [a3])
+    assert calls == ["a", "b", "a", "b"]
+    assert read_jsonl(run.path("a.jsonl")) == [{"v": 3}]
+
+
+def test_missing_output_or_crash_means_redo(tmp_path):
+    run = RunDir(tmp_path)
+    out = run.path("o.jsonl")
+    run.stage("s", {}, [out], lambda: write_jsonl(out, [{"a": 1}]) and None)
+    out.unlink()
+    rec = run.stage("s", {}, [out], lambda: write_jsonl(out, [{"a": 2}]) and None)
+    assert not rec.skipped and read_jsonl(out) == [{"a": 2}]
+
+    def crash():
+        write_jsonl(out, [{"a": 3}])
+        raise KeyboardInterrupt
+
+    try:
+        run.stage("s", {"changed": True}, [out], crash)
+    except KeyboardInterrupt:
+        pass
+    assert run.marker("s") is None  # no marker: the next run redoes the stage
+    assert not any(p.name.startswith(".") and "tmp" in p.name for p in tmp_path.iterdir())
+
+
+def test_marker_records_fingerprint_and_seconds(tmp_path):
+    run = RunDir(tmp_path)
+    out = run.path("o.jsonl")
+    run.stage("s", {"k": 1}, [out], lambda: {"n": write_jsonl(out, [{}])})
+    marker = json.loads((tmp_path / ".stages" / "s.json").read_text())
+    assert set(marker) >= {"fingerprint", "seconds", "info"} and marker["info"] == {"n": 1}

@@ -1,0 +1,181 @@
+"""End to end through `python run.py`: a micro SynPO run, its artifacts, results and W&B history; resume after a
+kill; the bad-input errors a user sees. Real TRL, transformers and W&B (offline) on the shipped tiny model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from synpo.tracking import offline_run_files, read_offline_history
+
+MICRO = [
+    "method.iterations=1",
+    "method.n_prompts=48",
+    "method.pairs_per_iteration=32",
+    "data.n_train=96",
+    "data.n_val=24",
+    "trainer.beta_grid=[2,10]",
+    "logger.mode=offline",
+    "generator.shard_size=32",
+]
+SECRET = "sk-test-0123456789abcdef-never-log-me"
+
+
+def _cmd(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "run.py", *MICRO, f"run_dir={run_dir}", f"hydra.run.dir={run_dir}/.hydra_out", *extra]
+
+
+def _env() -> dict:
+    return {**os.environ, "WANDB_API_KEY": SECRET, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def run_cli(run_dir: Path, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(_cmd(run_dir, *extra), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("micro") / "run"
+    proc = run_cli(run_dir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run_dir, proc
+
+
+def test_every_artifact_exists(micro_run):
+    run_dir, _ = micro_run
+    expected = [
+        "config.yaml",
+        "seed/train.jsonl",
+        "seed/val.jsonl",
+        "keywords.jsonl",
+        "generator/model/config.json",
+        "iter_0/val_answers.jsonl",
+        "iter_0/metrics.json",
+        "iter_1/prompts.jsonl",
+        "iter_1/seed_policy.jsonl",
+        "iter_1/improver/model/config.json",
+        "iter_1/policy.jsonl",
+        "iter_1/refined.jsonl",
+        "iter_1/initial.jsonl",
+        "iter_1/scores.jsonl",
+        "iter_1/pairs.jsonl",
+        "iter_1/beta_2/model/config.json",
+        "iter_1/beta_2/metrics.json",
+        "iter_1/beta_10/model/config.json",
+        "iter_1/beta_10/metrics.json",
+        "iter_1/policy/config.json",
+        "iter_1/metrics.json",
+        "results.json",
+        "results.md",
+        "plots/val_score.png",
+    ]
+    missing = [p for p in expected if not (run_dir / p).is_file()]
+    assert not missing
+    assert (run_dir / "plots/val_score.png").read_bytes()[:4] == b"\x89PNG"
+    pairs = [json.loads(x) for x in (run_dir / "iter_1/pairs.jsonl").read_text().splitlines()]
+    scores = [json.loads(x) for x in (run_dir / "iter_1/scores.jsonl").read_text().splitlines()]
+    assert all(p["score_chosen"] - p["score_rejected"] > 0.1 for p in pairs)  # scorer.threshold of the verifier
+    assert {p["prompt"] for p in pairs} <= {s["prompt"] for s in scores if s["kept"]}
+
+
+def test_results_have_the_issue_fields(micro_run):
+    run_dir, proc = micro_run
+    results = json.loads((run_dir / "results.json").read_text())
+    rows = results["iterations"]
+    assert [r["iteration"] for r in rows] == [0, 1]
+    for key in ("val_score", "val_win_rate", "n_prompts", "n_pairs_kept", "keep_ratio", "beta", "seconds"):
+        assert all(key in r for r in rows), key
+    assert rows[0]["val_win_rate"] == 0.5  # pi_0 against itself: all ties
+    assert rows[1]["beta"] in (2.0, 10.0)
+    assert set(rows[1]["per_beta"]) == {"beta_2", "beta_10"}
+    best = max(rows[1]["per_beta"].values(), key=lambda m: m["val_score"])
+    assert rows[1]["val_score"] == best["val_score"]
+    assert {"prompts", "improver", "policy", "refined", "initial", "pairs", "simpo", "eval"} <= set(rows[1]["seconds"])
+    assert "| iteration |" in proc.stderr + proc.stdout  # the table is printed
+
+
+def test_wandb_offline_history_has_one_step_per_iteration(micro_run):
+    run_dir, _ = micro_run
+    files = offline_run_files(run_dir)
+    assert len(files) == 1
+    history = read_offline_history(files[0])
+    metric_rows = [h for h in history if "val_score" in h]
+    assert [h["_step"] for h in metric_rows] == [0, 1]
+    assert "per_beta/beta_2/val_score" in metric_rows[1] and "n_pairs_kept" in metric_rows[1]
+    assert any(key.startswith("sample_pairs") for h in history for key in h)
+
+
+def test_api_key_never_reaches_disk(micro_run):
+    run_dir, proc = micro_run
+    assert SECRET not in proc.stdout + proc.stderr
+    assert "W&B run" in proc.stdout + proc.stderr  # the tracker ran, with the key in its environment
+    for path in run_dir.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_resume_after_kill_does_not_retrain_generator(micro_run, tmp_path):
+    reference_dir, _ = micro_run
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        _cmd(run_dir),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    marker = run_dir / ".stages" / "generator.json"
+    deadline = time.time() + 600
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists() and not (run_dir / "results.json").exists()
+    first = json.loads(marker.read_text())
+    resumed = run_cli(run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert "stage generator" in log and "done earlier" in log
+    assert json.loads(marker.read_text())["finished"] == first["finished"]  # the generator was not retrained
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    got = json.loads((run_dir / "results.json").read_text())["iterations"]
+    want = json.loads((reference_dir / "results.json").read_text())["iterations"]
+    assert strip(got) == strip(want)
+
+
+def _fails_cleanly(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-2000:]
+    assert "Traceback" not in out
+    for needle in needles:
+        assert needle in out, (needle, out[-2000:])
+
+
+def test_bad_config_value_fails_cleanly(tmp_path):
+    _fails_cleanly(run_cli(tmp_path / "r", "trainer.beta=-2", "trainer.beta_grid=[]"), "trainer.beta=-2.0 must be > 0")
+
+
+def test_bad_seed_file_fails_cleanly(tmp_path):
+    bad = tmp_path / "seed.jsonl"
+    bad.write_text('{"prompt": "Add the numbers 1 and 2.", "answer": "3"}\n{"prompt": oops}\n')
+    _fails_cleanly(run_cli(tmp_path / "r", "data.source=jsonl", f"data.path={bad}"), f"{bad}:2: not valid JSON")
+    _fails_cleanly(run_cli(tmp_path / "r2", "data.source=jsonl", f"data.path={tmp_path}/none.jsonl"), "file not found")
+
+
+def test_missing_model_fails_cleanly(tmp_path):
+    _fails_cleanly(run_cli(tmp_path / "r", f"model.name_or_path={tmp_path}/no_model"), "model.name_or_path")
+
+
+def test_incompatible_run_dir_fails_cleanly(micro_run):
+    run_dir, _ = micro_run
+    _fails_cleanly(run_cli(run_dir, "seed=7"), "incompatible config", "seed: the directory has 0")

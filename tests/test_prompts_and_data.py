@@ -1,0 +1,89 @@
+"""Templates and parsing round-trip; seed files fail with file:line errors; the generator's training examples."""
+
+import pytest
+
+from synpo.data import generator_examples, load_seed_file, repetition_ratio, split_seed
+from synpo.errors import UserError
+from synpo.prompts import generator_prompt, generator_target, improver_prompt, parse_question, parse_solution
+from synpo.tinyworld.tasks import prompt_keywords
+
+
+def test_generator_target_round_trips():
+    q, s = "Sort the numbers: 5 3 9", "The sorted numbers are: 3 5 9."
+    text = generator_target(q, s)
+    assert parse_question(text) == q and parse_solution(text) == s
+    assert (
+        parse_question("noise <question>  Add the numbers 1\n and 2. </question> tail") == "Add the numbers 1 and 2."
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "no tags",
+        "<question></question>",
+        "<question>   </question>",
+        "<question>unclosed",
+        None,
+        "<question><question>x</question>",
+    ],
+)
+def test_parse_question_rejects_bad_output(bad):
+    assert parse_question(bad) is None
+
+
+def test_templates_carry_their_inputs():
+    assert "apple, sort, 7" in generator_prompt(["apple", "sort", "7"])
+    p = improver_prompt("Uppercase the word rose.", "rose")
+    assert "Uppercase the word rose." in p and "Draft answer: rose" in p
+
+
+def test_repetition_ratio():
+    assert repetition_ratio("19 19 19") == pytest.approx(2 / 3)
+    assert repetition_ratio("The sorted numbers are: 3 5 9.") == 0.0
+    long = " ".join(["the cat sat on the mat"] * 5)
+    assert repetition_ratio(long) > 0.5
+    assert repetition_ratio("") == 0.0
+
+
+def test_generator_examples_use_two_own_keywords_and_one_noise():
+    rows = [
+        {"prompt": "Sort the numbers: 5 3 9", "answer": "a"},
+        {"prompt": "Uppercase the word rose.", "answer": "b"},
+        {"prompt": "Add the numbers 12 and 7.", "answer": "c"},
+    ]
+    examples = generator_examples(rows, prompt_keywords, seed=0)
+    assert len(examples) == 3
+    for row, ex in zip(rows, examples, strict=True):
+        listed = ex["prompt"].split("Keywords: ")[1].split("\n")[0].split(", ")
+        own = set(prompt_keywords(row["prompt"]))
+        assert len(listed) == 3 and len(own & set(listed)) == 2
+        assert parse_question(ex["completion"]) == row["prompt"]
+
+
+def test_seed_file_errors_name_file_and_line(tmp_path):
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(UserError, match="nope.jsonl: file not found"):
+        load_seed_file(missing)
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"prompt": "a", "answer": "b"}\n{"prompt": "a", \n')
+    with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
+        load_seed_file(bad_json)
+    missing_field = tmp_path / "fields.jsonl"
+    missing_field.write_text('{"prompt": "a", "answer": "b"}\n\n{"prompt": "c"}\n[1, 2]\n')
+    with pytest.raises(UserError, match=r"fields.jsonl:4: expected a JSON object"):
+        load_seed_file(missing_field)
+    missing_field.write_text('{"prompt": "a", "answer": "b"}\n\n{"prompt": "c"}\n{"answer": 3}\n')
+    with pytest.raises(UserError) as e:
+        load_seed_file(missing_field)
+    assert "fields.jsonl:3" in str(e.value) and "fields.jsonl:4" in str(e.value) and "2 bad row(s)" in str(e.value)
+
+
+def test_split_is_deterministic_and_disjoint():
+    rows = [{"prompt": f"p{i}", "answer": "a"} for i in range(50)]
+    train, val = split_seed(rows, 10, seed=3)
+    assert (train, val) == split_seed(rows, 10, seed=3)
+    assert len(val) == 10 and not {r["prompt"] for r in train} & {r["prompt"] for r in val}
+    with pytest.raises(UserError, match="data.n_val=50"):
+        split_seed(rows, 50, seed=0)

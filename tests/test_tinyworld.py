@@ -1,0 +1,142 @@
+"""The tiny world: tasks, exact verification with partial credit, adversarial text, the tokenizer and model."""
+
+import random
+import string
+
+import pytest
+
+from synpo.tinyworld.tasks import FAMILIES, LEADS, Task, keyword_pool, parse_prompt, sample_distinct_tasks, sample_task
+from synpo.tinyworld.verifier import verify, verify_prompt
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prompt_round_trips_and_gold_scores_one(family):
+    rng = random.Random(0)
+    for _ in range(50):
+        task = sample_task(rng, family)
+        assert parse_prompt(task.prompt) == task
+        v = verify(task, task.gold())
+        assert v.score == 1.0 and v.exact and v.form == 1.0
+        t = verify(task, task.terse())
+        assert t.exact and t.content == 1.0 and t.form == 0.0 and t.score == pytest.approx(0.7)
+
+
+def test_partial_credit_by_hand():
+    task = Task("sort", (5, 3, 9))  # content: 3 5 9
+    # two of three positions right ("3 9 5" -> 3 matches; "5 9" wrong): 1/3 content, lead and clean form
+    v = verify(task, "The sorted numbers are: 3 9 5.")
+    assert v.content == pytest.approx(1 / 3) and v.form == pytest.approx(1.0)
+    assert v.score == pytest.approx(0.7 / 3 + 0.3)
+    add = Task("add", (10, 9))  # 19; answer 18 is off by one: 0.5 * (1 - 1/20)
+    assert verify(add, "18").content == pytest.approx(0.5 * (1 - 1 / 20))
+    upper = Task("uppercase", ("apple",))
+    assert verify(upper, "apple").content == pytest.approx(0.4)
+    # the lead phrase alone earns 2/3 of the form; a repeated answer loses the clean 1/3
+    assert verify(add, "The sum of 10 and 9 is 19. 19.").form == pytest.approx(2 / 3)
+
+
+def test_repetition_loses_form():
+    task = Task("largest", (4, 17, 9))
+    assert verify(task, "17 17 17 17.").form == 0.0
+
+
+ADVERSARIAL = [
+    "",
+    " ",
+    "\x00",
+    "9" * 100_000,
+    "-" * 5000,
+    "The sorted numbers are:",
+    "<question></question>",
+    "__import__('os').system('echo pwned')",
+    "eval('1+1')",
+    "${jndi:ldap://x}",
+    "\ud800",
+    "🙂" * 300,
+    "The sum of 1 and 2 is " + "9" * 5000 + ".",
+    "1e309",
+    "NaN",
+    "inf",
+    "-17",
+    "0x1F",
+    "\n\n\n.",
+    "....",
+    "The largest number is 17.\nThe largest number is 17.",
+    "(" * 10_000,
+    "[[[[" * 2000,
+    "\\d+" * 100,
+]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_verifier_never_crashes_and_stays_in_range(family):
+    rng = random.Random(1)
+    task = sample_task(rng, family)
+    texts = list(ADVERSARIAL)
+    alphabet = string.printable + "àéü€🙂\u200b"
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300))) for _ in range(300)]
+    texts += [None, 17, b"bytes", ["list"]]
+    for text in texts:
+        v = verify(task, text)
+        assert 0.0 <= v.score <= 1.0 and 0.0 <= v.content <= 1.0 and 0.0 <= v.form <= 1.0
+
+
+def test_never_evaluates_text(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    verify(Task("add", (1, 2)), "__import__('pathlib').Path('pwned').touch()")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_parse_prompt_rejects_off_world_and_oversized():
+    assert parse_prompt("Reverse the words: apple apple") is None  # repeated word
+    assert parse_prompt("Reverse the words: apple dragon") is None  # not in the vocabulary
+    assert parse_prompt("Sort the numbers: 1 2") is None  # too short
+    assert parse_prompt("Sort the numbers: 1 2 300") is None  # out of range
+    assert parse_prompt(" Add  the numbers 3\n and 4.  ") == Task("add", (3, 4))  # whitespace is normalised
+    assert parse_prompt("Add the numbers 3 and 4." + " " * 500) is None  # over the length bound
+    assert parse_prompt("Add the numbers 3 and 4. " + "x" * 300) is None
+    assert parse_prompt("Tell me a joke") is None
+    assert verify_prompt("Tell me a joke", "ha") is None
+
+
+def test_distinct_tasks_and_keywords():
+    tasks = sample_distinct_tasks(random.Random(0), 120)
+    assert len({t.prompt for t in tasks}) == 120
+    assert {t.family for t in tasks} == set(FAMILIES)
+    pool = set(keyword_pool())
+    for t in tasks:
+        assert set(t.keywords()) <= pool and len(t.keywords()) >= 2
+    assert Task("add", (3, 4)).keywords() == ["add", "3", "4"]
+
+
+def test_leads_open_the_gold_answers():
+    rng = random.Random(2)
+    for family in FAMILIES:
+        assert sample_task(rng, family).gold().startswith(LEADS[family])
+
+
+def test_shipped_checkpoint_loads_with_real_classes():
+    from transformers import LlamaForCausalLM
+
+    from synpo.modeling import load_causal_lm, load_tokenizer
+
+    tok = load_tokenizer("builtin:tiny-sft")
+    model = load_causal_lm("builtin:tiny-sft")
+    assert isinstance(model, LlamaForCausalLM)
+    assert model.config.head_dim == 64 and model.config.hidden_size // model.config.num_attention_heads == 64
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": "Add the numbers 3 and 4."}], add_generation_prompt=True, tokenize=False
+    )
+    ids = tok(rendered, add_special_tokens=False).input_ids
+    assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
+    assert tok.decode(tok("Reverse the words: apple river").input_ids) == "Reverse the words: apple river"
+
+
+def test_shipped_manifest_records_per_family_accuracy():
+    import json
+
+    from synpo.modeling import BUILTIN_MODELS
+
+    manifest = json.loads((BUILTIN_MODELS["tiny-sft"] / "manifest.json").read_text())
+    assert set(manifest["accuracy"]) == set(FAMILIES)
+    assert "build_sft" in manifest["command"]
