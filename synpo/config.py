@@ -16,16 +16,18 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from synpo.errors import UserError
 
-METHODS = ("synpo",)
+METHODS = ("synpo", "spin", "spin_judged", "spin_noised", "spin_adaptive")
+SPIN_METHODS = METHODS[1:]
 SCORERS = ("verifier",)
 GENERATOR_BACKENDS = ("hf",)
-LOSSES = ("simpo", "sft")
+LOSSES = ("simpo", "dpo", "sft")
 LAUNCHERS = ("inprocess",)
 EVALS = ("validation", "none")
 LOGGERS = ("wandb", "none")
 LOGGER_MODES = ("auto", "offline", "online", "disabled")
 DTYPES = ("float32", "bfloat16", "float16")
-DATA_SOURCES = ("tinyworld", "jsonl")
+DATA_SOURCES = ("tinyworld", "jsonl", "hf")
+ANSWER_STYLES = ("gold", "sft")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 SELECT_ON = ("val_score", "val_win_rate", "val_score_sampled")
 
@@ -47,14 +49,30 @@ class DataConfig:
     name: str = MISSING
     source: str = "tinyworld"  # tinyworld: generated from the world; jsonl: rows {"prompt", "answer"} from `path`
     path: str | None = None  # the seed JSONL when source=jsonl
+    hf_name: str | None = None  # source=hf: a datasets name (or a builder such as "json" with hf_data_files)
+    hf_split: str = "train"
+    hf_data_files: str | None = None
+    prompt_field: str = "prompt"  # source=hf: the prompt column, or a chat column (list of {role, content})
+    answer_field: str | None = "answer"  # null: the answer is the first assistant turn of prompt_field's chat
     n_train: int = 1200  # seed prompts for training (tinyworld: drawn; jsonl: at most this many are used)
     n_val: int = 96  # held out for validation (beta selection and the results table)
     keywords: str = "tinyworld"  # keyword extractor for the generator's inputs
+    answers: str = "gold"  # tinyworld only: gold full sentences, or sft-quality ones (terse, some wrong) for SPIN
+    sft_noise: float = 0.1  # with answers=sft: share of answers with wrong content, like noisy SFT data
+
+
+@dataclass
+class NoiseConfig:
+    """SPIN's noise fix: more randomness on the generated side (spin_noised, and spin_adaptive's small margins)."""
+
+    temperature: float | None = None  # sampling temperature of the generated side; null: generator.temperature
+    temperature_final: float | None = None  # anneal linearly to this by the last iteration; null: constant
+    token_rate: float = 0.0  # share of generated-side tokens replaced by random vocabulary tokens
 
 
 @dataclass
 class MethodConfig:
-    """SynPO's iteration recipe (DESIGN section 6)."""
+    """The iteration recipe: SynPO (DESIGN section 6) or SPIN and its fixes (section 7)."""
 
     name: str = "synpo"
     iterations: int = 4  # T
@@ -64,6 +82,11 @@ class MethodConfig:
     improver_filter: bool = True  # keep an improver example only if score(y*) - score(draft) > scorer.threshold
     keep_previous_if_worse: bool = False  # keep pi_{t-1} if every beta candidate validates worse (off in the paper)
     generator_keywords: int = 3  # keywords per synthetic prompt request
+    # SPIN
+    mix_previous: bool = True  # train on this iteration's pairs plus the previous iteration's (SPIN)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    reverse_threshold: float = 0.3  # spin_adaptive: a judge margin above this orders the pair by the judge
+    noise_threshold: float = 0.1  # spin_adaptive: a judge margin below this gets noise instead
 
 
 @dataclass
@@ -108,6 +131,8 @@ class TrainerConfig:
     gamma: float | None = None  # SimPO's absolute target margin (paper: 1.6); give this or gamma_beta_ratio
     gamma_beta_ratio: float | None = None  # gamma = ratio * beta
     select_on: str = "val_score"  # validation metric that picks the beta
+    beta_schedule: list[float] | None = None  # SPIN: beta per iteration (index t-1); null: `beta`
+    lr_schedule: list[float] | None = None  # SPIN: learning rate per iteration (index t-1); null: learning_rate
     launcher: str = "inprocess"
     save_steps: int = 0  # 0: no mid-run checkpoints
 
@@ -199,9 +224,9 @@ def _trainer_problems(cfg: DictConfig, prefix: str) -> list[str]:
         p.append(f"{prefix}.warmup_ratio={t.warmup_ratio} must be in [0, 1)")
     if t.max_prompt_length >= t.max_length:
         p.append(f"{prefix}.max_prompt_length={t.max_prompt_length} must be below {prefix}.max_length={t.max_length}")
+    if t.loss in ("simpo", "dpo") and t.beta is not None and t.beta <= 0:
+        p.append(f"{prefix}.beta={t.beta} must be > 0 (the preference loss's reward scale)")
     if t.loss == "simpo":
-        if t.beta is not None and t.beta <= 0:
-            p.append(f"{prefix}.beta={t.beta} must be > 0 (SimPO's reward scale; the paper searches 2..12)")
         if t.beta is None:
             if len(t.beta_grid) == 0:
                 p.append(
@@ -219,6 +244,44 @@ def _trainer_problems(cfg: DictConfig, prefix: str) -> list[str]:
         for key in ("gamma", "gamma_beta_ratio"):
             if t[key] is not None and t[key] < 0:
                 p.append(f"{prefix}.{key}={t[key]} must be >= 0")
+    return p
+
+
+def _spin_problems(cfg: DictConfig) -> list[str]:
+    p: list[str] = []
+    m, t, n = cfg.method, cfg.trainer, cfg.method.iterations
+    if t.loss != "dpo":
+        p.append(
+            f"trainer.loss={t.loss!r}: {m.name} trains with the DPO loss against the previous iteration; "
+            "set trainer=dpo"
+        )
+    for key in ("beta_schedule", "lr_schedule"):
+        sched = t[key]
+        if sched is not None:
+            if len(sched) < n:
+                p.append(f"trainer.{key} has {len(sched)} value(s) but method.iterations={n}: give one per iteration")
+            if any(v <= 0 for v in sched):
+                p.append(f"trainer.{key}={list(sched)} holds values <= 0; every value must be > 0")
+    if t.beta_schedule is None and (t.beta is None or t.beta <= 0):
+        p.append(f"trainer.beta={t.beta}: SPIN needs a fixed beta > 0 or a trainer.beta_schedule")
+    noise = m.noise
+    if not 0 <= noise.token_rate < 1:
+        p.append(f"method.noise.token_rate={noise.token_rate} must be in [0, 1)")
+    for key in ("temperature", "temperature_final"):
+        if noise[key] is not None and noise[key] < 0:
+            p.append(f"method.noise.{key}={noise[key]} must be >= 0")
+    if noise.temperature_final is not None and noise.temperature is None:
+        p.append("method.noise.temperature_final is set but method.noise.temperature is null: give the start too")
+    if m.name == "spin_noised" and noise.temperature is None and noise.token_rate == 0:
+        p.append("method=spin_noised with no noise: set method.noise.temperature and/or method.noise.token_rate > 0")
+    if m.name == "spin_adaptive":
+        if m.noise_threshold < 0:
+            p.append(f"method.noise_threshold={m.noise_threshold} must be >= 0")
+        if m.reverse_threshold < m.noise_threshold:
+            p.append(
+                f"method.reverse_threshold={m.reverse_threshold} < method.noise_threshold={m.noise_threshold}: "
+                "the reverse threshold must be at least the noise threshold"
+            )
     return p
 
 
@@ -240,6 +303,8 @@ def collect_problems(cfg: DictConfig) -> list[str]:
         p.append(f"model.name_or_path: {problem}")
     if cfg.model.trust_remote_code and cfg.model.name_or_path.startswith("builtin:"):
         p.append("model.trust_remote_code=true is not needed for built-in models; set it to false")
+    if cfg.data.source == "hf" and not cfg.data.hf_name:
+        p.append("data.hf_name is null but data.source=hf: give a datasets name, e.g. HuggingFaceH4/ultrachat_200k")
     if cfg.data.source == "jsonl" and not cfg.data.path:
         p.append("data.path is null but data.source=jsonl: give the seed JSONL file (rows {'prompt', 'answer'})")
     for key in (
@@ -264,8 +329,13 @@ def collect_problems(cfg: DictConfig) -> list[str]:
         p.append(f"generator.top_p={cfg.generator.top_p} must be in (0, 1]")
     if cfg.scorer.threshold < 0:
         p.append(f"scorer.threshold={cfg.scorer.threshold} must be >= 0 (a pair is kept if its score gap exceeds it)")
-    if cfg.trainer.loss != "simpo":
+    _choice(p, cfg, "data.answers", ANSWER_STYLES)
+    if not 0 <= cfg.data.sft_noise <= 1:
+        p.append(f"data.sft_noise={cfg.data.sft_noise} must be in [0, 1]")
+    if cfg.method.name == "synpo" and cfg.trainer.loss != "simpo":
         p.append(f"trainer.loss={cfg.trainer.loss!r}: SynPO trains the policy with SimPO; set trainer=simpo")
+    if cfg.method.name in SPIN_METHODS:
+        p += _spin_problems(cfg)
     if cfg.sft_trainer.loss != "sft":
         p.append(
             f"sft_trainer.loss={cfg.sft_trainer.loss!r}: the generator and improver use SFT; keep sft_trainer=sft"

@@ -46,6 +46,42 @@ def load_seed_file(path: str | Path) -> list[dict]:
     return rows
 
 
+def load_hf_seed(
+    name: str, split: str, data_files: str | None, prompt_field: str, answer_field: str | None
+) -> list[dict]:
+    """Seed rows from a datasets source: a prompt and an answer column, or one chat column (first user turn as the
+    prompt, first assistant turn as the answer, as in UltraChat)."""
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(name, split=split, data_files=data_files)
+    except Exception as e:  # datasets raises many types for a missing or unreachable dataset
+        raise UserError(
+            f"data.hf_name={name!r} (split {split!r}) could not be loaded: {str(e).splitlines()[0]}. "
+            "Download it first (`huggingface-cli download --repo-type dataset <name>`), or export it to "
+            "JSONL and use data.source=jsonl data.path=<file>."
+        ) from None
+    rows, problems = [], []
+    for i, ex in enumerate(ds):
+        if answer_field is None:
+            chat = ex.get(prompt_field) or []
+            user = next((m["content"] for m in chat if m.get("role") == "user"), None)
+            assistant = next((m["content"] for m in chat if m.get("role") == "assistant"), None)
+            prompt, answer = user, assistant
+        else:
+            prompt, answer = ex.get(prompt_field), ex.get(answer_field)
+        if not isinstance(prompt, str) or not isinstance(answer, str) or not prompt.strip() or not answer.strip():
+            problems.append(i)
+            continue
+        rows.append({"prompt": prompt, "answer": answer})
+    if problems and not rows:
+        raise UserError(
+            f"data.hf_name={name!r}: no row has a non-empty prompt and answer (fields "
+            f"{prompt_field!r}, {answer_field!r}). Check data.prompt_field and data.answer_field."
+        )
+    return rows
+
+
 def split_seed(rows: list[dict], n_val: int, seed: int) -> tuple[list[dict], list[dict]]:
     """Shuffle with ``seed`` and hold out ``n_val`` distinct prompts for validation."""
     rows = list({r["prompt"]: r for r in rows}.values())  # dedupe on the prompt, keeping the last answer

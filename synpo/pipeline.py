@@ -185,9 +185,20 @@ def make_generator(cfg: DictConfig) -> Generator:
     raise UserError(f"generator.backend={cfg.generator.backend!r} is not available; choose 'hf'.")
 
 
+def _seed_answer(task, data: DictConfig, rng: random.Random) -> str:
+    """A tiny-world seed answer: gold, or SFT-quality (mostly terse, ``sft_noise`` of them wrong) for SPIN."""
+    if data.answers == "gold":
+        return task.gold()
+    from synpo.tinyworld.build_sft import TERSE_SHARE, corrupt
+
+    if rng.random() < data.sft_noise:
+        return corrupt(task, rng)
+    return task.terse() if rng.random() < TERSE_SHARE else task.gold()
+
+
 def prepare_seed(cfg: DictConfig, run: RunDir) -> StageRecord:
     """``seed/train.jsonl`` and ``seed/val.jsonl``: drawn from the tiny world or read from a JSONL file."""
-    from synpo.data import load_seed_file, split_seed
+    from synpo.data import load_hf_seed, load_seed_file, split_seed
 
     train, val = run.path("seed", "train.jsonl"), run.path("seed", "val.jsonl")
     d = cfg.data
@@ -199,10 +210,16 @@ def prepare_seed(cfg: DictConfig, run: RunDir) -> StageRecord:
             rng = random.Random(stage_seed(cfg.seed, "seed"))
             val_tasks = sample_distinct_tasks(rng, d.n_val)
             train_tasks = sample_distinct_tasks(rng, d.n_train, exclude={t.prompt for t in val_tasks})
-            train_rows = [{"prompt": t.prompt, "answer": t.gold()} for t in train_tasks]
+            answer_rng = random.Random(stage_seed(cfg.seed, "seed_answers"))
+            train_rows = [{"prompt": t.prompt, "answer": _seed_answer(t, d, answer_rng)} for t in train_tasks]
             val_rows = [{"prompt": t.prompt, "answer": t.gold()} for t in val_tasks]
         else:
-            train_rows, val_rows = split_seed(load_seed_file(d.path), d.n_val, stage_seed(cfg.seed, "split"))
+            rows = (
+                load_seed_file(d.path)
+                if d.source == "jsonl"
+                else load_hf_seed(d.hf_name, d.hf_split, d.hf_data_files, d.prompt_field, d.answer_field)
+            )
+            train_rows, val_rows = split_seed(rows, d.n_val, stage_seed(cfg.seed, "split"))
             train_rows = train_rows[: d.n_train]
         write_jsonl(train, train_rows)
         write_jsonl(val, val_rows)
@@ -245,15 +262,7 @@ def run(cfg: DictConfig) -> float:
         method = get_method(cfg.method.name)
         ev0 = ctx.record("eval", ctx.evaluate("iter_0/eval", ctx.pi0, run_dir.path("iter_0"), [seed_record], None))
         state = method.prepare(ctx, ev0.info)
-        row0 = {
-            "iteration": 0,
-            **ev0.info,
-            "beta": None,
-            "n_prompts": 0,
-            "n_pairs_kept": 0,
-            "keep_ratio": None,
-            "seconds": dict(ctx.seconds),
-        }
+        row0 = {"iteration": 0, **ev0.info, "seconds": dict(ctx.seconds)}
         rows = [row0]
         tracker.log_iteration(0, row0)
         for t in range(1, cfg.method.iterations + 1):
@@ -266,39 +275,34 @@ def run(cfg: DictConfig) -> float:
             if samples:
                 tracker.log_table("sample_pairs", list(samples[0].keys()), [list(s.values()) for s in samples], t)
             log.info("iteration %d: %s", t, _summary(row))
-        write_results(run_dir, cfg, rows, time.perf_counter() - t_start)
+        write_results(run_dir, cfg, rows, time.perf_counter() - t_start, method.COLUMNS)
         return float(rows[-1]["val_score"])
     finally:
         tracker.finish()
 
 
 def _summary(row: dict) -> str:
-    keys = ("val_score", "val_win_rate", "beta", "n_prompts", "n_pairs_kept", "keep_ratio")
-    return ", ".join(f"{k}={row.get(k)}" for k in keys)
+    return ", ".join(f"{k}={v}" for k, v in row.items() if isinstance(v, (int, float, str)) and k != "iteration")
 
 
-RESULT_COLUMNS = (
+VALIDATION_COLUMNS = (
     "iteration",
     "val_score",
     "val_score_sampled",
     "val_exact",
     "val_win_rate",
     "val_win_rate_sampled",
-    "n_prompts",
-    "n_pairs_kept",
-    "keep_ratio",
-    "d_size",
-    "beta",
 )
 
 
-def write_results(run: RunDir, cfg: DictConfig, rows: list[dict], seconds: float) -> None:
-    """``results.json``, ``results.md`` and ``plots/val_score.png``; the table is also printed."""
+def write_results(run: RunDir, cfg: DictConfig, rows: list[dict], seconds: float, method_columns: tuple) -> None:
+    """``results.json``, ``results.md`` and ``plots/val_score.png``; the table is also logged."""
     write_json(run.path("results.json"), {"name": cfg.name, "iterations": rows, "wall_seconds": round(seconds, 1)})
-    header = "| " + " | ".join(RESULT_COLUMNS) + " | seconds |"
-    lines = [f"# {cfg.name}", "", header, "|" + "---|" * (len(RESULT_COLUMNS) + 1)]
+    columns = VALIDATION_COLUMNS + tuple(method_columns)
+    header = "| " + " | ".join(columns) + " | seconds |"
+    lines = [f"# {cfg.name}", "", header, "|" + "---|" * (len(columns) + 1)]
     for r in rows:
-        cells = [_fmt(r.get(c)) for c in RESULT_COLUMNS]
+        cells = [_fmt(r.get(c)) for c in columns]
         secs = ", ".join(f"{k} {v:.0f}" for k, v in r.get("seconds", {}).items())
         lines.append("| " + " | ".join(cells) + f" | {secs} |")
     table = "\n".join(lines) + "\n"
@@ -310,7 +314,9 @@ def write_results(run: RunDir, cfg: DictConfig, rows: list[dict], seconds: float
 def _fmt(v) -> str:
     if v is None:
         return "-"
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        return f"{v:.2e}" if v and abs(v) < 0.01 else f"{v:.3f}"
+    return str(v)
 
 
 def _plot(run: RunDir, rows: list[dict]) -> None:

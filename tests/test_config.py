@@ -26,10 +26,15 @@ def test_every_config_file_is_covered():
     assert set(CONF.rglob("*.yaml")) == covered
 
 
+# Options that only make sense with a partner: SPIN methods train with the DPO loss, and vice versa.
+COMPANIONS = {("method", m): ["trainer=dpo"] for m in ("spin", "spin_judged", "spin_noised", "spin_adaptive")}
+COMPANIONS[("trainer", "dpo")] = ["method=spin"]
+
+
 @pytest.mark.parametrize("group,option", list(_group_options()))
 def test_group_option_composes_and_validates(group, option):
     key = "trainer@sft_trainer" if (group, option) == ("trainer", "sft") else group
-    cfg = compose([f"{key}={option}"])
+    cfg = compose([f"{key}={option}", *COMPANIONS.get((group, option), [])])
     validate(cfg)
 
 

@@ -13,4 +13,10 @@ def get_method(name: str) -> ModuleType:
         from synpo.methods import synpo
 
         return synpo
-    raise UserError(f"method.name={name!r} is not known; choose 'synpo'.")
+    if name in ("spin", "spin_judged", "spin_noised", "spin_adaptive"):
+        from synpo.methods import spin
+
+        return spin
+    raise UserError(
+        f"method.name={name!r} is not known; choose synpo, spin, spin_judged, spin_noised or spin_adaptive."
+    )

@@ -30,6 +30,8 @@ from synpo.prompts import generator_prompt, improver_prompt, parse_question
 
 log = logging.getLogger(__name__)
 
+COLUMNS = ("n_prompts", "n_pairs_kept", "keep_ratio", "d_size", "beta")
+
 
 @dataclass
 class State:

@@ -1,0 +1,70 @@
+"""DPO-loss training against a frozen reference model with TRL's DPOTrainer (SPIN's objective).
+
+SPIN (Chen et al., 2024) per pair (x, real y, generated y'), with pi_ref the previous iteration's frozen model and
+**summed** token log-probabilities:
+
+    L = -log sigmoid( beta * [ (log pi(y|x) - log pi_ref(y|x)) - (log pi(y'|x) - log pi_ref(y'|x)) ] )
+
+which is TRL's ``loss_type=["sigmoid"]`` DPO loss. ``tests/test_spin_loss.py`` checks it on a hand-computed case.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from synpo.training.common import HParams, finish_training, prepare_workdir, trl_common_kwargs
+
+
+def build_dpo_trainer(
+    model_path: str,
+    ref_path: str,
+    pairs: list[dict],
+    work: Path,
+    hp: HParams,
+    beta: float,
+    trust_remote_code: bool = False,
+):
+    """A TRL DPOTrainer on ``pairs`` (``{"prompt", "chosen", "rejected"}``; prompt = user message)."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from synpo.modeling import load_causal_lm, load_tokenizer
+
+    tokenizer = load_tokenizer(model_path, trust_remote_code)
+    model = load_causal_lm(model_path, hp.dtype, trust_remote_code)
+    ref_model = load_causal_lm(ref_path, hp.dtype, trust_remote_code).eval()
+    dataset = Dataset.from_list(
+        [
+            {
+                "prompt": [{"role": "user", "content": p["prompt"]}],
+                "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                "rejected": [{"role": "assistant", "content": p["rejected"]}],
+            }
+            for p in pairs
+        ]
+    )
+    args = DPOConfig(**trl_common_kwargs(hp, work), loss_type=["sigmoid"], beta=beta, max_length=hp.max_length)
+    trainer = DPOTrainer(
+        model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer
+    )
+    return trainer, tokenizer
+
+
+def train_dpo(
+    model_path: str,
+    ref_path: str,
+    pairs: list[dict],
+    out_dir: Path,
+    hp: HParams,
+    beta: float,
+    trust_remote_code: bool = False,
+) -> dict:
+    """Train ``model_path`` with the DPO loss against ``ref_path`` on ``pairs``; save the result to ``out_dir``."""
+    if not pairs:
+        raise ValueError(f"no preference pairs to train {out_dir} on")
+    key = {"hp": hp, "model": model_path, "ref": ref_path, "pairs": pairs, "beta": beta}
+    work = prepare_workdir(out_dir, key)
+    trainer, tokenizer = build_dpo_trainer(model_path, ref_path, pairs, work, hp, beta, trust_remote_code)
+    return finish_training(trainer, tokenizer, work, Path(out_dir), len(pairs))
