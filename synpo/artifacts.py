@@ -145,7 +145,9 @@ class RunDir:
         marker (counts, metrics). ``deps`` are the records, or literal digests, of what the stage reads.
         """
         dep_prints = [d.fingerprint if isinstance(d, StageRecord) else str(d) for d in deps]
-        fp = fingerprint({"stage": name, "settings": settings, "deps": dep_prints})
+        # Paths inside the run directory count relative to it, so a moved run directory still resumes.
+        key = json.dumps({"stage": name, "settings": settings, "deps": dep_prints}, sort_keys=True, default=str)
+        fp = fingerprint(key.replace(str(self.root), "<run>"))
         done = self.marker(name)
         if done and done.get("fingerprint") == fp and all(Path(o).exists() for o in outputs):
             log.info("stage %-28s done earlier (%.1fs), skipped", name, done.get("seconds", 0.0))

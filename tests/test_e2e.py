@@ -154,6 +154,30 @@ def test_resume_after_kill_does_not_retrain_generator(micro_run, tmp_path):
     want = json.loads((reference_dir / "results.json").read_text())["iterations"]
     assert strip(got) == strip(want)
 
+    # A changed threshold redoes what it filters (improver examples, pairs) and everything downstream, nothing else.
+    stages = run_dir / ".stages"
+    before = {p.name: json.loads(p.read_text())["finished"] for p in stages.iterdir()}
+    changed = run_cli(run_dir, "scorer.threshold=0.2")
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    after = {p.name: json.loads(p.read_text())["finished"] for p in stages.iterdir()}
+    redone = {name for name in after if after[name] != before.get(name)}
+    assert {
+        "iter_1__improver.json",
+        "iter_1__refined.json",
+        "iter_1__pairs.json",
+        "iter_1__beta_2__train.json",
+        "iter_1__beta_10__eval.json",
+    } <= redone
+    assert not redone & {
+        "generator.json",
+        "seed.json",
+        "iter_1__prompts.json",
+        "iter_1__seed_policy.json",
+        "iter_1__policy.json",
+        "iter_1__initial.json",
+        "iter_0__eval.json",
+    }
+
 
 def _fails_cleanly(proc: subprocess.CompletedProcess, *needles: str) -> None:
     out = proc.stdout + proc.stderr
