@@ -21,7 +21,7 @@ SPIN_METHODS = METHODS[1:]
 SCORERS = ("verifier",)
 GENERATOR_BACKENDS = ("hf",)
 LOSSES = ("simpo", "dpo", "sft")
-LAUNCHERS = ("inprocess",)
+LAUNCHERS = ("inprocess", "accelerate")
 EVALS = ("validation", "none")
 LOGGERS = ("wandb", "none")
 LOGGER_MODES = ("auto", "offline", "online", "disabled")
@@ -133,7 +133,10 @@ class TrainerConfig:
     select_on: str = "val_score"  # validation metric that picks the beta
     beta_schedule: list[float] | None = None  # SPIN: beta per iteration (index t-1); null: `beta`
     lr_schedule: list[float] | None = None  # SPIN: learning rate per iteration (index t-1); null: learning_rate
-    launcher: str = "inprocess"
+    launcher: str = "inprocess"  # inprocess, or accelerate: `accelerate launch` of a job file (DeepSpeed, multi-GPU)
+    accelerate_config: str = "zero2"  # conf/accelerate/<name>.yaml: ddp, zero2 or zero3 (topology only)
+    num_processes: int = 1  # processes (GPUs) per training job under accelerate
+    devices: list[int] | None = None  # GPU ids for the job (CUDA_VISIBLE_DEVICES); null: all visible
     save_steps: int = 0  # 0: no mid-run checkpoints
 
 
@@ -218,6 +221,19 @@ def _trainer_problems(cfg: DictConfig, prefix: str) -> list[str]:
     _choice(p, cfg, f"{prefix}.select_on", SELECT_ON)
     for key in ("learning_rate", "batch_size", "grad_accum", "max_length", "max_prompt_length"):
         _positive(p, cfg, f"{prefix}.{key}")
+    if t.num_processes < 1:
+        p.append(f"{prefix}.num_processes={t.num_processes} must be >= 1")
+    if t.devices is not None and len(t.devices) < t.num_processes:
+        p.append(f"{prefix}.devices={list(t.devices)} names fewer GPUs than {prefix}.num_processes={t.num_processes}")
+    if t.launcher == "accelerate":
+        from synpo.training.launch import ACCELERATE_DIR
+
+        if not (ACCELERATE_DIR / f"{t.accelerate_config}.yaml").is_file():
+            known = sorted(x.stem for x in ACCELERATE_DIR.glob("*.yaml"))
+            p.append(
+                f"{prefix}.accelerate_config={t.accelerate_config!r} is not a file in conf/accelerate; choose "
+                f"one of {known}"
+            )
     if t.max_steps <= 0 and t.epochs <= 0:
         p.append(f"{prefix}.epochs={t.epochs} and {prefix}.max_steps={t.max_steps}: set epochs > 0 or max_steps > 0")
     if not 0 <= t.warmup_ratio < 1:

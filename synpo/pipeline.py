@@ -99,7 +99,7 @@ class Context:
         return self.run.stage(name, settings, [out], fn, deps)
 
     def train_sft(self, name: str, examples: list[dict], out: Path, deps: list) -> StageRecord:
-        from synpo.training.sft import train_sft
+        from synpo.training.launch import run_training_job
 
         hp = hparams(self.cfg.sft_trainer, self.cfg.model, stage_seed(self.cfg.seed, name))
         tr = self.cfg.model.trust_remote_code
@@ -107,7 +107,9 @@ class Context:
             name,
             {"hp": hp.__dict__, "examples": examples, "from": self.pi0},
             [out],
-            lambda: train_sft(self.pi0, examples, out, hp, tr),
+            lambda: run_training_job(
+                "sft", out, self.cfg.sft_trainer, model_path=self.pi0, examples=examples, hp=hp, trust_remote_code=tr
+            ),
             deps,
         )
 

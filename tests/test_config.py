@@ -23,7 +23,31 @@ def test_every_config_file_is_covered():
     covered = {CONF / "config.yaml"}
     covered |= {CONF / g / f"{o}.yaml" for g, o in _group_options()}
     covered |= set((CONF / "experiment").glob("*.yaml"))
+    covered |= set((CONF / "accelerate").glob("*.yaml"))  # checked by test_accelerate_configs_are_complete
     assert set(CONF.rglob("*.yaml")) == covered
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "accelerate").glob("*.yaml")))
+def test_accelerate_configs_are_complete(name, tmp_path):
+    """Each launch topology parses, names a distributed type, and any DeepSpeed file it names exists and parses."""
+    import json
+
+    import yaml
+
+    from synpo.training.launch import resolved_accelerate_config
+
+    config = yaml.safe_load(resolved_accelerate_config(name, tmp_path / "a.yaml").read_text())
+    assert config["distributed_type"] in ("DEEPSPEED", "MULTI_GPU")
+    ds = (config.get("deepspeed_config") or {}).get("deepspeed_config_file")
+    if config["distributed_type"] == "DEEPSPEED":
+        stage = json.loads(Path(ds).read_text())["zero_optimization"]["stage"]
+        assert f"zero{stage}" == name
+    validate(compose(["trainer.launcher=accelerate", f"trainer.accelerate_config={name}"]))
+
+
+def test_unknown_accelerate_config_is_refused():
+    msg = _problems(["trainer.launcher=accelerate", "trainer.accelerate_config=zero9"])
+    assert "trainer.accelerate_config='zero9'" in msg and "zero2" in msg
 
 
 # Options that only make sense with a partner: SPIN methods train with the DPO loss, and vice versa.

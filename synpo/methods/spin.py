@@ -149,7 +149,7 @@ def build_pairs(prompts, real, generated, s_real, s_gen, routes, resampled, toke
 
 def iteration(ctx: Context, t: int, state: State) -> tuple[dict, State, list[dict]]:
     from synpo.modeling import load_tokenizer
-    from synpo.training.dpo import train_dpo
+    from synpo.training.launch import run_training_job
 
     cfg, run = ctx.cfg, ctx.run
     m = cfg.method
@@ -224,7 +224,17 @@ def iteration(ctx: Context, t: int, state: State) -> tuple[dict, State, list[dic
             f"{it}/train",
             {"hp": hp.__dict__, "beta": beta, "from": state.policy},
             [model_dir],
-            lambda: train_dpo(state.policy, state.policy, dataset, model_dir, hp, beta, cfg.model.trust_remote_code),
+            lambda: run_training_job(
+                "dpo",
+                model_dir,
+                cfg.trainer,
+                model_path=state.policy,
+                ref_path=state.policy,
+                pairs=dataset,
+                hp=hp,
+                beta=beta,
+                trust_remote_code=cfg.model.trust_remote_code,
+            ),
             [*train_deps, state.policy_record],
         ),
     )

@@ -211,7 +211,7 @@ def _beta_name(beta: float) -> str:
 
 
 def _train_and_select(ctx: Context, t: int, state: State, pair_records: list[StageRecord]) -> tuple[dict, State]:
-    from synpo.training.simpo import train_simpo
+    from synpo.training.launch import run_training_job
 
     cfg, run = ctx.cfg, ctx.run
     it = f"iter_{t}"
@@ -229,8 +229,16 @@ def _train_and_select(ctx: Context, t: int, state: State, pair_records: list[Sta
                 f"{it}/{name}/train",
                 {"hp": hp.__dict__, "beta": beta, "gamma": gamma, "from": ctx.pi0},
                 [model_dir],
-                lambda model_dir=model_dir, hp=hp, beta=beta, gamma=gamma: train_simpo(
-                    ctx.pi0, dataset, model_dir, hp, beta, gamma, cfg.model.trust_remote_code
+                lambda model_dir=model_dir, hp=hp, beta=beta, gamma=gamma: run_training_job(
+                    "simpo",
+                    model_dir,
+                    cfg.trainer,
+                    model_path=ctx.pi0,
+                    pairs=dataset,
+                    hp=hp,
+                    beta=beta,
+                    gamma=gamma,
+                    trust_remote_code=cfg.model.trust_remote_code,
                 ),
                 pair_records,
             ),

@@ -85,13 +85,24 @@ def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: i
         log.info("resuming training from %s", checkpoints[-1])
     result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     final = Path(work) / "final"
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    replace_dir(final, out_dir)
-    shutil.rmtree(work, ignore_errors=True)
+    trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the sharded weights here
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(final))
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        replace_dir(final, out_dir)
+        shutil.rmtree(work, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     return {
         "train_loss": round(float(result.training_loss), 6),
         "steps": int(result.global_step),
         "examples": n_examples,
+        "deepspeed_zero_stage": _zero_stage(trainer),
+        "processes": trainer.accelerator.num_processes,
     }
+
+
+def _zero_stage(trainer) -> int | None:
+    """The ZeRO stage DeepSpeed actually ran with, or None when DeepSpeed was not used."""
+    if not getattr(trainer, "is_deepspeed_enabled", False):
+        return None
+    return int(trainer.accelerator.state.deepspeed_plugin.deepspeed_config["zero_optimization"]["stage"])

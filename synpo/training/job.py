@@ -1,0 +1,32 @@
+"""A training job's entry point for ``accelerate launch``: every rank reads the job file; rank 0 writes the result.
+
+accelerate launch --config_file <run>/.../model.accelerate.yaml -m synpo.training.job <run>/.../model.job.json
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from synpo.artifacts import read_json, write_json
+from synpo.training.common import HParams
+from synpo.training.launch import job_function
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.exit("usage: python -m synpo.training.job <job.json>")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    job = read_json(Path(argv[0]))
+    kwargs = dict(job["kwargs"])
+    kwargs["hp"] = HParams(**kwargs["hp"])
+    result = job_function(job["kind"])(out_dir=Path(job["out_dir"]), **kwargs)
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(Path(job["result"]), result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Run a training job in-process, or as ``accelerate launch ... -m synpo.training.job <job file>``.
+
+The job file (JSON, written next to the job's output in the run directory) holds everything the ranks need, so they
+never re-run Hydra. Topology lives in ``conf/accelerate/*.yaml`` (and the DeepSpeed JSON they name), apart from the
+hyperparameters. GPUs are given to the child through ``CUDA_VISIBLE_DEVICES`` from ``trainer.devices``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig
+
+from synpo.artifacts import atomic_write_text, read_json, write_json
+from synpo.errors import UserError
+from synpo.training.common import HParams
+
+log = logging.getLogger(__name__)
+ACCELERATE_DIR = Path(__file__).resolve().parents[2] / "conf" / "accelerate"
+
+
+def job_function(kind: str):
+    if kind == "sft":
+        from synpo.training.sft import train_sft
+
+        return train_sft
+    if kind == "simpo":
+        from synpo.training.simpo import train_simpo
+
+        return train_simpo
+    if kind == "dpo":
+        from synpo.training.dpo import train_dpo
+
+        return train_dpo
+    raise ValueError(f"unknown training job kind {kind!r}; known: sft, simpo, dpo")
+
+
+def accelerate_config_path(name: str) -> Path:
+    path = ACCELERATE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in ACCELERATE_DIR.glob("*.yaml"))
+        raise UserError(f"trainer.accelerate_config={name!r}: no file {path}. Choose one of {known}.")
+    return path
+
+
+def resolved_accelerate_config(name: str, out: Path) -> Path:
+    """A copy of ``conf/accelerate/<name>.yaml`` with its DeepSpeed file made absolute, written to ``out``."""
+    src = accelerate_config_path(name)
+    config = yaml.safe_load(src.read_text())
+    ds = (config.get("deepspeed_config") or {}).get("deepspeed_config_file")
+    if ds:
+        config["deepspeed_config"]["deepspeed_config_file"] = str((src.parent / ds).resolve())
+    atomic_write_text(out, yaml.safe_dump(config))
+    return out
+
+
+def run_training_job(kind: str, out_dir: Path, trainer: DictConfig, **kwargs) -> dict:
+    """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``trainer.launcher``."""
+    if trainer.launcher == "inprocess":
+        return job_function(kind)(out_dir=out_dir, **kwargs)
+    out_dir = Path(out_dir)
+    job_file = out_dir.with_name(out_dir.name + ".job.json")
+    result_file = out_dir.with_name(out_dir.name + ".result.json")
+    payload = {k: asdict(v) if isinstance(v, HParams) else v for k, v in kwargs.items()}
+    write_json(job_file, {"kind": kind, "out_dir": str(out_dir), "result": str(result_file), "kwargs": payload})
+    acc_cfg = resolved_accelerate_config(
+        trainer.accelerate_config, out_dir.with_name(out_dir.name + ".accelerate.yaml")
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(acc_cfg),
+        "--num_processes",
+        str(trainer.num_processes),
+        "-m",
+        "synpo.training.job",
+        str(job_file),
+    ]
+    env = dict(os.environ)
+    if trainer.devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in trainer.devices)
+    log_file = out_dir.with_name(out_dir.name + ".launch.log")
+    log.info("launching %s (log: %s)", " ".join(cmd[2:]), log_file)
+    with open(log_file, "w") as f:
+        proc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-30:])
+        raise RuntimeError(
+            f"training job {job_file} failed under accelerate (exit {proc.returncode}); the end of {log_file}:\n{tail}"
+        )
+    return read_json(result_file)

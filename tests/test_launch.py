@@ -1,0 +1,68 @@
+"""`trainer.launcher=accelerate`: the job file runs under `accelerate launch` with DeepSpeed ZeRO-2 on CPU (1 process)
+and trains the same weights as the in-process launcher. Slow: the first run builds DeepSpeed's CPU comm op (about
+a minute; cached in TORCH_EXTENSIONS_DIR)."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from synpo.config import TrainerConfig
+from synpo.modeling import load_causal_lm
+from synpo.training.common import HParams
+from synpo.training.launch import run_training_job
+
+PAIRS = [
+    {
+        "prompt": f"Add the numbers {a} and {b}.",
+        "chosen": f"The sum of {a} and {b} is {a + b}.",
+        "rejected": f"{a + b + 1}",
+    }
+    for a, b in [(3, 4), (10, 9), (21, 5), (7, 7), (1, 30), (12, 12), (40, 2), (8, 0)]
+]
+# Measured here: the largest weight difference between the two launchers was 3.6e-7 after 4 steps that moved the
+# weights by up to 2.5e-3 (fp32 on CPU); the bound leaves room for reduction-order differences on other CPUs.
+TOLERANCE = 1e-5
+
+
+def _trainer(launcher: str):
+    return OmegaConf.structured(TrainerConfig(launcher=launcher, accelerate_config="zero2", num_processes=1))
+
+
+@pytest.mark.slow
+def test_accelerate_zero2_matches_inprocess(tmp_path):
+    hp = HParams(batch_size=4, max_steps=4, learning_rate=1e-3, warmup_ratio=0.0, max_length=128, seed=3)
+    kwargs = dict(model_path="builtin:tiny-sft", pairs=PAIRS, hp=hp, beta=2.0, gamma=1.6)
+    local = run_training_job("simpo", tmp_path / "inprocess", _trainer("inprocess"), **kwargs)
+    launched = run_training_job("simpo", tmp_path / "zero2", _trainer("accelerate"), **kwargs)
+    assert local["deepspeed_zero_stage"] is None and launched["deepspeed_zero_stage"] == 2
+    assert launched["steps"] == local["steps"] == 4
+    job = json.loads((tmp_path / "zero2.job.json").read_text())
+    assert job["kind"] == "simpo" and job["kwargs"]["beta"] == 2.0  # the ranks read this, never Hydra
+    a, b = load_causal_lm(str(tmp_path / "inprocess")), load_causal_lm(str(tmp_path / "zero2"))
+    start = load_causal_lm("builtin:tiny-sft")
+    diffs, moved = [], []
+    for (_, p), (_, q), (_, s) in zip(
+        a.named_parameters(), b.named_parameters(), start.named_parameters(), strict=True
+    ):
+        diffs.append((p - q).abs().max().item())
+        moved.append((p - s).abs().max().item())
+    print(f"max |inprocess - zero2| = {max(diffs):.3g}; max |trained - start| = {max(moved):.3g}")
+    assert max(moved) > 100 * TOLERANCE  # training moved the weights far more than the tolerance
+    assert max(diffs) < TOLERANCE
+    assert local["train_loss"] == pytest.approx(launched["train_loss"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_pipeline_trains_through_accelerate(tmp_path):
+    """The SynPO pipeline with every training job launched by accelerate (ZeRO-2, 1 CPU process)."""
+    from test_e2e import run_cli
+
+    run_dir = tmp_path / "run"
+    proc = run_cli(run_dir, "trainer.launcher=accelerate", "sft_trainer.launcher=accelerate", "trainer.beta_grid=[2]")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for job in ("generator/model", "iter_1/improver/model", "iter_1/beta_2/model"):
+        result = json.loads((run_dir / f"{job}.result.json").read_text())
+        assert result["deepspeed_zero_stage"] == 2 and result["processes"] == 1
+        assert (run_dir / job / "config.json").is_file()
+    assert json.loads((run_dir / "results.json").read_text())["iterations"][1]["beta"] == 2.0
