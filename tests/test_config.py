@@ -66,7 +66,8 @@ def test_group_option_composes_and_validates(group, option):
 def test_experiment_composes_and_validates(experiment):
     cfg = compose([f"experiment={experiment}"])
     validate(cfg)
-    header = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()[:4]
+    lines = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
+    header = lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))]
     assert any(f"experiment={experiment}" in line for line in header), "the header must state the launch command"
 
 
