@@ -18,7 +18,7 @@ from synpo.errors import UserError
 
 METHODS = ("synpo", "spin", "spin_judged", "spin_noised", "spin_adaptive")
 SPIN_METHODS = METHODS[1:]
-SCORERS = ("verifier",)
+SCORERS = ("verifier", "reward_model", "armorm")
 GENERATOR_BACKENDS = ("hf",)
 LOSSES = ("simpo", "dpo", "sft")
 LAUNCHERS = ("inprocess", "accelerate")
@@ -96,6 +96,10 @@ class ScorerConfig:
     name: str = "verifier"
     threshold: float = 0.1
     batch_size: int = 64
+    name_or_path: str | None = None  # reward_model / armorm: the reward model
+    trust_remote_code: bool = False  # armorm only: its model class is custom code shipped with the checkpoint
+    max_length: int = 4096  # tokens of the rendered conversation the reward model sees
+    dtype: str = "float32"
 
 
 @dataclass
@@ -314,6 +318,23 @@ def collect_problems(cfg: DictConfig) -> list[str]:
     _choice(p, cfg, "logger.mode", LOGGER_MODES)
     _choice(p, cfg, "model.dtype", DTYPES)
     _choice(p, cfg, "data.source", DATA_SOURCES)
+    if cfg.scorer.name in ("reward_model", "armorm"):
+        if not cfg.scorer.name_or_path:
+            p.append(f"scorer.name_or_path is null but scorer.name={cfg.scorer.name!r} needs a reward model")
+        else:
+            problem = model_path_problem(cfg.scorer.name_or_path)
+            if problem:
+                p.append(f"scorer.name_or_path: {problem}")
+    if cfg.scorer.name == "armorm" and not cfg.scorer.trust_remote_code:
+        from synpo.scoring.reward_model import ARMORM_RISK
+
+        p.append(ARMORM_RISK)
+    if cfg.scorer.trust_remote_code and cfg.scorer.name != "armorm":
+        p.append(
+            f"scorer.trust_remote_code=true with scorer.name={cfg.scorer.name!r}: it is only ever needed for "
+            "armorm; set it to false"
+        )
+    _choice(p, cfg, "scorer.dtype", DTYPES)
     problem = model_path_problem(cfg.model.name_or_path)
     if problem:
         p.append(f"model.name_or_path: {problem}")

@@ -53,6 +53,8 @@ def test_unknown_accelerate_config_is_refused():
 # Options that only make sense with a partner: SPIN methods train with the DPO loss, and vice versa.
 COMPANIONS = {("method", m): ["trainer=dpo"] for m in ("spin", "spin_judged", "spin_noised", "spin_adaptive")}
 COMPANIONS[("trainer", "dpo")] = ["method=spin"]
+COMPANIONS[("scorer", "reward_model")] = ["scorer.name_or_path=builtin:tiny-sft"]
+COMPANIONS[("scorer", "armorm")] = ["scorer.trust_remote_code=true"]
 
 
 @pytest.mark.parametrize("group,option", list(_group_options()))
@@ -136,3 +138,10 @@ def test_schema_rejects_wrong_types():
 def test_run_py_is_thin():
     body = (Path(CONF).parent / "run.py").read_text()
     assert body.count("\n") < 40 and "validate(cfg)" in body and "pipeline.run(cfg)" in body
+
+
+def test_armorm_needs_explicit_trust_remote_code():
+    msg = _problems(["scorer=armorm"])
+    assert "custom Python code" in msg and "scorer.trust_remote_code=true" in msg
+    assert "only ever needed for armorm" in _problems(["scorer.trust_remote_code=true"])
+    assert "scorer.name_or_path is null" in _problems(["scorer=reward_model"])

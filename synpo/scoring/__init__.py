@@ -24,4 +24,16 @@ def make_scorer(cfg: DictConfig) -> Scorer:
         from synpo.scoring.verifier import VerifierScorer
 
         return VerifierScorer()
-    raise UserError(f"scorer.name={cfg.scorer.name!r} is not available yet; choose 'verifier'.")
+    if cfg.scorer.name in ("reward_model", "armorm"):
+        from synpo.scoring.reward_model import RewardModelScorer
+
+        s = cfg.scorer
+        return RewardModelScorer(
+            s.name_or_path,
+            s.batch_size,
+            s.max_length,
+            output="score" if s.name == "armorm" else "logits",
+            trust_remote_code=s.trust_remote_code,
+            dtype=s.dtype,
+        )
+    raise UserError(f"scorer.name={cfg.scorer.name!r} is not available; choose verifier, reward_model or armorm.")
