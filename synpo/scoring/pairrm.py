@@ -1,0 +1,133 @@
+"""PairRM (llm-blender/PairRM, a DeBERTa-v3-large pairwise ranker) against current transformers.
+
+The PyPI ``llm-blender`` package breaks with transformers >= 5, so the ranker's forward pass and checkpoint layout
+are implemented here: a ``DebertaV2Model`` under ``pretrained_model`` and a two-layer head under ``head_layer``,
+the layout of the ``llm-blender/PairRM-hf`` checkpoint, which loads with ``PairRMModel.from_pretrained``.
+
+Input: ``<|source|>x`` (at most 1224 tokens) then ``<|candidate1|>a`` and ``<|candidate2|>b``, each truncated to
+half of what is left of 2048 tokens. The head scores [h_source; h_candidate] at each prefix token, and PairRM's
+logit is head(source, a) - head(source, b): positive when a is better.
+
+**Threshold scale.** ``gap(x, a, b)`` is that logit averaged over both candidate orders, (logit(a, b) -
+logit(b, a)) / 2, which cancels position bias and makes gap(a, b) = -gap(b, a). SynPO's Mistral threshold 0.20 is
+applied to this logit-scale gap. The paper does not say which PairRM quantity its 0.20 refers to; this is our
+reading, and it is stated wherever the threshold is configured (conf/scorer/pairrm.yaml).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import DebertaV2Model, DebertaV2PreTrainedModel
+
+from synpo.errors import UserError
+
+SOURCE_PREFIX, CAND1_PREFIX, CAND2_PREFIX = "<|source|>", "<|candidate1|>", "<|candidate2|>"
+SOURCE_MAX_LENGTH, CANDIDATE_MAX_LENGTH = 1224, 412
+
+
+class PairRMModel(DebertaV2PreTrainedModel):
+    """PairRM's architecture; config carries n_tasks, drop_out and the three prefix token ids."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.pretrained_model = DebertaV2Model(config)
+        h = config.hidden_size
+        self.head_layer = nn.Sequential(
+            nn.Dropout(config.drop_out),
+            nn.Linear(2 * h, h),
+            nn.Tanh(),
+            nn.Dropout(config.drop_out),
+            nn.Linear(h, config.n_tasks),
+        )
+        self.post_init()
+
+    def head_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per pair, the head's scores of (source, candidate1) and (source, candidate2): two [batch, n_tasks]."""
+        c = self.config
+        for name, token in (
+            ("source", c.source_prefix_id),
+            ("candidate1", c.cand1_prefix_id),
+            ("candidate2", c.cand2_prefix_id),
+        ):
+            if not bool((input_ids == token).sum(dim=1).eq(1).all()):
+                raise ValueError(f"every PairRM input needs exactly one <|{name}|> token")
+        keep = attention_mask.ne(0).any(dim=0)  # drop all-padding columns, as PairRM does
+        input_ids, attention_mask = input_ids[:, keep], attention_mask[:, keep]
+        enc = self.pretrained_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+        def at(token):
+            rows, cols = torch.where(input_ids == token)
+            return enc[rows, cols, :]
+
+        src = at(c.source_prefix_id)
+        left = self.head_layer(torch.cat([src, at(c.cand1_prefix_id)], dim=-1))
+        right = self.head_layer(torch.cat([src, at(c.cand2_prefix_id)], dim=-1))
+        return left, right
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """PairRM's logit per pair: mean over tasks of head(source, cand1) - head(source, cand2)."""
+        left, right = self.head_scores(input_ids, attention_mask)
+        return (left - right).mean(dim=-1)
+
+
+class PairRMScorer:
+    """A pairwise scorer: ``gaps(prompts, a, b)``; it has no pointwise ``score``."""
+
+    pairwise = True
+
+    def __init__(self, name_or_path: str, batch_size: int = 8, dtype: str = "float32"):
+        from transformers import AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            self.model = PairRMModel.from_pretrained(name_or_path, dtype=getattr(torch, dtype)).eval()
+        except OSError as e:
+            raise UserError(
+                f"scorer.name_or_path={name_or_path!r} could not be loaded as PairRM: "
+                f"{str(e).splitlines()[0]}. Download llm-blender/PairRM-hf to a local directory and "
+                "point scorer.name_or_path at it."
+            ) from None
+        for attr in ("source_prefix_id", "cand1_prefix_id", "cand2_prefix_id", "n_tasks", "drop_out"):
+            if getattr(self.model.config, attr, None) is None:
+                raise UserError(
+                    f"{name_or_path}: config.json lacks PairRM's {attr!r}; is this the PairRM-hf "
+                    "checkpoint (llm-blender/PairRM-hf)?"
+                )
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to(self.device)
+        self.batch_size = batch_size
+
+    def accepts(self, prompt: str) -> bool:
+        return bool(prompt.strip())
+
+    def encode(self, source: str, cand1: str, cand2: str) -> list[int]:
+        total = SOURCE_MAX_LENGTH + 2 * CANDIDATE_MAX_LENGTH
+        src = self.tokenizer.encode(SOURCE_PREFIX + source, max_length=SOURCE_MAX_LENGTH, truncation=True)
+        budget = (total - len(src)) // 2
+        a = self.tokenizer.encode(CAND1_PREFIX + cand1, max_length=budget, truncation=True)
+        b = self.tokenizer.encode(CAND2_PREFIX + cand2, max_length=budget, truncation=True)
+        return src + a + b
+
+    def logits(self, prompts: list[str], a: list[str], b: list[str]) -> list[float]:
+        """PairRM's one-order logit per pair (positive: ``a`` better)."""
+        out: list[float] = []
+        for i in range(0, len(prompts), self.batch_size):
+            ids = [
+                self.encode(x, y, z)
+                for x, y, z in zip(
+                    prompts[i : i + self.batch_size],
+                    a[i : i + self.batch_size],
+                    b[i : i + self.batch_size],
+                    strict=True,
+                )
+            ]
+            batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
+            with torch.inference_mode():
+                out.extend(float(v) for v in self.model(batch["input_ids"], batch["attention_mask"]).float())
+        return out
+
+    def gaps(self, prompts: list[str], a: list[str], b: list[str]) -> list[float]:
+        """(logit(a, b) - logit(b, a)) / 2: both orders, so position bias cancels; the threshold's scale."""
+        forward, backward = self.logits(prompts, a, b), self.logits(prompts, b, a)
+        return [(f - r) / 2 for f, r in zip(forward, backward, strict=True)]

@@ -1,0 +1,91 @@
+"""PairRM's forward pass and checkpoint loading, on a tiny DeBERTa-v2 ranker built here with the real classes."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tokenizers.processors import TemplateProcessing
+from transformers import DebertaV2Config, PreTrainedTokenizerFast
+
+from synpo.modeling import load_tokenizer
+from synpo.scoring.pairrm import CAND1_PREFIX, CAND2_PREFIX, SOURCE_PREFIX, PairRMModel, PairRMScorer
+
+
+@pytest.fixture(scope="module")
+def tiny_pairrm(tmp_path_factory):
+    """A randomly initialised PairRM with PairRM-hf's config fields and checkpoint layout, saved and reloaded."""
+    path = tmp_path_factory.mktemp("pairrm")
+    base = load_tokenizer("builtin:tiny-sft").backend_tokenizer
+    base.add_special_tokens(["[CLS]", "[SEP]", SOURCE_PREFIX, CAND1_PREFIX, CAND2_PREFIX])
+    cls_id, sep_id = base.token_to_id("[CLS]"), base.token_to_id("[SEP]")
+    base.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=base, cls_token="[CLS]", sep_token="[SEP]", pad_token="<pad>")
+    config = DebertaV2Config(
+        vocab_size=len(tok),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=2048,
+        relative_attention=True,
+        position_buckets=64,
+        pos_att_type=["p2c", "c2p"],
+        pad_token_id=tok.pad_token_id,
+        n_tasks=1,
+        drop_out=0.05,
+        sep_token_id=sep_id,
+        source_prefix_id=base.token_to_id(SOURCE_PREFIX),
+        cand_prefix_id=base.token_to_id(CAND1_PREFIX),
+        cand1_prefix_id=base.token_to_id(CAND1_PREFIX),
+        cand2_prefix_id=base.token_to_id(CAND2_PREFIX),
+    )
+    torch.manual_seed(0)
+    model = PairRMModel(config)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    keys = set(load_file(path / "model.safetensors"))
+    assert {"head_layer.1.weight", "head_layer.4.weight"} <= keys  # PairRM-hf's layout
+    assert any(k.startswith("pretrained_model.encoder.") for k in keys)
+    return str(path)
+
+
+PROMPTS = ["Add the numbers 3 and 4.", "Uppercase the word rose."]
+A = ["The sum of 3 and 4 is 7.", "ROSE"]
+B = ["8", "The word in uppercase is ROSE."]
+
+
+def test_input_layout(tiny_pairrm):
+    scorer = PairRMScorer(tiny_pairrm)
+    ids = scorer.encode(PROMPTS[0], A[0], B[0])
+    c = scorer.model.config
+    for token in (c.source_prefix_id, c.cand1_prefix_id, c.cand2_prefix_id):
+        assert ids.count(token) == 1
+    assert ids.index(c.source_prefix_id) < ids.index(c.cand1_prefix_id) < ids.index(c.cand2_prefix_id)
+    long = scorer.encode("x " * 5000, "y " * 5000, "z " * 5000)
+    assert len(long) <= 2048  # 1224 for the source, half of the rest for each candidate
+
+
+def test_logit_is_the_head_difference_and_gaps_are_antisymmetric(tiny_pairrm):
+    scorer = PairRMScorer(tiny_pairrm, batch_size=1)
+    logits = scorer.logits(PROMPTS, A, B)
+    model = scorer.model
+    for i in range(2):
+        ids = torch.tensor([scorer.encode(PROMPTS[i], A[i], B[i])])
+        with torch.no_grad():
+            left, right = model.head_scores(ids, torch.ones_like(ids))
+        assert logits[i] == pytest.approx((left - right).mean().item(), abs=1e-5)
+    batched = PairRMScorer(tiny_pairrm, batch_size=8).logits(PROMPTS, A, B)  # padding must not change a logit
+    assert batched == pytest.approx(logits, abs=1e-4)
+    gaps, reverse = scorer.gaps(PROMPTS, A, B), scorer.gaps(PROMPTS, B, A)
+    assert gaps == pytest.approx([-g for g in reverse], abs=1e-6)
+    assert gaps == pytest.approx(
+        [(f - r) / 2 for f, r in zip(logits, scorer.logits(PROMPTS, B, A), strict=True)], abs=1e-6
+    )
+
+
+def test_missing_prefix_token_is_refused(tiny_pairrm):
+    scorer = PairRMScorer(tiny_pairrm)
+    ids = torch.tensor([scorer.tokenizer.encode("no prefixes here")])
+    with pytest.raises(ValueError, match="source"):
+        scorer.model(ids, torch.ones_like(ids))
