@@ -175,6 +175,14 @@ class RunDir:
         return StageRecord(name, fp, seconds, False, info)
 
 
+def point_link(link: Path, target: Path) -> None:
+    """Make ``link`` a relative symlink to ``target`` (e.g. ``iter_t/policy`` -> the selected model)."""
+    link = Path(link)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    os.symlink(os.path.relpath(target, link.parent), link)
+
+
 def replace_dir(tmp: Path, final: Path) -> None:
     """Move a finished directory into place atomically (a rename within the run directory)."""
     if final.exists():

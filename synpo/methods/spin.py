@@ -24,11 +24,10 @@ labeling issue exactly, before any swap.
 from __future__ import annotations
 
 import logging
-import os
 import random
 from dataclasses import dataclass
 
-from synpo.artifacts import StageRecord, read_jsonl, write_jsonl
+from synpo.artifacts import StageRecord, point_link, read_jsonl, write_jsonl
 from synpo.config import hparams
 from synpo.pipeline import Context, stage_seed
 
@@ -242,10 +241,7 @@ def iteration(ctx: Context, t: int, state: State) -> tuple[dict, State, list[dic
         "eval",
         ctx.evaluate(f"{it}/eval", str(model_dir), run.path(it), [r_train], run.path("iter_0", "val_answers.jsonl")),
     )
-    link = run.path(it, "policy")
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    os.symlink("model", link)
+    point_link(run.path(it, "policy"), model_dir)
     row = {
         "iteration": t,
         **r_eval.info,

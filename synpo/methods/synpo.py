@@ -17,12 +17,11 @@ Per iteration t, with pi_0 the SFT model and pi_{t-1} the current policy:
 from __future__ import annotations
 
 import logging
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from synpo.artifacts import StageRecord, read_jsonl, write_jsonl
+from synpo.artifacts import StageRecord, point_link, read_jsonl, write_jsonl
 from synpo.config import betas, gamma_for, hparams
 from synpo.data import generator_examples, keyword_function, repetition_ratio
 from synpo.pipeline import Context, stage_seed
@@ -266,9 +265,7 @@ def _train_and_select(ctx: Context, t: int, state: State, pair_records: list[Sta
         )
         target, record = Path(state.policy), state.policy_record
         row.update({"guard_fired": True, "beta": None, **state.previous_val})
-    if policy_link.is_symlink() or policy_link.exists():
-        policy_link.unlink()
-    os.symlink(os.path.relpath(target, policy_link.parent), policy_link)
+    point_link(policy_link, target)
     val = {k: v for k, v in row.items() if k.startswith("val_")}
     new_state = State(
         state.generator, state.generator_record, state.keywords_record, str(target), record, val, pair_records
