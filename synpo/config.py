@@ -18,7 +18,7 @@ from synpo.errors import UserError
 
 METHODS = ("synpo", "spin", "spin_judged", "spin_noised", "spin_adaptive")
 SPIN_METHODS = METHODS[1:]
-SCORERS = ("verifier", "reward_model", "armorm")
+SCORERS = ("verifier", "reward_model", "armorm", "pairrm")
 GENERATOR_BACKENDS = ("hf",)
 LOSSES = ("simpo", "dpo", "sft")
 LAUNCHERS = ("inprocess", "accelerate")
@@ -318,7 +318,7 @@ def collect_problems(cfg: DictConfig) -> list[str]:
     _choice(p, cfg, "logger.mode", LOGGER_MODES)
     _choice(p, cfg, "model.dtype", DTYPES)
     _choice(p, cfg, "data.source", DATA_SOURCES)
-    if cfg.scorer.name in ("reward_model", "armorm"):
+    if cfg.scorer.name in ("reward_model", "armorm", "pairrm"):
         if not cfg.scorer.name_or_path:
             p.append(f"scorer.name_or_path is null but scorer.name={cfg.scorer.name!r} needs a reward model")
         else:

@@ -114,20 +114,31 @@ class Context:
         )
 
     def evaluate(self, name: str, model: str, out_dir: Path, deps: list, reference: Path | None) -> StageRecord:
-        """Validation answers of ``model`` (greedy, and sampled if configured) and their metrics."""
+        """Validation answers of ``model`` (greedy, and sampled if configured) and their metrics.
+
+        A pointwise scorer scores each answer. A pairwise scorer (PairRM) scores each answer against the prompt's
+        gold answer, and the win rate against pi_0 comes from comparing the two answers directly.
+        """
         from synpo.evaluation.validation import validation_metrics
+        from synpo.scoring import is_pairwise
 
         prompts = [r["prompt"] for r in self.seed_val]
+        golds = [r["answer"] for r in self.seed_val]
+        pairwise = is_pairwise(self.scorer)
         e = self.cfg.eval
         answers = out_dir / "val_answers.jsonl"
         metrics_file = out_dir / "metrics.json"
 
+        def scores(texts: list[str]) -> list[float]:
+            return self.scorer.gaps(prompts, texts, golds) if pairwise else self.scorer.score(prompts, texts)
+
         def fn():
+            ref_rows = read_jsonl(reference) if reference else None
             greedy = self.generator.generate(
                 model, prompts, SamplingParams(temperature=0.0, max_new_tokens=e.max_new_tokens, seed=0)
             )
             rows = [{"prompt": p, "greedy": g} for p, g in zip(prompts, greedy, strict=True)]
-            for row, s in zip(rows, self.scorer.score(prompts, greedy), strict=True):
+            for row, s in zip(rows, scores(greedy), strict=True):
                 row["greedy_score"] = s
             if hasattr(self.scorer, "exact"):
                 for row, x in zip(rows, self.scorer.exact(prompts, greedy), strict=True):
@@ -139,10 +150,15 @@ class Context:
                     seed=stage_seed(self.cfg.seed, "eval_sampled"),
                 )
                 sampled = self.generator.generate(model, prompts, sp)
-                for row, text, s in zip(rows, sampled, self.scorer.score(prompts, sampled), strict=True):
+                for row, text, s in zip(rows, sampled, scores(sampled), strict=True):
                     row["sampled"], row["sampled_score"] = text, s
+            if pairwise and ref_rows is not None:
+                for kind in ("greedy", "sampled") if e.sampled else ("greedy",):
+                    direct = self.scorer.gaps(prompts, [r[kind] for r in rows], [r[kind] for r in ref_rows])
+                    for row, g in zip(rows, direct, strict=True):
+                        row[f"{kind}_vs_reference"] = g
             write_jsonl(answers, rows)
-            metrics = validation_metrics(rows, read_jsonl(reference) if reference else rows)
+            metrics = validation_metrics(rows, ref_rows if ref_rows is not None else rows)
             write_json(metrics_file, metrics)
             return metrics
 

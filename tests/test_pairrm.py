@@ -10,10 +10,8 @@ from synpo.modeling import load_tokenizer
 from synpo.scoring.pairrm import CAND1_PREFIX, CAND2_PREFIX, SOURCE_PREFIX, PairRMModel, PairRMScorer
 
 
-@pytest.fixture(scope="module")
-def tiny_pairrm(tmp_path_factory):
-    """A randomly initialised PairRM with PairRM-hf's config fields and checkpoint layout, saved and reloaded."""
-    path = tmp_path_factory.mktemp("pairrm")
+def build_tiny_pairrm(path):
+    """A randomly initialised PairRM with PairRM-hf's config fields and checkpoint layout, saved to ``path``."""
     base = load_tokenizer("builtin:tiny-sft").backend_tokenizer
     base.add_special_tokens(["[CLS]", "[SEP]", SOURCE_PREFIX, CAND1_PREFIX, CAND2_PREFIX])
     cls_id, sep_id = base.token_to_id("[CLS]"), base.token_to_id("[SEP]")
@@ -22,28 +20,21 @@ def tiny_pairrm(tmp_path_factory):
     )
     tok = PreTrainedTokenizerFast(tokenizer_object=base, cls_token="[CLS]", sep_token="[SEP]", pad_token="<pad>")
     config = DebertaV2Config(
-        vocab_size=len(tok),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=2048,
-        relative_attention=True,
-        position_buckets=64,
-        pos_att_type=["p2c", "c2p"],
-        pad_token_id=tok.pad_token_id,
-        n_tasks=1,
-        drop_out=0.05,
-        sep_token_id=sep_id,
-        source_prefix_id=base.token_to_id(SOURCE_PREFIX),
-        cand_prefix_id=base.token_to_id(CAND1_PREFIX),
-        cand1_prefix_id=base.token_to_id(CAND1_PREFIX),
-        cand2_prefix_id=base.token_to_id(CAND2_PREFIX),
-    )
+        vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+        max_position_embeddings=2048, relative_attention=True, position_buckets=64, pos_att_type=["p2c", "c2p"],
+        pad_token_id=tok.pad_token_id, n_tasks=1, drop_out=0.05, sep_token_id=sep_id,
+        source_prefix_id=base.token_to_id(SOURCE_PREFIX), cand_prefix_id=base.token_to_id(CAND1_PREFIX),
+        cand1_prefix_id=base.token_to_id(CAND1_PREFIX), cand2_prefix_id=base.token_to_id(CAND2_PREFIX),
+    )  # fmt: skip
     torch.manual_seed(0)
-    model = PairRMModel(config)
-    model.save_pretrained(path)
+    PairRMModel(config).save_pretrained(path)
     tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_pairrm(tmp_path_factory):
+    path = build_tiny_pairrm(tmp_path_factory.mktemp("pairrm"))
     keys = set(load_file(path / "model.safetensors"))
     assert {"head_layer.1.weight", "head_layer.4.weight"} <= keys  # PairRM-hf's layout
     assert any(k.startswith("pretrained_model.encoder.") for k in keys)
@@ -89,3 +80,23 @@ def test_missing_prefix_token_is_refused(tiny_pairrm):
     ids = torch.tensor([scorer.tokenizer.encode("no prefixes here")])
     with pytest.raises(ValueError, match="source"):
         scorer.model(ids, torch.ones_like(ids))
+
+
+def test_synpo_runs_with_pairrm_as_scorer(tmp_path):
+    """The pipeline with a pairwise scorer: gaps filter the pairs, validation compares answers with gold and pi_0."""
+    import json
+
+    from test_e2e import run_cli
+
+    path = build_tiny_pairrm(tmp_path / "pairrm")
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        run_dir, "scorer=pairrm", f"scorer.name_or_path={path}", "scorer.threshold=0.0", "trainer.beta_grid=[2]"
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    pairs = [json.loads(x) for x in (run_dir / "iter_1/pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(p["gap"] > 0 and p["score_chosen"] is None for p in pairs)
+    rows = json.loads((run_dir / "results.json").read_text())["iterations"]
+    assert rows[0]["val_win_rate"] == 0.5 and 0.0 <= rows[1]["val_win_rate"] <= 1.0
+    answers = [json.loads(x) for x in (run_dir / "iter_1/beta_2/val_answers.jsonl").read_text().splitlines()]
+    assert "greedy_vs_reference" in answers[0]

@@ -84,13 +84,14 @@ def test_judged_swaps_exactly_the_pairs_where_generated_wins():
     real = [t.terse() for t in tasks[:2]] + [t.gold() for t in tasks[2:]]  # 0.7, 0.7, 1.0, 1.0
     generated = [t.gold() for t in tasks[:2]] + ["9 5 3", "5"]  # 1.0, 1.0, worse, terse 0.7
     s_real, s_gen = scorer.score(prompts, real), scorer.score(prompts, generated)
-    routes = [route("spin_judged", a, b, 0.3, 0.1) for a, b in zip(s_real, s_gen, strict=True)]
+    gaps = [a - b for a, b in zip(s_real, s_gen, strict=True)]
+    routes = [route("spin_judged", g, 0.3, 0.1) for g in gaps]
     assert routes == ["swap", "swap", "keep", "keep"]
-    rows, info = build_pairs(prompts, real, generated, s_real, s_gen, routes, {}, 0.0, None, random.Random(0))
+    rows, info = build_pairs(prompts, real, generated, gaps, s_real, s_gen, routes, {}, 0.0, None, random.Random(0))
     assert [r["chosen"] for r in rows] == generated[:2] + real[2:]
     assert [r["rejected"] for r in rows] == real[:2] + generated[2:]
     assert info["swap_rate"] == 0.5 and info["label_issue_rate"] == 0.5
-    plain = [route("spin", a, b, 0.3, 0.1) for a, b in zip(s_real, s_gen, strict=True)]
+    plain = [route("spin", g, 0.3, 0.1) for g in gaps]
     assert plain == ["keep"] * 4
 
 
@@ -106,15 +107,16 @@ def test_judged_swaps_exactly_the_pairs_where_generated_wins():
     ],
 )
 def test_adaptive_routing_at_the_boundaries(s_real, s_gen, expected):
-    assert route("spin_adaptive", s_real, s_gen, 0.3, 0.1) == expected
+    assert route("spin_adaptive", s_real - s_gen, 0.3, 0.1) == expected
 
 
 def test_adaptive_boundaries_exact():
     """Margins exactly on a threshold (binary-exact values): neither above the reverse nor below the noise one."""
-    assert route("spin_adaptive", 0.0, 0.5, 0.5, 0.25) == "keep"  # margin == reverse_threshold: not above
-    assert route("spin_adaptive", 0.0, 0.25, 0.5, 0.25) == "keep"  # margin == noise_threshold: not below
-    assert route("spin_adaptive", 0.0, 0.625, 0.5, 0.25) == "swap"
-    assert route("spin_adaptive", 0.0, 0.125, 0.5, 0.25) == "noise"
+    assert route("spin_adaptive", -0.5, 0.5, 0.25) == "keep"  # margin == reverse_threshold: not above
+    assert route("spin_adaptive", -0.25, 0.5, 0.25) == "keep"  # margin == noise_threshold: not below
+    assert route("spin_adaptive", -0.625, 0.5, 0.25) == "swap"
+    assert route("spin_adaptive", 0.625, 0.5, 0.25) == "keep"  # real wins by a large margin: SPIN's order
+    assert route("spin_adaptive", -0.125, 0.5, 0.25) == "noise"
 
 
 def test_token_noise_rate_is_statistically_right():

@@ -26,11 +26,13 @@ def validation_metrics(rows: list[dict], reference_rows: list[dict] | None) -> d
         out["val_score_sampled"] = round(sum(r["sampled_score"] for r in rows) / n, 6)
     if reference_rows is not None:
         ref = {r["prompt"]: r for r in reference_rows}
-        out["val_win_rate"] = round(
-            win_rate([r["greedy_score"] for r in rows], [ref[r["prompt"]]["greedy_score"] for r in rows]), 6
-        )
-        if "sampled_score" in rows[0] and "sampled_score" in reference_rows[0]:
-            out["val_win_rate_sampled"] = round(
-                win_rate([r["sampled_score"] for r in rows], [ref[r["prompt"]]["sampled_score"] for r in rows]), 6
-            )
+        for kind, suffix in (("greedy", ""), ("sampled", "_sampled")):
+            if f"{kind}_score" not in rows[0] or f"{kind}_score" not in reference_rows[0]:
+                continue
+            if f"{kind}_vs_reference" in rows[0]:  # a pairwise judge compared the two answers directly
+                direct = [r[f"{kind}_vs_reference"] for r in rows]
+                rate = win_rate(direct, [0.0] * n)
+            else:
+                rate = win_rate([r[f"{kind}_score"] for r in rows], [ref[r["prompt"]][f"{kind}_score"] for r in rows])
+            out[f"val_win_rate{suffix}"] = round(rate, 6)
     return out

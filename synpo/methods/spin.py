@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from synpo.artifacts import StageRecord, point_link, read_jsonl, write_jsonl
 from synpo.config import hparams
 from synpo.pipeline import Context, stage_seed
+from synpo.scoring import score_gaps
 
 log = logging.getLogger(__name__)
 
@@ -91,23 +92,24 @@ def token_noise(text: str, tokenizer, rate: float, rng: random.Random) -> tuple[
     return tokenizer.decode(ids, skip_special_tokens=True), replaced, len(ids)
 
 
-def route(method: str, s_real: float, s_gen: float, reverse_threshold: float, noise_threshold: float) -> str:
-    """What to do with one pair: ``keep`` (SPIN's order), ``swap`` (generated is chosen), or ``noise``."""
+def route(method: str, gap: float, reverse_threshold: float, noise_threshold: float) -> str:
+    """What to do with one pair, from the judge's gap = score(real) - score(generated) (a pairwise judge's own
+    comparison of the two): ``keep`` (SPIN's order), ``swap`` (generated is chosen), or ``noise``."""
     if method == "spin_judged":
-        return "swap" if s_gen > s_real else "keep"
+        return "swap" if gap < 0 else "keep"
     if method == "spin_noised":
         return "noise"
     if method == "spin_adaptive":
-        margin = abs(s_real - s_gen)
+        margin = abs(gap)
         if margin > reverse_threshold:
-            return "swap" if s_gen > s_real else "keep"
+            return "swap" if gap < 0 else "keep"
         if margin < noise_threshold:
             return "noise"
         return "keep"
     return "keep"
 
 
-def build_pairs(prompts, real, generated, s_real, s_gen, routes, resampled, token_rate, tokenizer, rng):
+def build_pairs(prompts, real, generated, gaps, s_real, s_gen, routes, resampled, token_rate, tokenizer, rng):
     """Rows ``{prompt, real, generated, scores, route, chosen, rejected}`` and the iteration's rates.
 
     ``routes[i]`` is keep / swap / noise (see :func:`route`); a noised pair's generated side is first replaced by its
@@ -126,8 +128,9 @@ def build_pairs(prompts, real, generated, s_real, s_gen, routes, resampled, toke
                 "prompt": x,
                 "real": real[i],
                 "generated": generated[i],
-                "score_real": s_real[i],
-                "score_generated": s_gen[i],
+                "score_real": s_real[i] if s_real else None,
+                "score_generated": s_gen[i] if s_gen else None,
+                "gap": round(gaps[i], 6),
                 "route": routes[i],
                 "chosen": chosen,
                 "rejected": rejected,
@@ -135,13 +138,13 @@ def build_pairs(prompts, real, generated, s_real, s_gen, routes, resampled, toke
         )
     n = max(1, len(rows))
     info = {
-        "label_issue_rate": round(sum(g > r for g, r in zip(s_gen, s_real, strict=True)) / n, 6),
+        "label_issue_rate": round(sum(g < 0 for g in gaps) / n, 6),
         "swap_rate": round(routes.count("swap") / n, 6),
         "noise_rate": round(routes.count("noise") / n, 6),
         "keep_rate": round(routes.count("keep") / n, 6),
         "token_noise_rate": round(n_replaced / n_tokens, 6) if n_tokens else 0.0,
-        "score_real": round(sum(s_real) / n, 6),
-        "score_generated": round(sum(s_gen) / n, 6),
+        "score_real": round(sum(s_real) / n, 6) if s_real else None,
+        "score_generated": round(sum(s_gen) / n, 6) if s_gen else None,
     }
     return rows, info
 
@@ -168,9 +171,8 @@ def iteration(ctx: Context, t: int, state: State) -> tuple[dict, State, list[dic
         ),
     )
     generated = [r["response"] for r in read_jsonl(run.path(it, "generated.jsonl"))]
-    s_real = ctx.scorer.score(prompts, real)
-    s_gen = ctx.scorer.score(prompts, generated)
-    routes = [route(m.name, a, b, m.reverse_threshold, m.noise_threshold) for a, b in zip(s_real, s_gen, strict=True)]
+    gaps, s_real, s_gen = score_gaps(ctx.scorer, prompts, real, generated)
+    routes = [route(m.name, g, m.reverse_threshold, m.noise_threshold) for g in gaps]
     deps = [r_gen]
     resampled: dict[int, str] = {}
     if m.name == "spin_adaptive" and m.noise.temperature is not None:
@@ -195,7 +197,7 @@ def iteration(ctx: Context, t: int, state: State) -> tuple[dict, State, list[dic
         tokenizer = load_tokenizer(state.policy, cfg.model.trust_remote_code)
         rng = random.Random(stage_seed(cfg.seed, f"{it}/token_noise"))
         rows, info = build_pairs(
-            prompts, real, generated, s_real, s_gen, routes, resampled, m.noise.token_rate, tokenizer, rng
+            prompts, real, generated, gaps, s_real, s_gen, routes, resampled, m.noise.token_rate, tokenizer, rng
         )
         write_jsonl(scores_file, rows)
         write_jsonl(pairs_file, [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])

@@ -26,6 +26,7 @@ from synpo.config import betas, gamma_for, hparams
 from synpo.data import generator_examples, keyword_function, repetition_ratio
 from synpo.pipeline import Context, stage_seed
 from synpo.prompts import generator_prompt, improver_prompt, parse_question
+from synpo.scoring import is_pairwise, score_gaps
 
 log = logging.getLogger(__name__)
 
@@ -132,19 +133,18 @@ def _improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dic
     )
     drafts = [r["response"] for r in read_jsonl(answers_file)]
     golds = [r["answer"] for r in ctx.seed_train]
-    draft_scores = ctx.scorer.score(seed_prompts, drafts)
-    gold_scores = ctx.scorer.score(seed_prompts, golds)
+    gaps, gold_scores, draft_scores = score_gaps(ctx.scorer, seed_prompts, golds, drafts)
     examples = [
         {"prompt": improver_prompt(x, d), "completion": y}
-        for x, d, y, sd, sy in zip(seed_prompts, drafts, golds, draft_scores, gold_scores, strict=True)
-        if not cfg.method.improver_filter or sy - sd > cfg.scorer.threshold
+        for x, d, y, gap in zip(seed_prompts, drafts, golds, gaps, strict=True)
+        if not cfg.method.improver_filter or gap > cfg.scorer.threshold
     ]
     out = run.path(it, "improver", "model")
     rec = ctx.record("improver", ctx.train_sft(f"{it}/improver", examples, out, [r_seed]))
     info = {
         "improver_examples": len(examples),
         "improver_candidates": len(drafts),
-        "seed_policy_score": round(sum(draft_scores) / len(draft_scores), 6),
+        "seed_policy_score": _mean(draft_scores),
     }
     return str(out), rec, info
 
@@ -158,23 +158,23 @@ def _pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord
         policy = [r["response"] for r in read_jsonl(run.path(it, "policy.jsonl"))]
         chosen = [r["response"] for r in read_jsonl(run.path(it, "refined.jsonl"))]
         rejected = [r["response"] for r in read_jsonl(run.path(it, "initial.jsonl"))]
-        s_pol, s_ch, s_rej = (ctx.scorer.score(prompts, x) for x in (policy, chosen, rejected))
+        gaps, s_ch, s_rej = score_gaps(ctx.scorer, prompts, chosen, rejected)
+        s_pol = None if is_pairwise(ctx.scorer) else ctx.scorer.score(prompts, policy)
         rows = []
         for i, x in enumerate(prompts):
             rep = max(repetition_ratio(chosen[i]), repetition_ratio(rejected[i]))
-            gap = s_ch[i] - s_rej[i]
             rows.append(
                 {
                     "prompt": x,
                     "policy": policy[i],
                     "chosen": chosen[i],
                     "rejected": rejected[i],
-                    "score_policy": s_pol[i],
-                    "score_chosen": s_ch[i],
-                    "score_rejected": s_rej[i],
-                    "gap": round(gap, 6),
+                    "score_policy": s_pol[i] if s_pol else None,
+                    "score_chosen": s_ch[i] if s_ch else None,
+                    "score_rejected": s_rej[i] if s_rej else None,
+                    "gap": round(gaps[i], 6),
                     "repetition": round(rep, 4),
-                    "kept": gap > cfg.scorer.threshold and rep <= cfg.method.max_repetition,
+                    "kept": gaps[i] > cfg.scorer.threshold and rep <= cfg.method.max_repetition,
                 }
             )
         write_jsonl(scores_file, rows)
@@ -183,7 +183,10 @@ def _pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord
         added = rng.sample(kept, min(cfg.method.pairs_per_iteration, len(kept)))
         write_jsonl(
             pairs_file,
-            [{k: r[k] for k in ("prompt", "chosen", "rejected", "score_chosen", "score_rejected")} for r in added],
+            [
+                {k: r[k] for k in ("prompt", "chosen", "rejected", "score_chosen", "score_rejected", "gap")}
+                for r in added
+            ],
         )
         n = max(1, len(rows))
         return {
@@ -191,9 +194,10 @@ def _pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord
             "n_pairs_kept": len(kept),
             "n_pairs_added": len(added),
             "keep_ratio": round(len(kept) / n, 6),
-            "score_policy": round(sum(s_pol) / n, 6),
-            "score_refined": round(sum(s_ch) / n, 6),
-            "score_initial": round(sum(s_rej) / n, 6),
+            "score_policy": _mean(s_pol),
+            "score_refined": _mean(s_ch),
+            "score_initial": _mean(s_rej),
+            "mean_gap": _mean(gaps),
         }
 
     settings = {
@@ -203,6 +207,10 @@ def _pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord
         "scorer": cfg.scorer.name,
     }
     return ctx.record("pairs", run.stage(f"{it}/pairs", settings, [scores_file, pairs_file], fn, list(deps.values())))
+
+
+def _mean(values: list[float] | None) -> float | None:
+    return round(sum(values) / len(values), 6) if values else None
 
 
 def _beta_name(beta: float) -> str:

@@ -19,6 +19,21 @@ class Scorer(Protocol):
         ...
 
 
+def is_pairwise(scorer) -> bool:
+    """Pairwise scorers (PairRM) compare two responses and have no pointwise score."""
+    return bool(getattr(scorer, "pairwise", False))
+
+
+def score_gaps(scorer, prompts: list[str], a: list[str], b: list[str]):
+    """Per prompt, how much better ``a`` is than ``b``: score(a) - score(b) for pointwise scorers, the scorer's own
+    order-averaged comparison for pairwise ones. Returns ``(gaps, scores_a, scores_b)``; the scores are None for a
+    pairwise scorer."""
+    if is_pairwise(scorer):
+        return scorer.gaps(prompts, a, b), None, None
+    sa, sb = scorer.score(prompts, a), scorer.score(prompts, b)
+    return [x - y for x, y in zip(sa, sb, strict=True)], sa, sb
+
+
 def make_scorer(cfg: DictConfig) -> Scorer:
     if cfg.scorer.name == "verifier":
         from synpo.scoring.verifier import VerifierScorer
@@ -36,4 +51,10 @@ def make_scorer(cfg: DictConfig) -> Scorer:
             trust_remote_code=s.trust_remote_code,
             dtype=s.dtype,
         )
-    raise UserError(f"scorer.name={cfg.scorer.name!r} is not available; choose verifier, reward_model or armorm.")
+    if cfg.scorer.name == "pairrm":
+        from synpo.scoring.pairrm import PairRMScorer
+
+        return PairRMScorer(cfg.scorer.name_or_path, cfg.scorer.batch_size, cfg.scorer.dtype)
+    raise UserError(
+        f"scorer.name={cfg.scorer.name!r} is not available; choose verifier, reward_model, armorm or pairrm."
+    )
