@@ -56,7 +56,8 @@ class DataConfig:
     answer_field: str | None = "answer"  # null: the answer is the first assistant turn of prompt_field's chat
     n_train: int = 1200  # seed prompts for training (tinyworld: drawn; jsonl: at most this many are used)
     n_val: int = 96  # held out for validation (beta selection and the results table)
-    keywords: str = "tinyworld"  # keyword extractor for the generator's inputs
+    keywords: str = "tinyworld"  # tinyworld: the world's vocabulary; corpus: 3 words per paragraph of keyword_corpus
+    keyword_corpus: str | None = None  # keywords=corpus: a local text file, paragraphs separated by blank lines
     answers: str = "gold"  # tinyworld only: gold full sentences, or sft-quality ones (terse, some wrong) for SPIN
     sft_noise: float = 0.1  # with answers=sft: share of answers with wrong content, like noisy SFT data
 
@@ -82,6 +83,7 @@ class MethodConfig:
     improver_filter: bool = True  # keep an improver example only if score(y*) - score(draft) > scorer.threshold
     keep_previous_if_worse: bool = False  # keep pi_{t-1} if every beta candidate validates worse (off in the paper)
     generator_keywords: int = 3  # keywords per synthetic prompt request
+    improver_max_length: int | None = None  # the improver's SFT max length; null: sft_trainer.max_length
     # SPIN
     mix_previous: bool = True  # train on this iteration's pairs plus the previous iteration's (SPIN)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
@@ -340,6 +342,9 @@ def collect_problems(cfg: DictConfig) -> list[str]:
         p.append(f"model.name_or_path: {problem}")
     if cfg.model.trust_remote_code and cfg.model.name_or_path.startswith("builtin:"):
         p.append("model.trust_remote_code=true is not needed for built-in models; set it to false")
+    _choice(p, cfg, "data.keywords", ("tinyworld", "corpus"))
+    if cfg.data.keywords == "corpus" and not cfg.data.keyword_corpus and cfg.method.name == "synpo":
+        p.append("data.keyword_corpus is null but data.keywords=corpus: give a local text file of paragraphs")
     if cfg.data.source == "hf" and not cfg.data.hf_name:
         p.append("data.hf_name is null but data.source=hf: give a datasets name, e.g. HuggingFaceH4/ultrachat_200k")
     if cfg.data.source == "jsonl" and not cfg.data.path:

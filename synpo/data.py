@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,13 +95,63 @@ def split_seed(rows: list[dict], n_val: int, seed: int) -> tuple[list[dict], lis
     return rows[n_val:], rows[:n_val]
 
 
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before being below between
+    both but by can could did do does doing down during each either else ever every few for from further get gets
+    got had has have having he her here hers herself him himself his how however i if in into is it its itself just
+    like make many may me might more most much must my myself no nor not now of off often on once one only or other
+    our ours ourselves out over own per please quite rather really same say says she should so some such than that
+    the their theirs them themselves then there these they this those through thus to too under until up upon us
+    use used using very via was we well were what when where whether which while who whom whose why will with
+    within without would yet you your yours yourself yourselves""".split()
+)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+_SENTENCE_START = re.compile(r"(^|[.!?]\s+)$")
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased content words of ``text`` in order, without duplicates, stopwords, words under 3 letters, or
+    personal names. Names are taken to be capitalised words that do not open a sentence: a heuristic that also drops
+    other proper nouns, which is what keyword sampling wants (the paper excludes names)."""
+    seen: list[str] = []
+    for m in _WORD.finditer(text):
+        word = m.group(0)
+        if word[0].isupper() and not _SENTENCE_START.search(text[: m.start()]):
+            continue
+        w = word.lower().strip("'-")
+        if len(w) >= 3 and w not in STOPWORDS and w not in seen:
+            seen.append(w)
+    return seen
+
+
+def corpus_keyword_rows(path: str | Path, seed: int, per_paragraph: int = 3) -> list[dict]:
+    """``per_paragraph`` random content words from each paragraph (blank-line separated) of a local text corpus."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"data.keyword_corpus={str(path)!r}: file not found. Give a local text file whose paragraphs "
+            "are separated by blank lines (web text, as in the paper)."
+        )
+    rng = random.Random(seed)
+    rows = []
+    for paragraph in re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")):
+        words = content_words(paragraph)
+        if len(words) >= per_paragraph:
+            rows.append({"keywords": rng.sample(words, per_paragraph)})
+    if not rows:
+        raise UserError(f"{path}: no paragraph has {per_paragraph} content words; is it the right file?")
+    return rows
+
+
 def keyword_function(name: str) -> Callable[[str], list[str]]:
-    """The keyword extractor named by ``data.keywords``."""
+    """The keyword extractor named by ``data.keywords``: the tiny world's, or content words of any text."""
     if name == "tinyworld":
         from synpo.tinyworld.tasks import prompt_keywords
 
         return prompt_keywords
-    raise UserError(f"data.keywords={name!r} is not known. Allowed: ['tinyworld'].")
+    if name == "corpus":
+        return content_words
+    raise UserError(f"data.keywords={name!r} is not known. Allowed: ['tinyworld', 'corpus'].")
 
 
 def generator_examples(rows: list[dict], keywords_of: Callable[[str], list[str]], seed: int) -> list[dict]:

@@ -98,10 +98,13 @@ class Context:
         }
         return self.run.stage(name, settings, [out], fn, deps)
 
-    def train_sft(self, name: str, examples: list[dict], out: Path, deps: list) -> StageRecord:
+    def train_sft(self, name: str, examples: list[dict], out: Path, deps: list, max_length: int | None = None):
+        """SFT of pi_0 on ``examples`` (sft_trainer settings; ``max_length`` overrides its max length)."""
         from synpo.training.launch import run_training_job
 
         hp = hparams(self.cfg.sft_trainer, self.cfg.model, stage_seed(self.cfg.seed, name))
+        if max_length is not None:
+            hp.max_length = max_length
         tr = self.cfg.model.trust_remote_code
         return self.run.stage(
             name,

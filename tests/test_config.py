@@ -145,3 +145,29 @@ def test_armorm_needs_explicit_trust_remote_code():
     assert "custom Python code" in msg and "scorer.trust_remote_code=true" in msg
     assert "only ever needed for armorm" in _problems(["scorer.trust_remote_code=true"])
     assert "scorer.name_or_path is null" in _problems(["scorer=reward_model"])
+
+
+@pytest.mark.parametrize(
+    "name,model,scorer,threshold,lr",
+    [
+        ("mistral_synpo", "alignment-handbook/zephyr-7b-sft-full", "pairrm", 0.20, 3e-7),
+        ("llama3_synpo", "princeton-nlp/Llama-3-Base-8B-SFT", "armorm", 0.02, 6e-7),
+    ],
+)
+def test_paper_synpo_configs_carry_the_paper_values(name, model, scorer, threshold, lr):
+    """DESIGN section 6 and the paper's setup, value by value."""
+    cfg = compose([f"experiment={name}"])
+    validate(cfg)
+    assert cfg.model.name_or_path == model and cfg.scorer.name == scorer and cfg.scorer.threshold == threshold
+    assert cfg.scorer.trust_remote_code == (scorer == "armorm")
+    m, t, s, g = cfg.method, cfg.trainer, cfg.sft_trainer, cfg.generator
+    assert (m.name, m.iterations, m.n_prompts, m.pairs_per_iteration) == ("synpo", 4, 50000, 10000)
+    assert cfg.data.n_train == 18000
+    assert list(t.beta_grid) == [2, 4, 6, 8, 10, 12] and t.beta is None
+    assert t.gamma == 1.6 and t.gamma_beta_ratio is None and t.loss == "simpo"
+    assert t.learning_rate == lr and t.epochs == 1 and t.scheduler == "cosine" and t.warmup_ratio == 0.1
+    assert t.batch_size * t.grad_accum * t.num_processes == 128
+    assert (s.learning_rate, s.warmup_ratio, s.epochs, s.optimizer) == (1e-6, 0.1, 3, "adamw_torch")
+    assert s.batch_size * s.grad_accum * s.num_processes == 32
+    assert (s.max_length, m.improver_max_length) == (8000, 6000)
+    assert (g.temperature, g.max_new_tokens) == (0.7, 2048)

@@ -87,3 +87,38 @@ def test_split_is_deterministic_and_disjoint():
     assert len(val) == 10 and not {r["prompt"] for r in train} & {r["prompt"] for r in val}
     with pytest.raises(UserError, match="data.n_val=50"):
         split_seed(rows, 50, seed=0)
+
+
+def test_content_words_drop_stopwords_short_words_and_names():
+    from synpo.data import content_words
+
+    text = "Yesterday Alice planted tomatoes in the garden. Gardens need water and the sunlight of June."
+    assert content_words(text) == [
+        "yesterday",
+        "planted",
+        "tomatoes",
+        "garden",
+        "gardens",
+        "need",
+        "water",
+        "sunlight",
+    ]
+
+
+def test_corpus_keyword_rows_take_three_per_paragraph(tmp_path):
+    from synpo.data import content_words, corpus_keyword_rows
+
+    corpus = tmp_path / "web.txt"
+    paragraphs = [
+        "Volcanic soil holds minerals that farmers value for vineyards.",
+        "Short one.",
+        "Bridges span rivers; engineers test steel cables under heavy load.",
+    ]
+    corpus.write_text("\n\n".join(paragraphs))
+    rows = corpus_keyword_rows(corpus, seed=0)
+    assert len(rows) == 2  # "Short one." has too few content words
+    for row, paragraph in zip(rows, [paragraphs[0], paragraphs[2]], strict=True):
+        assert len(row["keywords"]) == 3 and set(row["keywords"]) <= set(content_words(paragraph))
+    assert rows == corpus_keyword_rows(corpus, seed=0)
+    with pytest.raises(UserError, match="file not found"):
+        corpus_keyword_rows(tmp_path / "missing.txt", seed=0)

@@ -21,9 +21,9 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from synpo.artifacts import StageRecord, point_link, read_jsonl, write_jsonl
+from synpo.artifacts import StageRecord, file_digest, point_link, read_jsonl, write_jsonl
 from synpo.config import betas, gamma_for, hparams
-from synpo.data import generator_examples, keyword_function, repetition_ratio
+from synpo.data import corpus_keyword_rows, generator_examples, keyword_function, repetition_ratio
 from synpo.pipeline import Context, stage_seed
 from synpo.prompts import generator_prompt, improver_prompt, parse_question
 from synpo.scoring import is_pairwise, score_gaps
@@ -48,17 +48,20 @@ def keyword_pool(ctx: Context) -> StageRecord:
     """``keywords.jsonl``: the pool K from which each synthetic prompt's keywords are drawn."""
     out = ctx.run.path("keywords.jsonl")
 
+    d = ctx.cfg.data
+
     def fn():
-        if ctx.cfg.data.keywords == "tinyworld":
+        if d.keywords == "tinyworld":
             from synpo.tinyworld.tasks import keyword_pool as world_pool
 
-            pool = world_pool()
-        else:
-            extract = keyword_function(ctx.cfg.data.keywords)
-            pool = sorted({k for row in ctx.seed_train for k in extract(row["prompt"])})
-        return {"n": write_jsonl(out, [{"keyword": k} for k in pool])}
+            rows = [{"keywords": [k]} for k in world_pool()]  # single words, drawn 3 at a time
+        else:  # 3 keywords per paragraph of a local corpus, drawn together (the paper's keyword lists)
+            rows = corpus_keyword_rows(d.keyword_corpus, stage_seed(ctx.cfg.seed, "keywords"))
+        return {"n": write_jsonl(out, rows)}
 
-    return ctx.run.stage("keywords", {"keywords": ctx.cfg.data.keywords}, [out], fn, [ctx.seed_record])
+    corpus_file = Path(d.keyword_corpus) if d.keywords == "corpus" and d.keyword_corpus else None
+    corpus = file_digest(corpus_file) if corpus_file and corpus_file.is_file() else None
+    return ctx.run.stage("keywords", {"keywords": d.keywords, "corpus": corpus}, [out], fn, [ctx.seed_record])
 
 
 def prepare(ctx: Context, pi0_val: dict) -> State:
@@ -74,10 +77,14 @@ def prepare(ctx: Context, pi0_val: dict) -> State:
 def _synthetic_prompts(ctx: Context, t: int, state: State) -> tuple[list[str], StageRecord]:
     cfg, run = ctx.cfg, ctx.run
     it = f"iter_{t}"
-    pool = [r["keyword"] for r in read_jsonl(run.path("keywords.jsonl"))]
+    groups = [r["keywords"] for r in read_jsonl(run.path("keywords.jsonl"))]
     rng = random.Random(stage_seed(cfg.seed, f"{it}/keywords"))
-    k = min(cfg.method.generator_keywords, len(pool))
-    requests = [rng.sample(pool, k) for _ in range(cfg.method.n_prompts)]
+    k = cfg.method.generator_keywords
+    if all(len(g) >= k for g in groups):  # one paragraph's keywords per request
+        requests = [rng.choice(groups)[:k] for _ in range(cfg.method.n_prompts)]
+    else:  # single-word pool: k distinct words per request
+        pool = [w for g in groups for w in g]
+        requests = [rng.sample(pool, min(k, len(pool))) for _ in range(cfg.method.n_prompts)]
     raw = run.path(it, "prompts_raw.jsonl")
     r_raw = ctx.record(
         "prompts",
@@ -140,7 +147,9 @@ def _improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dic
         if not cfg.method.improver_filter or gap > cfg.scorer.threshold
     ]
     out = run.path(it, "improver", "model")
-    rec = ctx.record("improver", ctx.train_sft(f"{it}/improver", examples, out, [r_seed]))
+    rec = ctx.record(
+        "improver", ctx.train_sft(f"{it}/improver", examples, out, [r_seed], cfg.method.improver_max_length)
+    )
     info = {
         "improver_examples": len(examples),
         "improver_candidates": len(drafts),
