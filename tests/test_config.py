@@ -24,6 +24,7 @@ def test_every_config_file_is_covered():
     covered |= {CONF / g / f"{o}.yaml" for g, o in _group_options()}
     covered |= set((CONF / "experiment").glob("*.yaml"))
     covered |= set((CONF / "accelerate").glob("*.yaml"))  # checked by test_accelerate_configs_are_complete
+    covered |= set((CONF / "hydra" / "launcher").glob("*.yaml"))  # checked by test_launcher_configs_compose
     assert set(CONF.rglob("*.yaml")) == covered
 
 
@@ -171,3 +172,15 @@ def test_paper_synpo_configs_carry_the_paper_values(name, model, scorer, thresho
     assert s.batch_size * s.grad_accum * s.num_processes == 32
     assert (s.max_length, m.improver_max_length) == (8000, 6000)
     assert (g.temperature, g.max_new_tokens) == (0.7, 2048)
+
+
+@pytest.mark.parametrize("launcher", sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("*.yaml")))
+def test_launcher_configs_compose(launcher):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert "submitit" in cfg.hydra.launcher._target_.lower()
+    if launcher == "slurm":
+        assert cfg.hydra.launcher.gpus_per_node == 8 and cfg.hydra.launcher.max_num_timeout > 0
