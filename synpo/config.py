@@ -232,7 +232,17 @@ def _trainer_problems(cfg: DictConfig, prefix: str) -> list[str]:
     if t.devices is not None and len(t.devices) < t.num_processes:
         p.append(f"{prefix}.devices={list(t.devices)} names fewer GPUs than {prefix}.num_processes={t.num_processes}")
     if t.launcher == "accelerate":
+        import importlib.util
+
         from synpo.training.launch import ACCELERATE_DIR
+
+        needs = ["accelerate"] + (["deepspeed"] if t.accelerate_config.startswith("zero") else [])
+        for package in needs:
+            if importlib.util.find_spec(package) is None:
+                p.append(
+                    f"{prefix}.launcher=accelerate with {prefix}.accelerate_config={t.accelerate_config!r} needs "
+                    f"the {package} package, which is not installed: `pip install {package}`"
+                )
 
         if not (ACCELERATE_DIR / f"{t.accelerate_config}.yaml").is_file():
             known = sorted(x.stem for x in ACCELERATE_DIR.glob("*.yaml"))
