@@ -64,6 +64,16 @@ def trl_common_kwargs(hp: HParams, work: Path) -> dict:
     )
 
 
+def load_for_training(model_path: str, hp: HParams, trust_remote_code: bool = False):
+    """The tokenizer and trainable model every job starts from (and TRL's experimental notice silenced)."""
+    import os
+
+    from synpo.modeling import load_causal_lm, load_tokenizer
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    return load_tokenizer(model_path, trust_remote_code), load_causal_lm(model_path, hp.dtype, trust_remote_code)
+
+
 def prepare_workdir(out_dir: Path, key: dict) -> Path:
     """The scratch directory ``<out>.partial`` for a job; kept across a crash only if the job is the same one."""
     out_dir = Path(out_dir)

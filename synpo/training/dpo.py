@@ -10,10 +10,9 @@ which is TRL's ``loss_type=["sigmoid"]`` DPO loss. ``tests/test_spin_loss.py`` c
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from synpo.training.common import HParams, finish_training, prepare_workdir, trl_common_kwargs
+from synpo.training.common import HParams, finish_training, load_for_training, prepare_workdir, trl_common_kwargs
 
 
 def build_dpo_trainer(
@@ -26,14 +25,12 @@ def build_dpo_trainer(
     trust_remote_code: bool = False,
 ):
     """A TRL DPOTrainer on ``pairs`` (``{"prompt", "chosen", "rejected"}``; prompt = user message)."""
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    tokenizer, model = load_for_training(model_path, hp, trust_remote_code)
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from synpo.modeling import load_causal_lm, load_tokenizer
+    from synpo.modeling import load_causal_lm
 
-    tokenizer = load_tokenizer(model_path, trust_remote_code)
-    model = load_causal_lm(model_path, hp.dtype, trust_remote_code)
     ref_model = load_causal_lm(ref_path, hp.dtype, trust_remote_code).eval()
     dataset = Dataset.from_list(
         [

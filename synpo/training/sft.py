@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-from synpo.training.common import HParams, finish_training, prepare_workdir, trl_common_kwargs
+from synpo.training.common import HParams, finish_training, load_for_training, prepare_workdir, trl_common_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +22,12 @@ def train_sft(
     Prompts go through the tokenizer's chat template as a user turn and completions as the assistant turn, the
     same rendering that generation uses.
     """
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    if not examples:
+        raise ValueError(f"no training examples for {out_dir}: an upstream filter removed them all")
+    tokenizer, model = load_for_training(model_path, hp, trust_remote_code)
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from synpo.modeling import load_causal_lm, load_tokenizer
-
-    if not examples:
-        raise ValueError(f"no training examples for {out_dir}: an upstream filter removed them all")
-    tokenizer = load_tokenizer(model_path, trust_remote_code)
-    model = load_causal_lm(model_path, hp.dtype, trust_remote_code)
     dataset = Dataset.from_list(
         [
             {

@@ -12,10 +12,9 @@ numbers.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from synpo.training.common import HParams, finish_training, prepare_workdir, trl_common_kwargs
+from synpo.training.common import HParams, finish_training, load_for_training, prepare_workdir, trl_common_kwargs
 
 
 def build_simpo_trainer(
@@ -28,15 +27,12 @@ def build_simpo_trainer(
     trust_remote_code: bool = False,
 ):
     """A TRL CPOTrainer set up as SimPO on ``pairs`` (``{"prompt", "chosen", "rejected"}``, prompt = user message)."""
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    tokenizer, model = load_for_training(model_path, hp, trust_remote_code)
     from datasets import Dataset
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
     from synpo.generation.hf import render_prompts
-    from synpo.modeling import load_causal_lm, load_tokenizer
 
-    tokenizer = load_tokenizer(model_path, trust_remote_code)
-    model = load_causal_lm(model_path, hp.dtype, trust_remote_code)
     rendered = render_prompts(tokenizer, [p["prompt"] for p in pairs])
     dataset = Dataset.from_list(
         [{"prompt": r, "chosen": p["chosen"], "rejected": p["rejected"]} for r, p in zip(rendered, pairs, strict=True)]
