@@ -19,7 +19,7 @@ from synpo.errors import UserError
 METHODS = ("synpo", "spin", "spin_judged", "spin_noised", "spin_adaptive")
 SPIN_METHODS = METHODS[1:]
 SCORERS = ("verifier", "reward_model", "armorm", "pairrm")
-GENERATOR_BACKENDS = ("hf",)
+GENERATOR_BACKENDS = ("hf", "vllm")
 LOSSES = ("simpo", "dpo", "sft")
 LAUNCHERS = ("inprocess", "accelerate")
 EVALS = ("validation", "none")
@@ -112,8 +112,16 @@ class GeneratorConfig:
     temperature: float = 0.7  # the paper's sampling temperature
     top_p: float = 1.0
     max_new_tokens: int = 48
-    batch_size: int = 64
-    shard_size: int = 256  # outputs per shard file; a crash loses at most one shard
+    batch_size: int = 64  # hf: prompts per model.generate call
+    shard_size: int = 256  # prompts per shard file; a crash loses at most one shard
+    n: int = 1  # samples per prompt (the SynPO and SPIN methods use 1)
+    # vllm only -------------------------------------------------------------------------------------------------
+    python: str | None = None  # interpreter of the environment that has vLLM; null: this one
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None  # null: the model's own
+    enforce_eager: bool = False  # skip CUDA graph capture (faster start, slower decoding)
+    devices: list[int] | None = None  # GPU ids for the worker (CUDA_VISIBLE_DEVICES); null: all visible
 
 
 @dataclass
@@ -317,6 +325,31 @@ def _spin_problems(cfg: DictConfig) -> list[str]:
     return p
 
 
+def _generator_problems(cfg: DictConfig) -> list[str]:
+    p: list[str] = []
+    g = cfg.generator
+    if g.n != 1:
+        p.append(
+            f"generator.n={g.n}: the SynPO and SPIN methods use one sample per prompt; set generator.n=1 (n > 1 is "
+            "for direct use of the Generator API, e.g. best-of-n)"
+        )
+    if g.backend == "vllm":
+        from synpo.generation.vllm import python_problem
+
+        problem = python_problem(g.python)
+        if problem:
+            p.append(problem)
+        _positive(p, cfg, "generator.tensor_parallel_size")
+        if not 0 < g.gpu_memory_utilization <= 1:
+            p.append(f"generator.gpu_memory_utilization={g.gpu_memory_utilization} must be in (0, 1]")
+        if g.devices is not None and g.tensor_parallel_size > len(g.devices):
+            p.append(
+                f"generator.tensor_parallel_size={g.tensor_parallel_size} needs that many GPUs but generator.devices "
+                f"lists {len(g.devices)}: {list(g.devices)}"
+            )
+    return p
+
+
 def collect_problems(cfg: DictConfig) -> list[str]:
     """Every problem in ``cfg``, one sentence each."""
     from synpo.modeling import model_path_problem
@@ -379,6 +412,7 @@ def collect_problems(cfg: DictConfig) -> list[str]:
         _positive(p, cfg, key, strict=False)
     if not 0 < cfg.generator.top_p <= 1:
         p.append(f"generator.top_p={cfg.generator.top_p} must be in (0, 1]")
+    p += _generator_problems(cfg)
     if cfg.scorer.threshold < 0:
         p.append(f"scorer.threshold={cfg.scorer.threshold} must be >= 0 (a pair is kept if its score gap exceeds it)")
     _choice(p, cfg, "data.answers", ANSWER_STYLES)

@@ -20,6 +20,7 @@ from synpo.artifacts import (
     StageRecord,
     atomic_write_text,
     file_digest,
+    fingerprint,
     read_jsonl,
     write_json,
     write_jsonl,
@@ -31,6 +32,17 @@ from synpo.scoring import Scorer, make_scorer
 from synpo.tracking import loggable_config, make_tracker
 
 log = logging.getLogger(__name__)
+
+
+def keep_only_shards_of(shard_dir: Path, settings: dict) -> None:
+    """Clear ``shard_dir`` unless its shards were written for exactly ``settings``, then claim it for them: shards
+    of an interrupted attempt are reused only by a rerun of the same request."""
+    stamp = shard_dir / "settings.sha256"
+    digest = fingerprint(settings)
+    if shard_dir.is_dir() and not (stamp.is_file() and stamp.read_text(encoding="utf-8") == digest):
+        shutil.rmtree(shard_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, digest)
 
 
 def stage_seed(base: int, name: str) -> int:
@@ -82,6 +94,7 @@ class Context:
         shard_dir = out.with_name(out.name + ".shards")
 
         def fn():
+            keep_only_shards_of(shard_dir, settings)
             responses = self.generator.generate(model, prompts, sampling, shard_dir=shard_dir)
             rows = [{"prompt": p, "response": r} for p, r in zip(prompts, responses, strict=True)]
             for row, more in zip(rows, extra or [{}] * len(rows), strict=True):
@@ -203,7 +216,22 @@ def make_generator(cfg: DictConfig) -> Generator:
             dtype=cfg.model.dtype,
             trust_remote_code=cfg.model.trust_remote_code,
         )
-    raise UserError(f"generator.backend={cfg.generator.backend!r} is not available; choose 'hf'.")
+    if cfg.generator.backend == "vllm":
+        from synpo.generation.vllm import VLLMGenerator
+
+        g = cfg.generator
+        return VLLMGenerator(
+            python=g.python,
+            tensor_parallel_size=g.tensor_parallel_size,
+            gpu_memory_utilization=g.gpu_memory_utilization,
+            dtype=cfg.model.dtype,
+            max_model_len=g.max_model_len,
+            shard_size=g.shard_size,
+            devices=None if g.devices is None else list(g.devices),
+            enforce_eager=g.enforce_eager,
+            trust_remote_code=cfg.model.trust_remote_code,
+        )
+    raise UserError(f"generator.backend={cfg.generator.backend!r} is not available; choose 'hf' or 'vllm'.")
 
 
 def _seed_answer(task, data: DictConfig, rng: random.Random) -> str:

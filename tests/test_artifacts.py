@@ -55,3 +55,15 @@ def test_marker_records_fingerprint_and_seconds(tmp_path):
     run.stage("s", {"k": 1}, [out], lambda: {"n": write_jsonl(out, [{}])})
     marker = json.loads((tmp_path / ".stages" / "s.json").read_text())
     assert set(marker) >= {"fingerprint", "seconds", "info"} and marker["info"] == {"n": 1}
+
+
+def test_shards_are_reused_only_by_the_same_request(tmp_path):
+    from synpo.pipeline import keep_only_shards_of
+
+    shards = tmp_path / "out.jsonl.shards"
+    keep_only_shards_of(shards, {"temperature": 0.7})
+    (shards / "shard-00000.jsonl").write_text('{"response": "a"}\n')
+    keep_only_shards_of(shards, {"temperature": 0.7})  # a rerun of the same request keeps them
+    assert (shards / "shard-00000.jsonl").is_file()
+    keep_only_shards_of(shards, {"temperature": 1.0})  # another request must not read them
+    assert not (shards / "shard-00000.jsonl").exists() and shards.is_dir()

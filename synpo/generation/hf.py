@@ -53,7 +53,7 @@ class HFGenerator:
             shard_file = Path(shard_dir) / f"shard-{k:05d}.jsonl" if shard_dir else None
             if shard_file is not None and shard_file.is_file():
                 rows = read_jsonl(shard_file)
-                if len(rows) == hi - lo:
+                if len(rows) == (hi - lo) * sampling.n:
                     responses.extend(r["response"] for r in rows)
                     continue
             torch.manual_seed(sampling.seed * 1_000_003 + k)
@@ -64,6 +64,8 @@ class HFGenerator:
                 write_jsonl(shard_file, [{"response": r} for r in shard])
             responses.extend(shard)
             log.info("generated %d/%d", hi, len(prompts))
+        if len(responses) != len(prompts) * sampling.n:
+            raise RuntimeError(f"HF generation returned {len(responses)} responses for {len(prompts)} x {sampling.n}")
         return responses
 
     @staticmethod
@@ -80,6 +82,7 @@ class HFGenerator:
                 top_p=sampling.top_p if sample else None,
                 top_k=None,
                 max_new_tokens=sampling.max_new_tokens,
+                num_return_sequences=sampling.n,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )

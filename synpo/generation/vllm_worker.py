@@ -1,0 +1,115 @@
+"""The vLLM generation worker: ``python -m synpo.generation.vllm_worker <request.json>``.
+
+It runs in the Python environment named by ``generator.python`` (vLLM may live in its own venv), so it imports only
+the standard library and vLLM: no synpo module beyond this file, no omegaconf. The parent
+(``synpo.generation.vllm.VLLMGenerator``) renders the chat template and sends token ids, so the worker never
+re-tokenizes a string (which would add a second BOS under templates that already contain one).
+
+Request (JSON): model, dtype, seed, tensor_parallel_size, gpu_memory_utilization, max_model_len,
+trust_remote_code, sampling {n, temperature, top_p, max_tokens, seed}, shard_size, shard_dir, prompt_token_ids.
+
+Output: ``shard_dir/shard-00000.jsonl`` ... with rows ``{"index": i, "responses": [...]}``; a shard is written
+atomically once complete, so a crash loses at most the shard in progress and a rerun skips finished shards.
+Progress goes to stdout as lines ``PROGRESS <done> <total>``; a readable failure as ``ERROR <message>`` and exit 3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _shard_file(shard_dir: Path, k: int) -> Path:
+    return shard_dir / f"shard-{k:05d}.jsonl"
+
+
+def _complete(path: Path, n_rows: int) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip()) == n_rows
+
+
+def _write_atomic(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def say(line: str) -> None:
+    """One line of the worker's protocol on stdout (the parent reads it as it comes)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def request_seed(base: int, index: int) -> int:
+    """The seed of prompt ``index``: fixed per prompt, so the output does not depend on batching or on which
+    shards a previous attempt finished."""
+    return (base * 1_000_003 + index) % (2**31 - 1)
+
+
+def main(request_file: str) -> int:
+    req = json.loads(Path(request_file).read_text(encoding="utf-8"))
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError as e:
+        say(f"ERROR vLLM cannot be imported in {sys.executable}: {e}")
+        return 3
+
+    ids: list[list[int]] = req["prompt_token_ids"]
+    shard_dir = Path(req["shard_dir"])
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    size = int(req["shard_size"])
+    shards = [(k, lo, min(len(ids), lo + size)) for k, lo in enumerate(range(0, len(ids), size))]
+    todo = [s for s in shards if not _complete(_shard_file(shard_dir, s[0]), s[2] - s[1])]
+    done = len(ids) - sum(hi - lo for _, lo, hi in todo)
+    say(f"PROGRESS {done} {len(ids)}")
+    if not todo:
+        return 0
+
+    t0 = time.time()
+    llm = LLM(
+        model=req["model"],
+        tokenizer=req["model"],
+        dtype=req["dtype"],
+        seed=int(req["seed"]),
+        tensor_parallel_size=int(req["tensor_parallel_size"]),
+        gpu_memory_utilization=float(req["gpu_memory_utilization"]),
+        max_model_len=req["max_model_len"],
+        trust_remote_code=bool(req["trust_remote_code"]),
+        enforce_eager=bool(req.get("enforce_eager", False)),
+    )
+    say(f"LOADED {time.time() - t0:.1f}")
+    s = req["sampling"]
+    for k, lo, hi in todo:
+        params = [
+            SamplingParams(
+                n=int(s["n"]),
+                temperature=float(s["temperature"]),
+                top_p=float(s["top_p"]) if s["temperature"] > 0 else 1.0,
+                max_tokens=int(s["max_tokens"]),
+                seed=request_seed(int(s["seed"]), i),
+            )
+            for i in range(lo, hi)
+        ]
+        prompts = [{"prompt_token_ids": ids[i]} for i in range(lo, hi)]
+        outputs = llm.generate(prompts, params, use_tqdm=False)
+        rows = [{"index": lo + j, "responses": [c.text for c in out.outputs]} for j, out in enumerate(outputs)]
+        _write_atomic(_shard_file(shard_dir, k), rows)
+        done += hi - lo
+        say(f"PROGRESS {done} {len(ids)}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: python -m synpo.generation.vllm_worker <request.json>\n")
+        sys.exit(2)
+    sys.exit(main(sys.argv[1]))
