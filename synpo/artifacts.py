@@ -175,6 +175,17 @@ class RunDir:
         return StageRecord(name, fp, seconds, False, info)
 
 
+def keep_only_shards_of(shard_dir: Path, settings: dict) -> None:
+    """Clear ``shard_dir`` unless its shards were written for exactly ``settings``, then claim it for them: shards
+    of an interrupted attempt are reused only by a rerun of the same request."""
+    stamp = shard_dir / "settings.sha256"
+    digest = fingerprint(settings)
+    if shard_dir.is_dir() and not (stamp.is_file() and stamp.read_text(encoding="utf-8") == digest):
+        shutil.rmtree(shard_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, digest)
+
+
 def point_link(link: Path, target: Path) -> None:
     """Make ``link`` a relative symlink to ``target`` (e.g. ``iter_t/policy`` -> the selected model)."""
     link = Path(link)

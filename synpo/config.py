@@ -18,7 +18,7 @@ from synpo.errors import UserError
 
 METHODS = ("synpo", "spin", "spin_judged", "spin_noised", "spin_adaptive")
 SPIN_METHODS = METHODS[1:]
-SCORERS = ("verifier", "reward_model", "armorm", "pairrm")
+SCORERS = ("verifier", "reward_model", "armorm", "pairrm", "judge")
 GENERATOR_BACKENDS = ("hf", "vllm")
 LOSSES = ("simpo", "dpo", "sft")
 LAUNCHERS = ("inprocess", "accelerate")
@@ -102,6 +102,13 @@ class ScorerConfig:
     trust_remote_code: bool = False  # armorm only: its model class is custom code shipped with the checkpoint
     max_length: int = 4096  # tokens of the rendered conversation the reward model sees
     dtype: str = "float32"
+    shard_size: int = 1024  # pairs per scores shard; a crash while scoring loses at most one shard
+    # judge only: an OpenAI-compatible chat endpoint; name_or_path is the model name the server knows
+    endpoint: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    api_key_env: str | None = None  # the environment variable holding the API key (never the key itself)
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    concurrency: int = 8  # requests in flight
 
 
 @dataclass
@@ -374,6 +381,24 @@ def collect_problems(cfg: DictConfig) -> list[str]:
         from synpo.scoring.reward_model import ARMORM_RISK
 
         p.append(ARMORM_RISK)
+    if cfg.scorer.name == "judge":
+        s = cfg.scorer
+        if not s.endpoint or not re.match(r"^https?://", s.endpoint):
+            p.append(
+                f"scorer.endpoint={s.endpoint!r}: the judge needs an OpenAI-compatible base URL such as "
+                "http://127.0.0.1:8000/v1 (`vllm serve <model>`) or https://api.openai.com/v1"
+            )
+        if not s.name_or_path:
+            p.append("scorer.name_or_path is null but scorer=judge needs the model name the endpoint serves")
+        if s.api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", s.api_key_env):
+            # The value is not echoed: it may be the key itself.
+            p.append(
+                "scorer.api_key_env is not an environment variable name: give the NAME of the variable that holds "
+                "the key (e.g. OPENAI_API_KEY), never the key"
+            )
+        _positive(p, cfg, "scorer.timeout_s")
+        _positive(p, cfg, "scorer.concurrency")
+        _positive(p, cfg, "scorer.max_retries", strict=False)
     if cfg.scorer.trust_remote_code and cfg.scorer.name != "armorm":
         p.append(
             f"scorer.trust_remote_code=true with scorer.name={cfg.scorer.name!r}: it is only ever needed for "
@@ -402,6 +427,7 @@ def collect_problems(cfg: DictConfig) -> list[str]:
         "generator.batch_size",
         "generator.shard_size",
         "scorer.batch_size",
+        "scorer.shard_size",
         "eval.max_new_tokens",
         "method.generator_keywords",
     ):

@@ -20,7 +20,7 @@ from synpo.artifacts import (
     StageRecord,
     atomic_write_text,
     file_digest,
-    fingerprint,
+    keep_only_shards_of,
     read_jsonl,
     write_json,
     write_jsonl,
@@ -28,21 +28,10 @@ from synpo.artifacts import (
 from synpo.config import IDENTITY_KEYS, hparams
 from synpo.errors import UserError
 from synpo.generation.protocol import Generator, SamplingParams
-from synpo.scoring import Scorer, make_scorer
+from synpo.scoring import Scorer, make_scorer, score_gaps
 from synpo.tracking import loggable_config, make_tracker
 
 log = logging.getLogger(__name__)
-
-
-def keep_only_shards_of(shard_dir: Path, settings: dict) -> None:
-    """Clear ``shard_dir`` unless its shards were written for exactly ``settings``, then claim it for them: shards
-    of an interrupted attempt are reused only by a rerun of the same request."""
-    stamp = shard_dir / "settings.sha256"
-    digest = fingerprint(settings)
-    if shard_dir.is_dir() and not (stamp.is_file() and stamp.read_text(encoding="utf-8") == digest):
-        shutil.rmtree(shard_dir)
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stamp, digest)
 
 
 def stage_seed(base: int, name: str) -> int:
@@ -109,6 +98,34 @@ class Context:
             "sampling": sampling.__dict__,
             "backend": OmegaConf.to_container(self.cfg.generator),
         }
+        return self.run.stage(name, settings, [out], fn, deps)
+
+    def scorer_settings(self) -> dict:
+        """What the scorer's numbers depend on (its config without the threshold, which only filters)."""
+        settings = OmegaConf.to_container(self.cfg.scorer)
+        settings.pop("threshold", None)
+        return settings
+
+    def score_pairs(self, name: str, prompts: list[str], a: list[str], b: list[str], out: Path, deps: list):
+        """How much better ``a`` is than ``b`` per prompt, into ``out`` as rows ``{gap, score_a, score_b}``
+        (the scores are null for pairwise scorers); scored in resumable shards."""
+        shard_dir = out.with_name(out.name + ".shards")
+
+        def fn():
+            gaps, sa, sb = score_gaps(
+                self.scorer, prompts, a, b, shard_dir, self.cfg.scorer.shard_size, self.scorer_settings()
+            )
+            write_jsonl(
+                out,
+                [
+                    {"gap": g, "score_a": None if sa is None else sa[i], "score_b": None if sb is None else sb[i]}
+                    for i, g in enumerate(gaps)
+                ],
+            )
+            shutil.rmtree(shard_dir, ignore_errors=True)
+            return {"n": len(gaps)}
+
+        settings = {"scorer": self.scorer_settings(), "prompts": prompts, "a": a, "b": b}
         return self.run.stage(name, settings, [out], fn, deps)
 
     def train_sft(self, name: str, examples: list[dict], out: Path, deps: list, max_length: int | None = None):

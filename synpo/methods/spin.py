@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from synpo.artifacts import StageRecord, point_link, read_jsonl, write_jsonl
 from synpo.config import hparams
 from synpo.pipeline import Context, stage_seed
-from synpo.scoring import score_gaps
+from synpo.scoring import is_pairwise
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,17 @@ def iteration(ctx: Context, t: int, state: State) -> tuple[dict, State, list[dic
         ),
     )
     generated = [r["response"] for r in read_jsonl(run.path(it, "generated.jsonl"))]
-    gaps, s_real, s_gen = score_gaps(ctx.scorer, prompts, real, generated)
+    judged_file = run.path(it, "judge_scores.jsonl")
+    r_judge = ctx.record(
+        "scores", ctx.score_pairs(f"{it}/judge_scores", prompts, real, generated, judged_file, [r_gen])
+    )
+    judged = read_jsonl(judged_file)
+    gaps = [r["gap"] for r in judged]
+    pointwise = not is_pairwise(ctx.scorer)
+    s_real = [r["score_a"] for r in judged] if pointwise else None
+    s_gen = [r["score_b"] for r in judged] if pointwise else None
     routes = [route(m.name, g, m.reverse_threshold, m.noise_threshold) for g in gaps]
-    deps = [r_gen]
+    deps = [r_gen, r_judge]
     resampled: dict[int, str] = {}
     if m.name == "spin_adaptive" and m.noise.temperature is not None:
         idx = [i for i, r in enumerate(routes) if r == "noise"]
@@ -207,7 +215,7 @@ def iteration(ctx: Context, t: int, state: State) -> tuple[dict, State, list[dic
         "method": m.name,
         "noise": dict(m.noise),
         "thresholds": [m.reverse_threshold, m.noise_threshold],
-        "scorer": cfg.scorer.name,
+        "scorer": ctx.scorer_settings(),
     }
     r_pairs = ctx.record("pairs", run.stage(f"{it}/pairs", settings, [scores_file, pairs_file], fn, deps))
     dataset = read_jsonl(pairs_file)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,7 +141,11 @@ def _improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dic
     )
     drafts = [r["response"] for r in read_jsonl(answers_file)]
     golds = [r["answer"] for r in ctx.seed_train]
-    gaps, gold_scores, draft_scores = score_gaps(ctx.scorer, seed_prompts, golds, drafts)
+    scores_file = run.path(it, "seed_scores.jsonl")
+    ctx.record("scores", ctx.score_pairs(f"{it}/seed_scores", seed_prompts, golds, drafts, scores_file, [r_seed]))
+    scored = read_jsonl(scores_file)
+    gaps = [r["gap"] for r in scored]
+    draft_scores = None if is_pairwise(ctx.scorer) else [r["score_b"] for r in scored]
     examples = [
         {"prompt": improver_prompt(x, d), "completion": y}
         for x, d, y, gap in zip(seed_prompts, drafts, golds, gaps, strict=True)
@@ -167,7 +172,10 @@ def _pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord
         policy = [r["response"] for r in read_jsonl(run.path(it, "policy.jsonl"))]
         chosen = [r["response"] for r in read_jsonl(run.path(it, "refined.jsonl"))]
         rejected = [r["response"] for r in read_jsonl(run.path(it, "initial.jsonl"))]
-        gaps, s_ch, s_rej = score_gaps(ctx.scorer, prompts, chosen, rejected)
+        shard_dir = scores_file.with_name(scores_file.name + ".shards")
+        gaps, s_ch, s_rej = score_gaps(
+            ctx.scorer, prompts, chosen, rejected, shard_dir, cfg.scorer.shard_size, ctx.scorer_settings()
+        )
         s_pol = None if is_pairwise(ctx.scorer) else ctx.scorer.score(prompts, policy)
         rows = []
         for i, x in enumerate(prompts):
@@ -187,6 +195,7 @@ def _pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord
                 }
             )
         write_jsonl(scores_file, rows)
+        shutil.rmtree(shard_dir, ignore_errors=True)
         kept = [r for r in rows if r["kept"]]
         rng = random.Random(stage_seed(cfg.seed, f"{it}/pairs"))
         added = rng.sample(kept, min(cfg.method.pairs_per_iteration, len(kept)))
@@ -213,7 +222,7 @@ def _pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord
         "threshold": cfg.scorer.threshold,
         "max_repetition": cfg.method.max_repetition,
         "n": cfg.method.pairs_per_iteration,
-        "scorer": cfg.scorer.name,
+        "scorer": ctx.scorer_settings(),
     }
     return ctx.record("pairs", run.stage(f"{it}/pairs", settings, [scores_file, pairs_file], fn, list(deps.values())))
 
