@@ -158,6 +158,9 @@ class TrainerConfig:
     accelerate_config: str = "zero2"  # conf/accelerate/<name>.yaml: ddp, zero2 or zero3 (topology only)
     num_processes: int = 1  # processes (GPUs) per training job under accelerate
     devices: list[int] | None = None  # GPU ids for the job (CUDA_VISIBLE_DEVICES); null: all visible
+    # Train an iteration's beta candidates at once, each on its own num_processes GPUs out of `devices`
+    # (accelerate launcher only; e.g. devices [0..5], num_processes 1: six candidates in parallel)
+    concurrent_candidates: bool = False
     save_steps: int = 0  # 0: no mid-run checkpoints
 
 
@@ -246,6 +249,20 @@ def _trainer_problems(cfg: DictConfig, prefix: str) -> list[str]:
         p.append(f"{prefix}.num_processes={t.num_processes} must be >= 1")
     if t.devices is not None and len(t.devices) < t.num_processes:
         p.append(f"{prefix}.devices={list(t.devices)} names fewer GPUs than {prefix}.num_processes={t.num_processes}")
+    if t.concurrent_candidates:
+        if t.launcher != "accelerate":
+            p.append(
+                f"{prefix}.concurrent_candidates=true needs {prefix}.launcher=accelerate: candidates train at once "
+                "only as separate processes"
+            )
+        if t.devices is None or len(t.devices) < 2 * t.num_processes:
+            p.append(
+                f"{prefix}.concurrent_candidates=true needs {prefix}.devices to list at least two sets of "
+                f"{prefix}.num_processes={t.num_processes} GPUs (e.g. {prefix}.devices=[0,1,2,3,4,5] with "
+                f"num_processes=1); it lists {None if t.devices is None else list(t.devices)}"
+            )
+        elif len(set(t.devices)) != len(t.devices):
+            p.append(f"{prefix}.devices={list(t.devices)} repeats a GPU; concurrent candidates need disjoint GPUs")
     if t.launcher == "accelerate":
         import importlib.util
 

@@ -55,14 +55,25 @@ def test_accelerate_zero2_matches_inprocess(tmp_path):
 
 @pytest.mark.slow
 def test_pipeline_trains_through_accelerate(tmp_path):
-    """The SynPO pipeline with every training job launched by accelerate (ZeRO-2, 1 CPU process)."""
+    """The SynPO pipeline with every training job launched by accelerate (ZeRO-2, 1 CPU process), the two beta
+    candidates trained concurrently, each in its own process with its own "GPU" (CUDA_VISIBLE_DEVICES)."""
     from test_e2e import run_cli
 
     run_dir = tmp_path / "run"
-    proc = run_cli(run_dir, "trainer.launcher=accelerate", "sft_trainer.launcher=accelerate", "trainer.beta_grid=[2]")
+    proc = run_cli(
+        run_dir,
+        "trainer.launcher=accelerate",
+        "sft_trainer.launcher=accelerate",
+        "trainer.beta_grid=[2,10]",
+        "trainer.devices=[0,1]",
+        "trainer.concurrent_candidates=true",
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for job in ("generator/model", "iter_1/improver/model", "iter_1/beta_2/model"):
+    for job in ("generator/model", "iter_1/improver/model", "iter_1/beta_2/model", "iter_1/beta_10/model"):
         result = json.loads((run_dir / f"{job}.result.json").read_text())
         assert result["deepspeed_zero_stage"] == 2 and result["processes"] == 1
         assert (run_dir / job / "config.json").is_file()
-    assert json.loads((run_dir / "results.json").read_text())["iterations"][1]["beta"] == 2.0
+    a, b = (json.loads((run_dir / f"iter_1/beta_{x}/model.result.json").read_text()) for x in (2, 10))
+    assert {a["cuda_visible_devices"], b["cuda_visible_devices"]} == {"0", "1"}  # disjoint device sets
+    assert a["started"] < b["finished"] and b["started"] < a["finished"]  # the two trainings overlapped
+    assert json.loads((run_dir / "results.json").read_text())["iterations"][1]["beta"] in (2.0, 10.0)

@@ -3,6 +3,7 @@
 import json
 import math
 import random
+import sys
 
 import pytest
 import torch
@@ -163,7 +164,7 @@ def test_bad_spin_values_name_their_keys():
 
 def test_paper_spin_configs_carry_the_repo_hyperparameters():
     for name in ("zephyr_spin", "llama2_spin"):
-        cfg = compose([f"experiment={name}"])
+        cfg = compose([f"experiment={name}", f"generator.python={sys.executable}"])
         validate(cfg)
         t = cfg.trainer
         assert list(t.beta_schedule) == [0.1, 0.1, 0.1, 5.0]

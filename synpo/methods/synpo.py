@@ -17,8 +17,10 @@ Per iteration t, with pi_0 the SFT model and pi_{t-1} the current policy:
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,28 +238,34 @@ def _beta_name(beta: float) -> str:
 
 
 def _train_and_select(ctx: Context, t: int, state: State, pair_records: list[StageRecord]) -> tuple[dict, State]:
-    from synpo.training.launch import run_training_job
+    from synpo.training.launch import device_slots, run_training_job
 
     cfg, run = ctx.cfg, ctx.run
     it = f"iter_{t}"
     dataset = [p for s in range(1, t + 1) for p in read_jsonl(run.path(f"iter_{s}", "pairs.jsonl"))]
     reference = run.path("iter_0", "val_answers.jsonl")
-    per_beta, records = {}, {}
-    for beta in betas(cfg):
-        name = _beta_name(beta)
+    hp = hparams(cfg.trainer, cfg.model, stage_seed(cfg.seed, f"{it}/simpo"))
+    grid = [(beta, _beta_name(beta), gamma_for(cfg, beta)) for beta in betas(cfg)]
+    slots = device_slots(cfg.trainer, len(grid))
+    free: queue.Queue = queue.Queue()
+    for i, devices in enumerate(slots):
+        free.put((i, devices))
+
+    def train(candidate) -> StageRecord:
+        beta, name, gamma = candidate
         model_dir = run.path(it, name, "model")
-        hp = hparams(cfg.trainer, cfg.model, stage_seed(cfg.seed, f"{it}/simpo"))
-        gamma = gamma_for(cfg, beta)
-        r_train = ctx.record(
-            "simpo",
-            run.stage(
+        slot, devices = free.get()  # a disjoint GPU set, held while this candidate trains
+        try:
+            return run.stage(
                 f"{it}/{name}/train",
                 {"hp": hp.__dict__, "beta": beta, "gamma": gamma, "from": ctx.pi0},
                 [model_dir],
-                lambda model_dir=model_dir, hp=hp, beta=beta, gamma=gamma: run_training_job(
+                lambda: run_training_job(
                     "simpo",
                     model_dir,
                     cfg.trainer,
+                    devices=devices,
+                    slot=slot,
                     model_path=ctx.pi0,
                     pairs=dataset,
                     hp=hp,
@@ -266,8 +274,18 @@ def _train_and_select(ctx: Context, t: int, state: State, pair_records: list[Sta
                     trust_remote_code=cfg.model.trust_remote_code,
                 ),
                 pair_records,
-            ),
-        )
+            )
+        finally:
+            free.put((slot, devices))
+
+    if len(slots) > 1:
+        log.info("iteration %d: %d beta candidates on %d disjoint GPU sets %s", t, len(grid), len(slots), slots)
+    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+        trained = list(pool.map(train, grid))
+    per_beta, records = {}, {}
+    for (beta, name, gamma), r_train in zip(grid, trained, strict=True):
+        ctx.record("simpo", r_train)
+        model_dir = run.path(it, name, "model")
         r_eval = ctx.record(
             "eval", ctx.evaluate(f"{it}/{name}/eval", str(model_dir), run.path(it, name), [r_train], reference)
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from synpo.artifacts import read_json, write_json
@@ -23,7 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     job = read_json(Path(argv[0]))
     kwargs = dict(job["kwargs"])
     kwargs["hp"] = HParams(**kwargs["hp"])
+    started = time.time()
     result = job_function(job["kind"])(out_dir=Path(job["out_dir"]), **kwargs)
+    # Where and when it ran: concurrent beta candidates are checked against these.
+    result.update(cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), started=started, finished=time.time())
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(Path(job["result"]), result)
 

@@ -60,8 +60,26 @@ def resolved_accelerate_config(name: str, out: Path) -> Path:
     return out
 
 
-def run_training_job(kind: str, out_dir: Path, trainer: DictConfig, **kwargs) -> dict:
-    """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``trainer.launcher``."""
+def device_slots(trainer: DictConfig, n_jobs: int) -> list[list[int] | None]:
+    """Disjoint GPU sets for ``n_jobs`` training jobs that may run at once.
+
+    With ``trainer.concurrent_candidates`` and ``trainer.devices`` listing at least two sets of
+    ``trainer.num_processes`` GPUs, the devices are cut into such sets (8 GPUs, 1 process each: 8 slots). Otherwise
+    one slot: ``trainer.devices`` (or every visible GPU), and jobs run one after another."""
+    if not trainer.concurrent_candidates or trainer.devices is None:
+        return [None if trainer.devices is None else list(trainer.devices)]
+    devices, k = list(trainer.devices), trainer.num_processes
+    slots = [devices[i : i + k] for i in range(0, len(devices) - k + 1, k)]
+    return slots[: max(1, n_jobs)]
+
+
+def run_training_job(
+    kind: str, out_dir: Path, trainer: DictConfig, devices: list[int] | None = None, slot: int = 0, **kwargs
+) -> dict:
+    """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``trainer.launcher``.
+
+    ``devices`` (a slot of ``device_slots``) overrides ``trainer.devices``; ``slot`` offsets the rendezvous port so
+    that concurrent multi-process jobs do not collide."""
     if trainer.launcher == "inprocess":
         return job_function(kind)(out_dir=out_dir, **kwargs)
     out_dir = Path(out_dir)
@@ -80,13 +98,16 @@ def run_training_job(kind: str, out_dir: Path, trainer: DictConfig, **kwargs) ->
         str(acc_cfg),
         "--num_processes",
         str(trainer.num_processes),
+        "--main_process_port",
+        str(29500 + slot),
         "-m",
         "synpo.training.job",
         str(job_file),
     ]
     env = dict(os.environ)
-    if trainer.devices is not None:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in trainer.devices)
+    devices = trainer.devices if devices is None else devices
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
     log_file = out_dir.with_name(out_dir.name + ".launch.log")
     log.info("launching %s (log: %s)", " ".join(cmd[2:]), log_file)
     with open(log_file, "w") as f:
