@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -23,6 +24,9 @@ GENERATOR_BACKENDS = ("hf", "vllm")
 LOSSES = ("simpo", "dpo", "sft")
 LAUNCHERS = ("inprocess", "accelerate")
 EVALS = ("validation", "none")
+EVAL_EVERY = ("iteration", "final")
+EXPORT_FORMATS = ("alpaca_eval", "arena_hard", "mt_bench")
+WINRATE_REFERENCES = ("gold", "pi0")
 LOGGERS = ("wandb", "none")
 LOGGER_MODES = ("auto", "offline", "online", "disabled")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -165,13 +169,80 @@ class TrainerConfig:
 
 
 @dataclass
+class WinRateConfig:
+    """Pairwise win rate of the policy's answers against reference answers, raw and length-controlled."""
+
+    enabled: bool = False
+    reference: str = "gold"  # gold: the data's reference answers; pi0: the initial policy's answers
+    n_boot: int = 1000  # bootstrap resamples for the 95% intervals
+    tie: float = 0.0  # |gap| <= tie counts as a tie (the judge's verdicts keep their half points)
+    temperature: float = 0.7  # the paper's AlpacaEval decoding (a fixed seed per stage); 0: greedy
+
+
+@dataclass
+class LmEvalTask:
+    task: str = MISSING
+    num_fewshot: int = 0
+    metric: str = "acc,none"  # the key of lm-eval's result row
+
+
+@dataclass
+class LmEvalSuite:
+    tasks: list[LmEvalTask] = field(default_factory=list)
+    apply_chat_template: bool = False
+
+
+@dataclass
+class LmEvalConfig:
+    """Benchmark suites through lm-eval's simple_evaluate; options add suites (eval=[openllm,harness6])."""
+
+    suites: dict[str, LmEvalSuite] = field(default_factory=dict)
+    backend: str = "hf"  # hf, or vllm (lm-eval's in-process vLLM model)
+    batch_size: int = 8
+    limit: int | None = None  # examples per task; null: all (a quick look: 100)
+    include_path: str | None = None  # a directory of extra task YAMLs
+    tensor_parallel_size: int = 1  # vllm backend
+    gpu_memory_utilization: float = 0.8  # vllm backend
+
+
+@dataclass
+class DiversityConfig:
+    """Diversity of the synthetic prompts of each iteration, and of the seed prompts once."""
+
+    enabled: bool = False
+    embedder: str | None = None  # a sentence-transformers directory; null: the packaged all-MiniLM-L6-v2
+    max_prompts: int = 2000  # embedded per set (all pairs are compared)
+    self_bleu_max: int = 200  # prompts per Self-BLEU estimate (quadratic)
+
+
+@dataclass
+class ExportConfig:
+    """Answers in the official tools' formats (AlpacaEval, Arena-Hard, MT-Bench), for their judges."""
+
+    enabled: bool = False
+    formats: list[str] = field(default_factory=lambda: ["alpaca_eval", "arena_hard", "mt_bench"])
+    # Question files in each tool's own format; null: the validation prompts (single turn)
+    alpaca_eval_questions: str | None = None  # JSON list of {instruction, dataset}
+    arena_hard_questions: str | None = None  # question.jsonl: {question_id, turns: [{content}]}
+    mt_bench_questions: str | None = None  # question.jsonl: {question_id, category, turns: [str, str]}
+    temperature: float = 0.7  # the paper's AlpacaEval decoding (vLLM, T 0.7, 2048 tokens)
+    max_new_tokens: int = 2048
+
+
+@dataclass
 class EvalConfig:
-    """What is measured after each iteration on the validation split."""
+    """What is measured after each iteration: the validation split always (it selects beta), and the groups that
+    the eval options enable (eval=[validation,winrate,diversity,openllm]), every iteration or only the last."""
 
     name: str = "validation"
     sampled: bool = True  # also evaluate sampled answers (temperature below, fixed seed)
     temperature: float = 0.7
     max_new_tokens: int = 48
+    every: str = "iteration"  # iteration: after pi_0 and every iteration; final: after pi_0 and the last one
+    winrate: WinRateConfig = field(default_factory=WinRateConfig)
+    lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)
+    diversity: DiversityConfig = field(default_factory=DiversityConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 @dataclass
@@ -374,6 +445,35 @@ def _generator_problems(cfg: DictConfig) -> list[str]:
     return p
 
 
+def _eval_problems(cfg: DictConfig) -> list[str]:
+    p: list[str] = []
+    e = cfg.eval
+    _choice(p, cfg, "eval.every", EVAL_EVERY)
+    _choice(p, cfg, "eval.winrate.reference", WINRATE_REFERENCES)
+    _choice(p, cfg, "eval.lm_eval.backend", ("hf", "vllm"))
+    bad = [f for f in e.export.formats if f not in EXPORT_FORMATS]
+    if bad:
+        p.append(f"eval.export.formats={list(e.export.formats)}: unknown {bad}; choose from {list(EXPORT_FORMATS)}")
+    for key in ("alpaca_eval_questions", "arena_hard_questions", "mt_bench_questions"):
+        path = e.export[key]
+        if e.export.enabled and path and not Path(path).is_file():
+            p.append(f"eval.export.{key}={path!r}: no such file; give the tool's question file or null")
+    for name, suite in e.lm_eval.suites.items():
+        if not suite.tasks:
+            p.append(f"eval.lm_eval.suites.{name} lists no tasks")
+    if e.lm_eval.include_path and not Path(e.lm_eval.include_path).is_dir():
+        p.append(f"eval.lm_eval.include_path={e.lm_eval.include_path!r} is not a directory of task YAMLs")
+    needs = [("lm_eval", "eval.lm_eval.suites")] if e.lm_eval.suites else []
+    needs += [("sentence_transformers", "eval.diversity")] if e.diversity.enabled else []
+    if needs:
+        import importlib.util
+
+        for package, why in needs:
+            if importlib.util.find_spec(package) is None:
+                p.append(f"{why} needs the {package} package, which is not installed: `pip install -e '.[eval]'`")
+    return p
+
+
 def collect_problems(cfg: DictConfig) -> list[str]:
     """Every problem in ``cfg``, one sentence each."""
     from synpo.modeling import model_path_problem
@@ -383,6 +483,7 @@ def collect_problems(cfg: DictConfig) -> list[str]:
     _choice(p, cfg, "scorer.name", SCORERS)
     _choice(p, cfg, "generator.backend", GENERATOR_BACKENDS)
     _choice(p, cfg, "eval.name", EVALS)
+    p += _eval_problems(cfg)
     _choice(p, cfg, "logger.name", LOGGERS)
     _choice(p, cfg, "logger.mode", LOGGER_MODES)
     _choice(p, cfg, "model.dtype", DTYPES)

@@ -55,12 +55,12 @@ class Context:
 
     # --- stages shared by the methods -------------------------------------------------------------------------
 
-    def sampling(self, name: str, temperature: float | None = None) -> SamplingParams:
+    def sampling(self, name: str, temperature: float | None = None, max_new_tokens: int | None = None):
         g = self.cfg.generator
         return SamplingParams(
             temperature=g.temperature if temperature is None else temperature,
             top_p=g.top_p,
-            max_new_tokens=g.max_new_tokens,
+            max_new_tokens=g.max_new_tokens if max_new_tokens is None else max_new_tokens,
             seed=stage_seed(self.cfg.seed, name),
         )
 
@@ -77,9 +77,10 @@ class Context:
         deps: list,
         temperature: float | None = None,
         extra: list[dict] | None = None,
+        max_new_tokens: int | None = None,
     ) -> StageRecord:
         """Answers of ``model`` to ``prompts``, written to ``out`` as rows ``{prompt, response, **extra}``."""
-        sampling = self.sampling(name, temperature)
+        sampling = self.sampling(name, temperature, max_new_tokens)
         shard_dir = out.with_name(out.name + ".shards")
 
         def fn():
@@ -303,6 +304,7 @@ def prepare_seed(cfg: DictConfig, run: RunDir) -> StageRecord:
 
 def run(cfg: DictConfig) -> float:
     """Run the configured method end to end in ``cfg.run_dir``; return the final validation score."""
+    from synpo.evaluation.suite import evaluate_groups
     from synpo.methods import get_method
     from synpo.modeling import resolve_model_path
 
@@ -327,13 +329,15 @@ def run(cfg: DictConfig) -> float:
         )
         method = get_method(cfg.method.name)
         ev0 = ctx.record("eval", ctx.evaluate("iter_0/eval", ctx.pi0, run_dir.path("iter_0"), [seed_record], None))
+        row0 = {"iteration": 0, **ev0.info, **evaluate_groups(ctx, 0, ctx.pi0, seed_record)}
         state = method.prepare(ctx, ev0.info)
-        row0 = {"iteration": 0, **ev0.info, "seconds": dict(ctx.seconds)}
+        row0["seconds"] = dict(ctx.seconds)
         rows = [row0]
         tracker.log_iteration(0, row0)
         for t in range(1, cfg.method.iterations + 1):
             ctx.seconds = {}
             row, state, samples = method.iteration(ctx, t, state)
+            row.update(evaluate_groups(ctx, t, state.policy, state.policy_record))
             row["seconds"] = dict(ctx.seconds)
             write_json(run_dir.path(f"iter_{t}", "metrics.json"), row)
             rows.append(row)

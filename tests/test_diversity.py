@@ -5,8 +5,8 @@ import pytest
 
 from synpo.evaluation.diversity import (
     bleu,
-    diversity_metrics,
     distinct_n,
+    diversity_metrics,
     histogram,
     plot_similarity,
     self_bleu,

@@ -11,10 +11,16 @@ from synpo.generation.protocol import SamplingParams
 log = logging.getLogger(__name__)
 
 
-def render_prompts(tokenizer, prompts: list[str]) -> list[str]:
-    """Each user message through the tokenizer's chat template, ready for the assistant's turn."""
+def render_prompts(tokenizer, prompts: list) -> list[str]:
+    """Each prompt through the tokenizer's chat template, ready for the assistant's turn. A prompt is a user message
+    (a string) or a whole conversation (a list of ``{"role", "content"}`` ending with a user turn: MT-Bench's second
+    turn)."""
     return [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}] if isinstance(p, str) else list(p),
+            add_generation_prompt=True,
+            tokenize=False,
+        )
         for p in prompts
     ]
 

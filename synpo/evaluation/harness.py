@@ -1,0 +1,183 @@
+"""Benchmark suites through lm-eval's ``simple_evaluate`` (``eval=openllm``, ``eval=harness6``, ``eval=tinyharness``).
+
+A suite is a list of (task, few-shot count, metric key) in ``eval.lm_eval.suites.<name>.tasks``; lm-eval takes one
+few-shot count per call, so tasks are grouped by it. The backend is ``hf`` (transformers, in this process) or
+``vllm`` (lm-eval's vLLM model; needs vLLM importable here). Local YAML tasks over local JSONL run offline: the
+``tinyworld`` suite writes two such tasks (one multiple choice, one generation) built from the tiny world.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+
+from synpo.artifacts import atomic_write_text, write_jsonl
+from synpo.errors import UserError
+
+log = logging.getLogger(__name__)
+
+TINYWORLD_TASKS = ("tinyworld_mc", "tinyworld_gen")
+
+_MC_YAML = """task: tinyworld_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: label
+metric_list:
+  - metric: acc
+  - metric: acc_norm
+"""
+
+_GEN_YAML = """task: tinyworld_gen
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  max_gen_toks: 48
+  do_sample: false
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+    ignore_case: true
+"""
+
+
+def write_tinyworld_tasks(out_dir: Path, n: int = 48, seed: int = 1234) -> Path:
+    """Two lm-eval tasks over local JSONL, from tiny-world tasks the SFT data never held (a fixed seed):
+    ``tinyworld_mc`` (pick the gold answer among 4 of the same family) and ``tinyworld_gen`` (exact terse answer)."""
+    from synpo.tinyworld.tasks import sample_distinct_tasks
+
+    out_dir = Path(out_dir)
+    rng = random.Random(seed)
+    tasks = sample_distinct_tasks(rng, n)
+    mc, gen = [], []
+    for t in tasks:
+        others = [o for o in sample_distinct_tasks(rng, 12) if o.family == t.family and o.gold() != t.gold()][:3]
+        choices = [t.gold()] + [o.gold() for o in others]
+        rng.shuffle(choices)
+        mc.append(
+            {
+                "question": t.prompt + "\nAnswer:",
+                "choices": [" " + c for c in choices],
+                "label": choices.index(t.gold()),
+            }
+        )
+        gen.append({"prompt": t.prompt, "answer": t.terse()})
+    write_jsonl(out_dir / "tinyworld_mc.jsonl", mc)
+    write_jsonl(out_dir / "tinyworld_gen.jsonl", gen)
+    atomic_write_text(
+        out_dir / "tinyworld_mc.yaml", _MC_YAML.format(data=json.dumps(str(out_dir / "tinyworld_mc.jsonl")))
+    )
+    atomic_write_text(
+        out_dir / "tinyworld_gen.yaml", _GEN_YAML.format(data=json.dumps(str(out_dir / "tinyworld_gen.jsonl")))
+    )
+    return out_dir
+
+
+def _model(backend: str, model_path: str, dtype: str, trust_remote_code: bool, batch_size: int, vllm: dict):
+    if backend == "hf":
+        import torch
+        from lm_eval.models.huggingface import HFLM
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return HFLM(
+            pretrained=model_path,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            batch_size=batch_size,
+            device=device,
+        )
+    if backend == "vllm":
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise UserError(
+                "eval.lm_eval.backend=vllm needs vLLM importable in this environment (lm-eval runs it in-process): "
+                "`pip install vllm`, or use eval.lm_eval.backend=hf."
+            ) from None
+        from lm_eval.models.vllm_causallms import VLLM
+
+        return VLLM(pretrained=model_path, dtype=dtype, trust_remote_code=trust_remote_code, batch_size="auto", **vllm)
+    raise UserError(f"eval.lm_eval.backend={backend!r}: choose hf or vllm")
+
+
+def run_suite(
+    model_path: str,
+    tasks: list[dict],
+    work_dir: Path,
+    backend: str = "hf",
+    batch_size: int = 8,
+    limit: int | None = None,
+    apply_chat_template: bool = False,
+    include_path: str | None = None,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    vllm: dict | None = None,
+    seed: int = 0,
+) -> dict:
+    """``{task: value of its metric}`` for ``tasks`` = [{task, num_fewshot, metric}], plus ``average``."""
+    try:
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise UserError(
+            "The lm-eval suites need lm-eval 0.4.13: `pip install -e '.[eval]'` (or pip install lm-eval==0.4.13)."
+        ) from None
+    from synpo.modeling import resolve_model_path
+
+    includes = [str(p) for p in (include_path,) if p]
+    if any(t["task"] in TINYWORLD_TASKS for t in tasks):
+        includes.append(str(write_tinyworld_tasks(Path(work_dir) / "tinyworld_tasks")))
+    manager = TaskManager(include_path=includes or None)
+    unknown = [t["task"] for t in tasks if t["task"] not in manager.all_tasks]
+    if unknown:
+        raise UserError(
+            f"lm-eval knows no task {unknown} (eval.lm_eval.suites). Check the names against `lm-eval ls tasks`, or "
+            "give a directory of task YAMLs in eval.lm_eval.include_path."
+        )
+    model = _model(backend, resolve_model_path(model_path), dtype, trust_remote_code, batch_size, vllm or {})
+    by_shots: dict[int, list[dict]] = {}
+    for t in tasks:
+        by_shots.setdefault(int(t["num_fewshot"]), []).append(t)
+    out: dict = {}
+    for shots, group in sorted(by_shots.items()):
+        res = lm_eval.simple_evaluate(
+            model=model,
+            tasks=[t["task"] for t in group],
+            num_fewshot=shots,
+            limit=limit,
+            task_manager=manager,
+            apply_chat_template=apply_chat_template,
+            log_samples=False,
+            bootstrap_iters=0,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
+        results = res["results"] if isinstance(res, dict) else res.results
+        for t in group:
+            row = results.get(t["task"], {})
+            if t["metric"] not in row:
+                raise UserError(
+                    f"lm-eval's result for {t['task']!r} has no metric {t['metric']!r} (it has "
+                    f"{sorted(k for k in row if ',' in k)}); fix eval.lm_eval.suites"
+                )
+            out[t["task"]] = float(row[t["metric"]])
+        log.info("lm-eval %d-shot: %s", shots, {t["task"]: out[t["task"]] for t in group})
+    out["average"] = sum(out[t["task"]] for t in tasks) / len(tasks)
+    return out
