@@ -1,0 +1,171 @@
+"""Exports round-trip with their readers; a local lm-eval task runs offline on the tiny model through our config;
+the evaluation groups of a micro run land in results.json and W&B, and a crash during evaluation resumes without
+regenerating answers."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import ROOT, compose
+from test_e2e import _cmd, _env, run_cli
+
+from synpo.config import validate
+from synpo.errors import UserError
+from synpo.evaluation import exports
+from synpo.evaluation.harness import run_suite
+from synpo.evaluation.winrate import alpaca_preference
+from synpo.tracking import offline_run_files, read_offline_history
+
+QUESTIONS = ["Sort the numbers: 3 1 2", "Reverse the words: red blue", "Add the numbers 2 and 3."]
+ANSWERS = ["1 2 3", "blue red", "5"]
+
+
+def test_alpaca_eval_round_trip(tmp_path):
+    out = tmp_path / "model_outputs.json"
+    exports.write_alpaca_eval_outputs(out, "m", QUESTIONS, ANSWERS)
+    rows = json.loads(out.read_text())
+    assert rows[0] == {"instruction": QUESTIONS[0], "output": "1 2 3", "generator": "m", "dataset": "synpo"}
+    assert exports.read_alpaca_eval_questions(out)[0] == QUESTIONS
+    # What alpaca_eval writes after judging them: the model wins, loses, ties.
+    annotations = [
+        {"instruction": r["instruction"], "output_1": "ref " * (i + 1), "generator_1": "gpt4", "output_2": r["output"],
+         "generator_2": r["generator"], "annotator": "weighted_alpaca_eval_gpt4_turbo", "preference": p}
+        for i, (r, p) in enumerate(zip(rows, [2.0, 1.0, 1.5], strict=True))
+    ]  # fmt: skip
+    (tmp_path / "annotations.json").write_text(json.dumps(annotations))
+    got = exports.read_alpaca_eval_annotations(tmp_path / "annotations.json", n_boot=0)
+    assert got["alpaca_win_rate"] == pytest.approx(50.0) and got["alpaca_n_total"] == 3
+    assert "alpaca_length_controlled_winrate" in got
+    assert alpaca_preference(1.0) == 2.0
+
+
+def test_arena_hard_round_trip(tmp_path):
+    answers = tmp_path / "model_answer" / "m.jsonl"
+    exports.write_model_answers(answers, "m", ["q1", "q2"], [["a1"], ["a2"]], arena_hard=True)
+    row = json.loads(answers.read_text().splitlines()[0])
+    assert row["choices"][0]["turns"][0] == {"content": "a1", "token_len": 1} and row["model_id"] == "m"
+    assert exports.read_model_answers(answers) == {"q1": ["a1"], "q2": ["a2"]}
+    judgments = tmp_path / "model_judgment" / "gpt-4-1106-preview" / "m.jsonl"
+    judgments.parent.mkdir(parents=True)
+    # q1: game 1 (A = baseline) B>>A, game 2 (A = model) A>B; q2: game 1 A>B, game 2 A=B.
+    lines = [
+        {"question_id": "q1", "model": "m", "judge": "gpt-4", "games": [{"score": "B>>A"}, {"score": "A>B"}]},
+        {"question_id": "q2", "model": "m", "judge": "gpt-4", "games": [{"score": "A>B"}, {"score": "A=B"}]},
+    ]
+    judgments.write_text("\n".join(json.dumps(x) for x in lines))
+    got = exports.read_arena_hard_judgments(judgments)
+    # The model's preferences: 1 x3 (strong), 1, 0, 0.5 -> 4.5 / 6
+    assert got["arena_win_rate"] == pytest.approx(100 * 4.5 / 6) and got["arena_questions"] == 2
+
+
+def test_mt_bench_round_trip(tmp_path):
+    questions = tmp_path / "question.jsonl"
+    questions.write_text(
+        json.dumps({"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Make it shorter."]}) + "\n"
+    )
+    ids, turns = exports.read_questions(questions, arena_hard=False)
+    assert ids == [81] and turns == [["Write a poem.", "Make it shorter."]]
+    answers = tmp_path / "model_answer" / "m.jsonl"
+    exports.write_model_answers(answers, "m", ids, [["long poem", "short poem"]], arena_hard=False)
+    assert exports.read_model_answers(answers) == {81: ["long poem", "short poem"]}
+    judgments = tmp_path / "gpt-4_single.jsonl"
+    rows = [
+        {"question_id": 81, "model": "m", "judge": ["gpt-4", "single-v1"], "score": 8, "turn": 1},
+        {"question_id": 81, "model": "m", "judge": ["gpt-4", "single-v1-multi-turn"], "score": 5, "turn": 2},
+        {"question_id": 82, "model": "m", "judge": ["gpt-4", "single-v1"], "score": -1, "turn": 1},  # no rating
+        {"question_id": 81, "model": "other", "judge": ["gpt-4", "single-v1"], "score": 1, "turn": 1},
+    ]
+    judgments.write_text("\n".join(json.dumps(r) for r in rows))
+    assert exports.read_mt_bench_judgments(judgments, "m") == {
+        "mt_bench_turn_1": 8.0,
+        "mt_bench_turn_2": 5.0,
+        "mt_bench_score": 6.5,
+    }
+
+
+def test_bad_judgment_files_name_the_line(tmp_path):
+    f = tmp_path / "m.jsonl"
+    f.write_text(json.dumps({"question_id": 1, "games": [{"score": "A>B"}]}) + "\n")
+    with pytest.raises(UserError, match=r"m.jsonl:1: an Arena-Hard judgment needs 'games' with two games"):
+        exports.read_arena_hard_judgments(f)
+
+
+def test_local_lm_eval_tasks_run_offline_through_the_config(tmp_path):
+    """eval=tinyharness: a multiple-choice and a generation task, local YAML over local JSONL, one code path."""
+    cfg = compose(["eval=tinyharness"])
+    validate(cfg)
+    suite = cfg.eval.lm_eval.suites.tinyworld
+    tasks = [dict(t) for t in suite.tasks]
+    got = run_suite("builtin:tiny-sft", tasks, tmp_path, apply_chat_template=suite.apply_chat_template, limit=16)
+    assert set(got) == {"tinyworld_mc", "tinyworld_gen", "average"}
+    assert 0.25 < got["tinyworld_mc"] <= 1.0  # above chance (1 in 4): the SFT model knows the gold form
+    assert 0.0 <= got["tinyworld_gen"] <= 1.0
+    assert (tmp_path / "tinyworld_tasks" / "tinyworld_mc.yaml").is_file()
+
+
+def test_unknown_lm_eval_tasks_are_named(tmp_path):
+    with pytest.raises(UserError, match=r"lm-eval knows no task \['no_such_task'\]"):
+        run_suite("builtin:tiny-sft", [{"task": "no_such_task", "num_fewshot": 0, "metric": "acc,none"}], tmp_path)
+
+
+EVAL_GROUPS = "eval=[validation,winrate,diversity,tinyharness,export]"
+
+
+@pytest.fixture(scope="module")
+def eval_run(tmp_path_factory):
+    """A micro run with every tiny-world evaluation group, killed once the evaluation answers of iteration 1 exist,
+    then rerun to the end. Returns the run directory and what the kill left of those answers."""
+    run_dir = tmp_path_factory.mktemp("evals") / "run"
+    extra = [EVAL_GROUPS, "trainer.beta_grid=[2]", "eval.winrate.n_boot=100"]
+    proc = subprocess.Popen(_cmd(run_dir, *extra), cwd=ROOT, env=_env(), start_new_session=True)
+    marker = run_dir / ".stages" / "iter_1__evals__answers.json"
+    deadline = time.time() + 600
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), "the evaluation answers stage never finished"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    answers = run_dir / "iter_1/evals/answers.jsonl"
+    before = (answers.read_bytes(), answers.stat().st_mtime_ns)
+    done = run_cli(run_dir, *extra)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return run_dir, before, done.stdout + done.stderr
+
+
+def test_every_configured_metric_is_logged_per_iteration(eval_run):
+    eval_run = eval_run[0]
+    rows = json.loads((eval_run / "results.json").read_text())["iterations"]
+    keys = ["wr_win_rate", "wr_ci_low", "wr_length_controlled_winrate", "div_mean_cosine", "div_self_bleu"]
+    keys += ["lm_tinyworld_tinyworld_mc", "lm_tinyworld_average"]
+    for row in rows:
+        assert all(k in row for k in keys), sorted(row)
+    history = read_offline_history(offline_run_files(eval_run)[-1])  # the run that finished (names sort by time)
+    for k in keys:
+        assert [h[k] for h in history if k in h] == [r[k] for r in rows], k
+    for f in ("model_outputs.json",):
+        assert (eval_run / "iter_1/export/alpaca_eval" / f).is_file()
+    assert exports.read_alpaca_eval_annotations(eval_run / "iter_1/evals/annotations.json", n_boot=0)[
+        "alpaca_win_rate"
+    ] == pytest.approx(rows[1]["wr_win_rate"])
+
+
+def test_final_only_skips_the_middle_iterations(tmp_path):
+    cfg = compose(["eval=[validation,diversity,final]", "method.iterations=3"])
+    assert cfg.eval.every == "final"
+    from synpo.evaluation.suite import evaluate_groups
+
+    class Ctx:  # only the config is read before the early return
+        def __init__(self, cfg):
+            self.cfg = cfg
+
+    assert evaluate_groups(Ctx(cfg), 2, "unused", "unused") == {}
+
+
+def test_a_crash_during_evaluation_resumes_without_regenerating(eval_run):
+    run_dir, before, log = eval_run
+    answers = run_dir / "iter_1/evals/answers.jsonl"
+    assert (answers.read_bytes(), answers.stat().st_mtime_ns) == before  # the same file, not rewritten
+    assert any("iter_1/evals/answers" in line and "done earlier" in line for line in log.splitlines())
