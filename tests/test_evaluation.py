@@ -3,14 +3,9 @@ the evaluation groups of a micro run land in results.json and W&B, and a crash d
 regenerating answers."""
 
 import json
-import os
-import signal
-import subprocess
-import time
 
 import pytest
-from conftest import ROOT, compose
-from test_e2e import _cmd, _env, run_cli
+from conftest import compose
 
 from synpo.config import validate
 from synpo.errors import UserError
@@ -109,30 +104,6 @@ def test_local_lm_eval_tasks_run_offline_through_the_config(tmp_path):
 def test_unknown_lm_eval_tasks_are_named(tmp_path):
     with pytest.raises(UserError, match=r"lm-eval knows no task \['no_such_task'\]"):
         run_suite("builtin:tiny-sft", [{"task": "no_such_task", "num_fewshot": 0, "metric": "acc,none"}], tmp_path)
-
-
-EVAL_GROUPS = "eval=[validation,winrate,diversity,tinyharness,export]"
-
-
-@pytest.fixture(scope="module")
-def eval_run(tmp_path_factory):
-    """A micro run with every tiny-world evaluation group, killed once the evaluation answers of iteration 1 exist,
-    then rerun to the end. Returns the run directory and what the kill left of those answers."""
-    run_dir = tmp_path_factory.mktemp("evals") / "run"
-    extra = [EVAL_GROUPS, "trainer.beta_grid=[2]", "eval.winrate.n_boot=100"]
-    proc = subprocess.Popen(_cmd(run_dir, *extra), cwd=ROOT, env=_env(), start_new_session=True)
-    marker = run_dir / ".stages" / "iter_1__evals__answers.json"
-    deadline = time.time() + 600
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert marker.exists(), "the evaluation answers stage never finished"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    answers = run_dir / "iter_1/evals/answers.jsonl"
-    before = (answers.read_bytes(), answers.stat().st_mtime_ns)
-    done = run_cli(run_dir, *extra)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return run_dir, before, done.stdout + done.stderr
 
 
 def test_every_configured_metric_is_logged_per_iteration(eval_run):

@@ -34,8 +34,13 @@ def evaluate_groups(ctx, t: int, policy: str, policy_record: StageRecord | str) 
     return metrics
 
 
+def model_name(run_name: str, t: int) -> str:
+    """The model's name in exported answers and judgments: ``<run name>-iter<t>``."""
+    return f"{run_name}-iter{t}"
+
+
 def model_label(cfg, t: int) -> str:
-    return f"{cfg.name}-iter{t}"
+    return model_name(cfg.name, t)
 
 
 # --- win rate -----------------------------------------------------------------------------------------------------

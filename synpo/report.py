@@ -1,0 +1,410 @@
+"""``python -m synpo.report <run dir | W&B run> ... --out <dir>``: the paper's tables from finished runs.
+
+Builds, in Markdown (report.md) and LaTeX (report.tex), with per-iteration plots (PNG):
+
+- **Table 2**: AlpacaEval 2.0 (LC and raw win rate), Arena-Hard, MT-Bench per iteration. Official judgments placed in
+  ``iter_<t>/export/`` (alpaca_eval's annotations.json, Arena-Hard's model_judgment/, MT-Bench's
+  model_judgment/*single*.jsonl) take precedence; otherwise the run's own win rates (``eval=winrate``: its scorer or
+  LLM judge against the reference answers) fill the AlpacaEval columns, marked as such.
+- **Table 4**: the Open LLM leaderboard (``eval=openllm``). **Table 5**: the six further harness tasks
+  (``eval=harness6``). Other suites (the tiny world's) get a table of their own.
+- **Prompt diversity** (``eval=diversity``) and the Figure 5 plot of pairwise prompt similarity.
+
+A source is a run directory (results.json), an offline W&B run (a ``run-*.wandb`` file or a directory holding
+``wandb/offline-run-*``), or a synced run ``wandb:<entity>/<project>/<run id>`` (needs network and a key). The
+paper's published rows (experiments/paper/synpo_published.yaml, with their source) are printed beside ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from synpo.errors import UserError
+
+log = logging.getLogger(__name__)
+PAPER_FILE = Path(__file__).resolve().parents[1] / "experiments" / "paper" / "synpo_published.yaml"
+
+OPENLLM = [
+    ("arc_challenge", "ARC"),
+    ("hellaswag", "HellaSwag"),
+    ("truthfulqa_mc2", "TruthfulQA"),
+    ("mmlu", "MMLU"),
+    ("winogrande", "Winogrande"),
+    ("gsm8k", "GSM8k"),
+]
+HARNESS6 = [
+    ("openbookqa", "OpenBookQA"),
+    ("haerae", "HAE-RAE"),
+    ("mathqa", "MathQA"),
+    ("xnli", "XNLI"),
+    ("toxigen", "ToxiGen"),
+    ("prost", "PROST"),
+]
+
+
+@dataclass
+class Run:
+    label: str
+    source: str
+    rows: list[dict]  # one per iteration, with "iteration"
+    diversity: dict = field(default_factory=dict)  # iteration -> diversity.json (with the histogram)
+
+
+# --- loading --------------------------------------------------------------------------------------------------------
+
+
+def load_source(src: str) -> Run:
+    if src.startswith("wandb:"):
+        return _load_synced(src[len("wandb:") :])
+    p = Path(src)
+    if p.is_file() and p.suffix == ".wandb":
+        return _load_offline(p)
+    if (p / "results.json").is_file():
+        return _load_run_dir(p)
+    files = sorted(p.glob("wandb/offline-run-*/run-*.wandb")) + sorted(p.glob("offline-run-*/run-*.wandb"))
+    if files:
+        return _load_offline(files[-1])
+    raise UserError(
+        f"{src}: not a finished run directory (no results.json), an offline W&B run (run-*.wandb, or a directory "
+        "with wandb/offline-run-*), or wandb:<entity>/<project>/<run id>. Finish or resume the run with the same "
+        "`python run.py ...` command, or point at its W&B files."
+    )
+
+
+def _load_run_dir(p: Path) -> Run:
+    try:
+        results = json.loads((p / "results.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(
+            f"{p / 'results.json'}:{e.lineno}: not valid JSON ({e.msg}); rerun the job to rewrite it"
+        ) from None
+    rows = [dict(r) for r in results["iterations"]]
+    diversity = {}
+    for r in rows:
+        t = r["iteration"]
+        d = p / f"iter_{t}" / "evals" / "diversity.json"
+        if d.is_file():
+            diversity[t] = json.loads(d.read_text(encoding="utf-8"))
+        r.update(_official_judgments(p, results["name"], t))
+    return Run(results.get("name", p.name), str(p), rows, diversity)
+
+
+def _official_judgments(run_dir: Path, name: str, t: int) -> dict:
+    """Numbers from the official tools' judgments a user put back into iter_<t>/export/."""
+    from synpo.evaluation import exports
+    from synpo.evaluation.suite import model_name
+
+    model = model_name(name, t)
+    root = run_dir / f"iter_{t}" / "export"
+    out: dict = {}
+    ann = root / "alpaca_eval" / "annotations.json"
+    if ann.is_file():
+        out.update(exports.read_alpaca_eval_annotations(ann, model, n_boot=1000))
+    for f in sorted(root.glob(f"arena_hard/model_judgment/*/{model}.jsonl")):
+        out.update(exports.read_arena_hard_judgments(f))
+    for f in sorted(root.glob("mt_bench/model_judgment/*single*.jsonl")):
+        out.update(exports.read_mt_bench_judgments(f, model))
+    return out
+
+
+def _rows_from_history(history: list[dict]) -> list[dict]:
+    by_step: dict[int, dict] = {}
+    for h in history:
+        by_step.setdefault(int(h["_step"]), {}).update({k: v for k, v in h.items() if not k.startswith("_")})
+    return [{"iteration": s, **r} for s, r in sorted(by_step.items())]
+
+
+def _load_offline(f: Path) -> Run:
+    from synpo.tracking import read_offline_history
+
+    return Run(f.parent.name, str(f), _rows_from_history(read_offline_history(f)))
+
+
+def _load_synced(path: str) -> Run:
+    try:
+        import wandb
+
+        api_run = wandb.Api().run(path)
+        history = [dict(h) for h in api_run.scan_history()]
+    except Exception as e:  # network, auth or a wrong path: one readable paragraph
+        raise UserError(
+            f"Could not read the synced W&B run {path!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
+            "It needs network access and WANDB_API_KEY; offline runs can be given as files instead."
+        ) from None
+    return Run(api_run.name, f"wandb:{path}", _rows_from_history(history))
+
+
+# --- tables -----------------------------------------------------------------------------------------------------------
+
+
+def _fmt(v, scale: float = 1.0, se=None, ci=None) -> str:
+    """A value with its error bar: the 95% interval when there is one, else ± the standard error."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    s = f"{v * scale:.1f}"
+    if ci is not None and None not in ci:
+        return s + f" [{ci[0] * scale:.1f}, {ci[1] * scale:.1f}]"
+    return s + (f" ± {se * scale:.1f}" if se is not None and not math.isnan(se) else "")
+
+
+def _pick(r: dict, official: bool, key: str):
+    return r.get(("alpaca_" if official else "wr_") + key)
+
+
+def table2(runs: list[Run], paper: dict) -> tuple[list[str], list[list[str]], list[str]]:
+    header = ["Run", "Iter", "AE2 LC (%)", "AE2 WR (%)", "Arena-Hard (%)", "MT-Bench"]
+    rows, notes = [], []
+    for run in runs:
+        for r in run.rows:
+            official = "alpaca_win_rate" in r
+            lc, wr = _pick(r, official, "length_controlled_winrate"), _pick(r, official, "win_rate")
+            if wr is not None and not official and run.label not in notes:
+                notes.append(run.label)
+            mark = "" if official or wr is None else "*"
+            rows.append(
+                [
+                    run.label + mark,
+                    str(r["iteration"]),
+                    _fmt(
+                        lc,
+                        se=_pick(r, official, "lc_standard_error"),
+                        ci=(_pick(r, official, "lc_ci_low"), _pick(r, official, "lc_ci_high")),
+                    ),
+                    _fmt(
+                        wr,
+                        se=_pick(r, official, "standard_error"),
+                        ci=(_pick(r, official, "ci_low"), _pick(r, official, "ci_high")),
+                    ),
+                    _fmt(r.get("arena_win_rate"), se=r.get("arena_standard_error")),
+                    _fmt(r.get("mt_bench_score")),
+                ]
+            )
+    rows += _paper_rows(paper, "table2", ["alpaca_lc", "alpaca_wr", "arena_hard", "mt_bench"])
+    foot = [
+        f"* {', '.join(notes)}: AlpacaEval columns are the run's own win rates against the reference answers "
+        "(eval=winrate; its scorer, not GPT-4 Turbo), ± standard error."
+        if notes
+        else ""
+    ]
+    return header, rows, [f for f in foot if f]
+
+
+def suite_table(runs: list[Run], suite: str, tasks: list[tuple[str, str]], paper: dict, paper_key: str):
+    header = ["Run", "Iter"] + [name for _, name in tasks] + ["Avg"]
+    rows = []
+    for run in runs:
+        for r in run.rows:
+            values = [r.get(f"lm_{suite}_{task}") for task, _ in tasks]
+            if all(v is None for v in values):
+                continue
+            rows.append(
+                [run.label, str(r["iteration"])]
+                + [_fmt(v, 100) for v in values]
+                + [_fmt(r.get(f"lm_{suite}_average"), 100)]
+            )
+    rows += _paper_rows(paper, paper_key, [task for task, _ in tasks] + ["average"])
+    return header, rows, []
+
+
+def other_suites(runs: list[Run]) -> dict[str, tuple]:
+    """Tables for suites that are not the paper's (e.g. the tiny world's)."""
+    known = {"openllm", "harness6"}
+    suites: dict[str, list[str]] = {}
+    for run in runs:
+        for r in run.rows:
+            for k in r:
+                if k.startswith("lm_") and k.endswith("_average"):
+                    name = k[3 : -len("_average")]
+                    if name not in known:
+                        tasks = sorted(
+                            x[len(f"lm_{name}_") :]
+                            for x in r
+                            if x.startswith(f"lm_{name}_") and not x.endswith("_average")
+                        )
+                        suites.setdefault(name, tasks)
+    return {name: suite_table(runs, name, [(t, t) for t in tasks], {}, "") for name, tasks in suites.items()}
+
+
+def diversity_table(runs: list[Run]):
+    header = ["Run", "Prompts", "Mean cosine ↓", "distinct-1 ↑", "distinct-2 ↑", "Self-BLEU ↓", "n"]
+    rows = []
+    for run in runs:
+        for r in run.rows:
+            if "div_mean_cosine" not in r:
+                continue
+            which = "seed" if r["iteration"] == 0 else f"iteration {r['iteration']}"
+            rows.append(
+                [run.label, which]
+                + [f"{r[k]:.3f}" for k in ("div_mean_cosine", "div_distinct_1", "div_distinct_2", "div_self_bleu")]
+                + [str(r.get("div_n_prompts", ""))]
+            )
+    return header, rows, []
+
+
+def _paper_rows(paper: dict, key: str, columns: list[str]) -> list[list[str]]:
+    table = (paper.get("tables") or {}).get(key)
+    if not table:
+        return []
+    out = []
+    for row in table["rows"]:
+        values = row.get("values") or {}
+        cells = [("n/t" if values.get(c) is None else f"{values[c]:.1f}") for c in columns]
+        out.append([f"paper: {row['setting']}", str(row["iteration"])] + cells)
+    return out
+
+
+def markdown(title: str, header: list[str], rows: list[list[str]], notes: list[str]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines + [""] + notes + [""])
+
+
+def latex(title: str, header: list[str], rows: list[list[str]], notes: list[str]) -> str:
+    def esc(s: str) -> str:
+        s = s.replace("\\", "\\textbackslash{}")
+        for a, b in (("&", "\\&"), ("%", "\\%"), ("_", "\\_"), ("#", "\\#"), ("±", "$\\pm$"), ("–", "--")):
+            s = s.replace(a, b)
+        return s.replace("↓", "$\\downarrow$").replace("↑", "$\\uparrow$")
+
+    body = [" & ".join(esc(c) for c in r) + " \\\\" for r in rows]
+    return "\n".join(
+        [
+            "\\begin{table}[t]\\centering\\small",
+            f"\\caption{{{esc(title)}}}",
+            "\\begin{tabular}{" + "l" * 2 + "r" * (len(header) - 2) + "}",
+            "\\toprule",
+            " & ".join(esc(h) for h in header) + " \\\\",
+            "\\midrule",
+            *body,
+            "\\bottomrule",
+            "\\end{tabular}",
+            *([f"\\\\[2pt]\\footnotesize {esc(n)}" for n in notes]),
+            "\\end{table}",
+            "",
+        ]
+    )
+
+
+# --- plots ------------------------------------------------------------------------------------------------------------
+
+
+def plot_metric(runs: list[Run], keys: list[tuple[str, str, str | None]], ylabel: str, out: Path) -> bool:
+    """One line per run and key (key, label, standard-error key); False when no run has the metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    drawn = False
+    for run in runs:
+        for key, label, se_key in keys:
+            pts = [
+                (r["iteration"], r[key], r.get(se_key) if se_key else None) for r in run.rows if r.get(key) is not None
+            ]
+            if not pts:
+                continue
+            xs, ys, ses = zip(*pts, strict=True)
+            err = [0 if s is None else 1.96 * s for s in ses]
+            ax.errorbar(xs, ys, yerr=err if any(err) else None, marker="o", capsize=3, label=f"{run.label}: {label}")
+            drawn = True
+    if drawn:
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def build(sources: list[str], out_dir: Path, paper_file: Path | None = PAPER_FILE) -> Path:
+    from synpo.evaluation.diversity import plot_similarity
+
+    runs = [load_source(s) for s in sources]
+    paper = yaml.safe_load(paper_file.read_text(encoding="utf-8")) if paper_file and paper_file.is_file() else {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = [("Table 2: instruction following (AlpacaEval 2.0, Arena-Hard, MT-Bench)", table2(runs, paper))]
+    sections.append(("Table 4: Open LLM leaderboard", suite_table(runs, "openllm", OPENLLM, paper, "table4")))
+    sections.append(
+        ("Table 5: six more LLM Harness tasks (5-shot)", suite_table(runs, "harness6", HARNESS6, paper, "table5"))
+    )
+    for name, table in other_suites(runs).items():
+        sections.append((f"lm-eval suite {name}", table))
+    sections.append(("Prompt diversity (all-MiniLM-L6-v2)", diversity_table(runs)))
+
+    plots = []
+    if plot_metric(
+        runs,
+        [
+            ("wr_length_controlled_winrate", "LC win rate", "wr_lc_standard_error"),
+            ("wr_win_rate", "win rate", "wr_standard_error"),
+        ],
+        "win rate vs reference (%)",
+        out_dir / "win_rates.png",
+    ):
+        plots.append("win_rates.png")
+    lm_keys = sorted(
+        {k for run in runs for r in run.rows for k in r if k.startswith("lm_") and k.endswith("_average")}
+    )
+    if plot_metric(runs, [(k, k[3:], None) for k in lm_keys], "suite average", out_dir / "lm_eval.png"):
+        plots.append("lm_eval.png")
+    if plot_metric(
+        runs, [("div_mean_cosine", "mean cosine", None)], "inter-prompt similarity", out_dir / "diversity.png"
+    ):
+        plots.append("diversity.png")
+    hists = {
+        f"{run.label}: {d.get('label', t)}": d["histogram"] for run in runs for t, d in sorted(run.diversity.items())
+    }
+    if hists:
+        plot_similarity(hists, out_dir / "figure5_similarity.png", "Pairwise prompt similarity (paper Figure 5)")
+        plots.append("figure5_similarity.png")
+    if plot_metric(runs, [("val_score", "val_score", None)], "validation score", out_dir / "val_score.png"):
+        plots.append("val_score.png")
+
+    source_line = f"Sources: {', '.join(r.source for r in runs)}."
+    paper_line = ""
+    if paper:
+        paper_line = f'Paper rows ("paper: ..."): {paper.get("source", "?")}. {paper.get("note", "")}'.strip()
+    md = ["# synpo report", "", source_line, "", paper_line, ""]
+    tex = ["% synpo report: \\usepackage{booktabs}", f"% {source_line}", ""]
+    for title, (header, rows, notes) in sections:
+        if not rows:
+            md.append(f"### {title}\n\nNo run has these metrics (enable the eval group).\n")
+            continue
+        md.append(markdown(title, header, rows, notes))
+        tex.append(latex(title, header, rows, notes))
+    md += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    (out_dir / "report.md").write_text("\n".join(md), encoding="utf-8")
+    (out_dir / "report.tex").write_text("\n".join(tex), encoding="utf-8")
+    return out_dir / "report.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m synpo.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "sources", nargs="+", help="run directories, offline W&B runs, or wandb:<entity>/<project>/<id>"
+    )
+    parser.add_argument("--out", default="report", help="output directory (default: ./report)")
+    parser.add_argument("--paper", default=str(PAPER_FILE), help="the paper's published rows (YAML); 'none' to omit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        path = build(args.sources, Path(args.out), None if args.paper == "none" else Path(args.paper))
+    except UserError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    sys.stdout.write(f"wrote {path} and its plots\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

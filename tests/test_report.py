@@ -1,0 +1,75 @@
+"""`python -m synpo.report`: tables rebuilt from a finished micro run (and from its offline W&B run), the paper's rows
+beside them, official judgments taking precedence, and readable errors."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT
+
+from synpo.evaluation.winrate import alpaca_preference
+from synpo.report import build, load_source
+from synpo.tracking import offline_run_files
+
+
+def test_report_rebuilds_the_tables_of_a_finished_run(eval_run, tmp_path):
+    run_dir = eval_run[0]
+    rows = json.loads((run_dir / "results.json").read_text())["iterations"]
+    md = build([str(run_dir)], tmp_path).read_text()
+    name = json.loads((run_dir / "results.json").read_text())["name"]
+    wr1 = rows[1]["wr_win_rate"]
+    assert f"| {name}* | 1 | " in md and f"{wr1:.1f} [" in md  # our win rate with its 95% interval
+    assert "| paper: Mistral-Base SFT | 0 |" in md and "| paper: Llama3-Base SynPO | 4 |" in md
+    assert "Table 4: Open LLM leaderboard" in md and "Table 5" in md
+    mc0 = rows[0]["lm_tinyworld_tinyworld_mc"] * 100
+    assert f"| {name} | 0 | " in md and f"{mc0:.1f}" in md  # the tiny-world lm-eval suite
+    assert f"{rows[1]['div_mean_cosine']:.3f}" in md  # diversity of iteration 1's synthetic prompts
+    tex = (tmp_path / "report.tex").read_text()
+    assert "\\begin{tabular}" in tex and "\\toprule" in tex and "[" in tex
+    for png in ("win_rates.png", "lm_eval.png", "figure5_similarity.png", "diversity.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG", png
+
+
+def test_the_offline_wandb_run_gives_the_same_numbers(eval_run):
+    run_dir = eval_run[0]
+    from_dir = load_source(str(run_dir)).rows
+    from_wandb = load_source(str(offline_run_files(run_dir)[-1])).rows
+    for a, b in zip(from_dir, from_wandb, strict=True):
+        for k in ("wr_win_rate", "wr_length_controlled_winrate", "lm_tinyworld_average", "div_mean_cosine"):
+            assert a[k] == b[k], k
+
+
+def test_official_judgments_take_precedence(eval_run, tmp_path):
+    run_dir, copy = eval_run[0], tmp_path / "run"
+    copy.mkdir()
+    shutil.copy(run_dir / "results.json", copy / "results.json")
+    name = json.loads((copy / "results.json").read_text())["name"]
+    outputs = json.loads((run_dir / "iter_1/export/alpaca_eval/model_outputs.json").read_text())
+    prefs = [1.0, 0.0, 0.5, 1.0] * (len(outputs) // 4)  # what a GPT-4 judge might have said
+    annotations = [
+        {"instruction": o["instruction"], "output_1": "ref", "generator_1": "gpt4_turbo", "output_2": o["output"],
+         "generator_2": o["generator"], "preference": alpaca_preference(p)}
+        for o, p in zip(outputs, prefs, strict=False)
+    ]  # fmt: skip
+    target = copy / "iter_1/export/alpaca_eval/annotations.json"
+    target.parent.mkdir(parents=True)
+    target.write_text(json.dumps(annotations))
+    judgments = copy / "iter_1/export/mt_bench/model_judgment/gpt-4_single.jsonl"
+    judgments.parent.mkdir(parents=True)
+    judgments.write_text(json.dumps({"question_id": 1, "model": f"{name}-iter1", "score": 7, "turn": 1}) + "\n")
+    md = build([str(copy)], tmp_path / "out", paper_file=None).read_text()
+    row = next(line for line in md.splitlines() if line.startswith(f"| {name} | 1 |"))  # no "*": official
+    assert f"{100 * sum(prefs) / len(prefs):.1f} [" in row and row.endswith("| 7.0 |")
+    assert "paper:" not in md
+
+
+def test_a_bad_source_is_one_readable_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "synpo.report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "not a finished run directory" in proc.stderr and "Traceback" not in proc.stderr
