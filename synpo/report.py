@@ -190,7 +190,7 @@ def table2(runs: list[Run], paper: dict) -> tuple[list[str], list[list[str]], li
     rows += _paper_rows(paper, "table2", ["alpaca_lc", "alpaca_wr", "arena_hard", "mt_bench"])
     foot = [
         f"* {', '.join(notes)}: AlpacaEval columns are the run's own win rates against the reference answers "
-        "(eval=winrate; its scorer, not GPT-4 Turbo), ± standard error."
+        "(eval=winrate; its scorer, not GPT-4 Turbo). Error bars: [95% bootstrap interval], else ± standard error."
         if notes
         else ""
     ]

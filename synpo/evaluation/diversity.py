@@ -60,7 +60,9 @@ def embed(texts: list[str], name_or_path: str | None = None, batch_size: int = 6
         raise UserError("Prompt diversity needs sentence-transformers: `pip install -e '.[eval]'`.") from None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = SentenceTransformer(embedder_path(name_or_path), device=device)
-    emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    emb = model.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
     return np.asarray(emb, dtype=np.float64)
 
 
