@@ -28,7 +28,7 @@ from synpo.artifacts import (
 from synpo.config import IDENTITY_KEYS, hparams
 from synpo.errors import UserError
 from synpo.generation.protocol import Generator, SamplingParams
-from synpo.scoring import Scorer, make_scorer, score_gaps
+from synpo.scoring import Scorer, is_pairwise, make_scorer, score_gaps
 from synpo.tracking import loggable_config, make_tracker
 
 log = logging.getLogger(__name__)
@@ -107,15 +107,28 @@ class Context:
         settings.pop("threshold", None)
         return settings
 
+    def gaps(self, prompts: list[str], a: list[str], b: list[str], shard_dir: Path):
+        """``score_gaps`` with this run's scorer, in resumable shards under ``shard_dir``."""
+        return score_gaps(self.scorer, prompts, a, b, shard_dir, self.cfg.scorer.shard_size, self.scorer_settings())
+
+    def read_scores(self, path: Path) -> tuple[list[float], list[float] | None, list[float] | None]:
+        """``(gaps, scores_a, scores_b)`` back from a ``score_pairs`` file (the scores are None when pairwise)."""
+        rows = read_jsonl(path)
+        pointwise = not is_pairwise(self.scorer)
+        gaps = [r["gap"] for r in rows]
+        return (
+            gaps,
+            [r["score_a"] for r in rows] if pointwise else None,
+            [r["score_b"] for r in rows] if pointwise else None,
+        )
+
     def score_pairs(self, name: str, prompts: list[str], a: list[str], b: list[str], out: Path, deps: list):
         """How much better ``a`` is than ``b`` per prompt, into ``out`` as rows ``{gap, score_a, score_b}``
         (the scores are null for pairwise scorers); scored in resumable shards."""
         shard_dir = out.with_name(out.name + ".shards")
 
         def fn():
-            gaps, sa, sb = score_gaps(
-                self.scorer, prompts, a, b, shard_dir, self.cfg.scorer.shard_size, self.scorer_settings()
-            )
+            gaps, sa, sb = self.gaps(prompts, a, b, shard_dir)
             write_jsonl(
                 out,
                 [

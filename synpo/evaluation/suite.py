@@ -13,7 +13,7 @@ import shutil
 from omegaconf import OmegaConf
 
 from synpo.artifacts import StageRecord, atomic_write_text, read_json, read_jsonl, write_json
-from synpo.scoring import is_pairwise, score_gaps
+from synpo.scoring import is_pairwise
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,7 @@ def _winrate(ctx, t: int, policy: str, policy_record) -> dict:
     def fn():
         answers = [r["response"] for r in read_jsonl(answers_file)]
         shards = out_file.with_name("winrate.scores.shards")
-        gaps, _, _ = score_gaps(
-            ctx.scorer, prompts, answers, references, shards, cfg.scorer.shard_size, ctx.scorer_settings()
-        )
+        gaps, _, _ = ctx.gaps(prompts, answers, references, shards)
         prefs = preferences_from_verdicts(gaps) if cfg.scorer.name == "judge" else preferences_from_gaps(gaps, w.tie)
         result = {f"wr_{k}": v for k, v in win_rate(prefs, n_boot=w.n_boot, seed=cfg.seed).items()}
         lc = lc_win_rate(

@@ -23,8 +23,6 @@ import math
 
 import numpy as np
 
-Z95 = 1.959963984540054
-
 
 def _sem(x: np.ndarray) -> float:
     return float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan")

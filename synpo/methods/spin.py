@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from synpo.artifacts import StageRecord, point_link, read_jsonl, write_jsonl
 from synpo.config import hparams
 from synpo.pipeline import Context, stage_seed
-from synpo.scoring import is_pairwise
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +174,7 @@ def iteration(ctx: Context, t: int, state: State) -> tuple[dict, State, list[dic
     r_judge = ctx.record(
         "scores", ctx.score_pairs(f"{it}/judge_scores", prompts, real, generated, judged_file, [r_gen])
     )
-    judged = read_jsonl(judged_file)
-    gaps = [r["gap"] for r in judged]
-    pointwise = not is_pairwise(ctx.scorer)
-    s_real = [r["score_a"] for r in judged] if pointwise else None
-    s_gen = [r["score_b"] for r in judged] if pointwise else None
+    gaps, s_real, s_gen = ctx.read_scores(judged_file)
     routes = [route(m.name, g, m.reverse_threshold, m.noise_threshold) for g in gaps]
     deps = [r_gen, r_judge]
     resampled: dict[int, str] = {}

@@ -29,7 +29,7 @@ from synpo.config import betas, gamma_for, hparams
 from synpo.data import corpus_keyword_rows, generator_examples, keyword_function, repetition_ratio
 from synpo.pipeline import Context, stage_seed
 from synpo.prompts import generator_prompt, improver_prompt, parse_question
-from synpo.scoring import is_pairwise, score_gaps
+from synpo.scoring import is_pairwise
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,7 @@ def _improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dic
     golds = [r["answer"] for r in ctx.seed_train]
     scores_file = run.path(it, "seed_scores.jsonl")
     ctx.record("scores", ctx.score_pairs(f"{it}/seed_scores", seed_prompts, golds, drafts, scores_file, [r_seed]))
-    scored = read_jsonl(scores_file)
-    gaps = [r["gap"] for r in scored]
-    draft_scores = None if is_pairwise(ctx.scorer) else [r["score_b"] for r in scored]
+    gaps, _, draft_scores = ctx.read_scores(scores_file)
     examples = [
         {"prompt": improver_prompt(x, d), "completion": y}
         for x, d, y, gap in zip(seed_prompts, drafts, golds, gaps, strict=True)
@@ -175,9 +173,7 @@ def _pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord
         chosen = [r["response"] for r in read_jsonl(run.path(it, "refined.jsonl"))]
         rejected = [r["response"] for r in read_jsonl(run.path(it, "initial.jsonl"))]
         shard_dir = scores_file.with_name(scores_file.name + ".shards")
-        gaps, s_ch, s_rej = score_gaps(
-            ctx.scorer, prompts, chosen, rejected, shard_dir, cfg.scorer.shard_size, ctx.scorer_settings()
-        )
+        gaps, s_ch, s_rej = ctx.gaps(prompts, chosen, rejected, shard_dir)
         s_pol = None if is_pairwise(ctx.scorer) else ctx.scorer.score(prompts, policy)
         rows = []
         for i, x in enumerate(prompts):

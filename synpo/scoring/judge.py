@@ -61,10 +61,6 @@ def parse_verdict(text: str) -> int | None:
     return {"A": 1, "B": -1, "C": 0, "TIE": 0}[found.pop()]
 
 
-class JudgeError(UserError):
-    pass
-
-
 class JudgeScorer:
     """A pairwise scorer: ``gaps(prompts, a, b)``, order-averaged verdicts in [-1, 1]."""
 
@@ -131,7 +127,7 @@ class JudgeScorer:
                 problem = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
             except (ValueError, KeyError, IndexError, TypeError):
                 problem = "a reply that is not an OpenAI chat completion"
-        raise JudgeError(
+        raise UserError(
             f"The judge endpoint {self.url} (model {self.model!r}) failed after {self.max_retries + 1} attempts: "
             f"{problem}. Check that the server is up (e.g. `vllm serve <model> --host 127.0.0.1`), that "
             "scorer.endpoint and scorer.name_or_path name it, and, for a hosted API, that the key in "
