@@ -1,4 +1,5 @@
-"""The run directory: atomic writes, JSONL with file:line errors, and resumable stages (DESIGN section 5).
+"""The run directory: its layout (every path is named here), atomic writes, JSONL with file:line errors, and
+resumable stages (docs/ARCHITECTURE.md, "The run directory").
 
 A stage is a named unit of work with a *fingerprint*: a hash of its own settings and of the fingerprints of the
 stages it reads from. When it finishes, its marker ``<run>/.stages/<name>.json`` records the fingerprint and its wall
@@ -14,6 +15,7 @@ import logging
 import os
 import shutil
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,34 @@ from typing import Any
 from synpo.errors import UserError
 
 log = logging.getLogger(__name__)
+
+# File names inside an iteration directory ``iter_<t>/`` that more than one module reads.
+PAIRS = "pairs.jsonl"  # the preference pairs the iteration trains on (or adds to D)
+PROMPTS = "prompts.jsonl"  # synthetic prompts (methods that make them)
+VAL_ANSWERS = "val_answers.jsonl"  # validation answers and scores of a model
+METRICS = "metrics.json"  # a validation's metrics, or the iteration's results row
+POLICY_LINK = "policy"  # symlink to the iteration's selected model
+
+# Siblings of a stage output ``<out>``: what a stage keeps next to it while it works.
+SIBLINGS = {
+    "shards": ".shards",  # finished generation or scoring shards (a rerun keeps them)
+    "partial": ".partial",  # a training job's scratch directory and step checkpoints
+    "job": ".job.json",  # a training job for `accelerate launch`
+    "result": ".result.json",  # what that job returned
+    "accelerate": ".accelerate.yaml",  # the resolved accelerate config it ran with
+    "launch_log": ".launch.log",  # its output
+}
+
+
+def sibling(path: Path, kind: str) -> Path:
+    """``<path><suffix>`` for one of SIBLINGS, e.g. ``iter_1/policy.jsonl.shards``."""
+    path = Path(path)
+    return path.with_name(path.name + SIBLINGS[kind])
+
+
+def stage_seed(base: int, name: str) -> int:
+    """A per-stage seed, so that skipping a finished stage never shifts the random streams of later ones."""
+    return (base * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -112,7 +142,7 @@ class StageRecord:
 
 
 class RunDir:
-    """One run's directory and its stage markers."""
+    """One run's directory: the paths of its layout, and its stage markers."""
 
     def __init__(self, root: Path):
         self.root = Path(root).absolute()
@@ -122,8 +152,44 @@ class RunDir:
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
 
+    # --- the layout -------------------------------------------------------------------------------------------------
+
+    @property
+    def config_file(self) -> Path:
+        return self.path("config.yaml")
+
+    @property
+    def seed_files(self) -> tuple[Path, Path]:
+        """``seed/train.jsonl`` and ``seed/val.jsonl``."""
+        return self.path("seed", "train.jsonl"), self.path("seed", "val.jsonl")
+
+    @property
+    def results_file(self) -> Path:
+        return self.path("results.json")
+
+    def iter_dir(self, t: int) -> Path:
+        return self.path(f"iter_{t}")
+
+    def iter_file(self, t: int, *parts: str) -> Path:
+        """A path inside ``iter_<t>/``."""
+        return self.iter_dir(t).joinpath(*parts)
+
+    @staticmethod
+    def iter_stage(t: int, *parts: str) -> str:
+        """A stage name inside iteration t, e.g. ``iter_1/policy``."""
+        return "/".join([f"iter_{t}", *parts])
+
+    @property
+    def reference_answers(self) -> Path:
+        """pi_0's validation answers: what every later validation compares against."""
+        return self.iter_file(0, VAL_ANSWERS)
+
+    def marker_path(self, name: str) -> Path:
+        """``.stages/<name with / as __>.json``: the marker of a finished stage."""
+        return self.markers / f"{name.replace('/', '__')}.json"
+
     def marker(self, name: str) -> dict | None:
-        p = self.markers / f"{name.replace('/', '__')}.json"
+        p = self.marker_path(name)
         if not p.is_file():
             return None
         try:
@@ -160,7 +226,7 @@ class RunDir:
                 shutil.rmtree(o)
             elif o.exists():
                 o.unlink()
-        marker_path = self.markers / f"{name.replace('/', '__')}.json"
+        marker_path = self.marker_path(name)
         if marker_path.exists():
             marker_path.unlink()
         log.info("stage %-28s running", name)

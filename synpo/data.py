@@ -1,30 +1,112 @@
-"""Seed data: loading and validating rows, the train/validation split, keywords, and text-quality filters."""
+"""Seed data: the data config, loading and validating rows, the train/validation split (the ``seed`` stage),
+keywords, and text-quality filters."""
 
 from __future__ import annotations
 
 import random
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from synpo.artifacts import iter_jsonl
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from synpo.artifacts import RunDir, StageRecord, file_digest, iter_jsonl, stage_seed, write_jsonl
 from synpo.errors import UserError
+from synpo.schema import spec
 
 SEED_FIELDS = ("prompt", "answer")
 
 
-def repetition_ratio(text: str) -> float:
-    """Share of the text's word n-grams that repeat an earlier one, in [0, 1].
+@dataclass
+class DataConfig:
+    """The seed set {(x*, y*)}, its train/validation split and the keyword pool."""
 
-    Unigrams for texts under 10 words (so "19 19 19" is 2/3 repetition), trigrams for longer ones, where natural
-    language repeats single words but rarely whole phrases. SynPO drops responses above 0.5.
-    """
-    words = text.split()
-    n = 1 if len(words) < 10 else 3
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    if len(grams) < 2:
-        return 0.0
-    return 1.0 - len(set(grams)) / len(grams)
+    name: str = spec(MISSING, "short label used in run names")
+    source: str = spec(
+        "tinyworld",
+        "tinyworld: drawn from the world; jsonl: rows {prompt, answer} from `path`; hf: a datasets source",
+        choices=("tinyworld", "jsonl", "hf"),
+    )
+    path: str | None = spec(None, "the seed JSONL when source=jsonl")
+    hf_name: str | None = spec(None, "source=hf: a datasets name (or a builder such as json with hf_data_files)")
+    hf_split: str = spec("train", "source=hf: the split to read")
+    hf_data_files: str | None = spec(None, "source=hf: data files for a builder such as json")
+    prompt_field: str = spec("prompt", "source=hf: the prompt column, or a chat column (list of {role, content})")
+    answer_field: str | None = spec("answer", "source=hf: the answer column; null: the chat's first assistant turn")
+    n_train: int = spec(1200, "seed prompts for training (tinyworld: drawn; files: at most this many)", gt=0)
+    n_val: int = spec(96, "held out for validation (beta selection and the results table)", gt=0)
+    keywords: str = spec(
+        "tinyworld",
+        "tinyworld: the world's vocabulary; corpus: 3 words per paragraph of keyword_corpus",
+        choices=("tinyworld", "corpus"),
+    )
+    keyword_corpus: str | None = spec(None, "keywords=corpus: a local text file, paragraphs separated by blank lines")
+    answers: str = spec(
+        "gold", "tinyworld only: gold full sentences, or sft-quality ones (terse, some wrong)", choices=("gold", "sft")
+    )
+    sft_noise: float = spec(0.1, "with answers=sft: share of answers with wrong content", ge=0, le=1)
+
+
+def data_problems(cfg: DictConfig) -> list[str]:
+    """What is wrong with ``cfg.data`` beyond its field constraints."""
+    d, p = cfg.data, []
+    if d.source == "hf" and not d.hf_name:
+        p.append("data.hf_name is null but data.source=hf: give a datasets name, e.g. HuggingFaceH4/ultrachat_200k")
+    if d.source == "jsonl" and not d.path:
+        p.append("data.path is null but data.source=jsonl: give the seed JSONL file (rows {'prompt', 'answer'})")
+    return p
+
+
+def _tinyworld_answer(task, d: DictConfig, rng: random.Random) -> str:
+    """A tiny-world seed answer: gold, or SFT-quality (mostly terse, ``sft_noise`` of them wrong) for SPIN."""
+    if d.answers == "gold":
+        return task.gold()
+    from synpo.tinyworld.build_sft import TERSE_SHARE, corrupt
+
+    if rng.random() < d.sft_noise:
+        return corrupt(task, rng)
+    return task.terse() if rng.random() < TERSE_SHARE else task.gold()
+
+
+def _seed_rows(cfg: DictConfig) -> tuple[list[dict], list[dict]]:
+    d = cfg.data
+    if d.source == "tinyworld":
+        from synpo.tinyworld.tasks import sample_distinct_tasks
+
+        rng = random.Random(stage_seed(cfg.seed, "seed"))
+        val_tasks = sample_distinct_tasks(rng, d.n_val)
+        train_tasks = sample_distinct_tasks(rng, d.n_train, exclude={t.prompt for t in val_tasks})
+        answer_rng = random.Random(stage_seed(cfg.seed, "seed_answers"))
+        train = [{"prompt": t.prompt, "answer": _tinyworld_answer(t, d, answer_rng)} for t in train_tasks]
+        return train, [{"prompt": t.prompt, "answer": t.gold()} for t in val_tasks]
+    if d.source == "jsonl":
+        rows = load_seed_file(d.path)
+    else:
+        rows = load_hf_seed(d.hf_name, d.hf_split, d.hf_data_files, d.prompt_field, d.answer_field)
+    train, val = split_seed(rows, d.n_val, stage_seed(cfg.seed, "split"))
+    return train[: d.n_train], val
+
+
+def prepare_seed(cfg: DictConfig, rundir: RunDir) -> StageRecord:
+    """The ``seed`` stage: ``seed/train.jsonl`` and ``seed/val.jsonl``, drawn from the tiny world or read."""
+    d = cfg.data
+    train, val = rundir.seed_files
+    source = file_digest(Path(d.path)) if d.source == "jsonl" and Path(d.path).is_file() else None
+    if d.source == "jsonl" and source is None:
+        raise UserError(
+            f"data.path={d.path!r}: file not found. Give the seed JSONL (one {{'prompt', 'answer'}} "
+            "object per line); relative paths are resolved against the launch directory."
+        )
+
+    def fn():
+        train_rows, val_rows = _seed_rows(cfg)
+        write_jsonl(train, train_rows)
+        write_jsonl(val, val_rows)
+        return {"n_train": len(train_rows), "n_val": len(val_rows)}
+
+    settings = {"data": OmegaConf.to_container(d), "seed": cfg.seed, "source_digest": source}
+    return rundir.stage("seed", settings, [train, val], fn)
 
 
 def load_seed_file(path: str | Path) -> list[dict]:
@@ -155,7 +237,7 @@ def keyword_function(name: str) -> Callable[[str], list[str]]:
 
 
 def generator_examples(rows: list[dict], keywords_of: Callable[[str], list[str]], seed: int) -> list[dict]:
-    """Training examples for the self-prompt generator (DESIGN section 6).
+    """Training examples for the self-prompt generator (the paper's Algorithm 1, line 1).
 
     For each seed row i: 2 random keywords of x*_i plus 1 noise keyword from another seed x*_j, shuffled; the target
     is ``<question>x*_i</question> <solution>y*_i</solution>``. Rows with fewer than 2 keywords are skipped.

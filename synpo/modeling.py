@@ -3,9 +3,37 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import MISSING, DictConfig
+
 from synpo.errors import UserError
+from synpo.schema import spec
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class ModelConfig:
+    """The policy pi_0 (and the starting point of the prompt generator and the improver)."""
+
+    name: str = spec(MISSING, "short label used in run names")
+    name_or_path: str = spec(MISSING, "local directory, hub id, or builtin:tiny-sft")
+    dtype: str = spec("float32", "weights' dtype for training and HF generation", choices=DTYPES)
+    trust_remote_code: bool = spec(False, "only ever true for a named model whose code you have read")
+
+
+def model_problems(cfg: DictConfig) -> list[str]:
+    """What is wrong with ``cfg.model`` beyond its field constraints."""
+    p = []
+    problem = model_path_problem(cfg.model.name_or_path)
+    if problem:
+        p.append(f"model.name_or_path: {problem}")
+    if cfg.model.trust_remote_code and cfg.model.name_or_path.startswith(BUILTIN_PREFIX):
+        p.append("model.trust_remote_code=true is not needed for built-in models; set it to false")
+    return p
+
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = {"tiny-sft": Path(__file__).parent / "tinyworld" / "checkpoint"}

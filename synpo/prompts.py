@@ -23,7 +23,6 @@ IMPROVER_TEMPLATE = (
 )
 
 _QUESTION = re.compile(r"<question>(.*?)</question>", re.DOTALL)
-_SOLUTION = re.compile(r"<solution>(.*?)</solution>", re.DOTALL)
 MAX_QUESTION_CHARS = 4000
 
 
@@ -53,8 +52,3 @@ def parse_question(text: str) -> str | None:
     if not question or len(question) > MAX_QUESTION_CHARS or "<question>" in question:
         return None
     return question
-
-
-def parse_solution(text: str) -> str | None:
-    m = _SOLUTION.search(text) if isinstance(text, str) else None
-    return " ".join(m.group(1).split()) if m else None

@@ -18,16 +18,15 @@ paper's published rows (experiments/paper/synpo_published.yaml, with their sourc
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from synpo.errors import UserError
+from synpo.sources import LoadedRun, load_source
 
 log = logging.getLogger(__name__)
 PAPER_FILE = Path(__file__).resolve().parents[1] / "experiments" / "paper" / "synpo_published.yaml"
@@ -50,98 +49,6 @@ HARNESS6 = [
 ]
 
 
-@dataclass
-class Run:
-    label: str
-    source: str
-    rows: list[dict]  # one per iteration, with "iteration"
-    diversity: dict = field(default_factory=dict)  # iteration -> diversity.json (with the histogram)
-
-
-# --- loading --------------------------------------------------------------------------------------------------------
-
-
-def load_source(src: str) -> Run:
-    if src.startswith("wandb:"):
-        return _load_synced(src[len("wandb:") :])
-    p = Path(src)
-    if p.is_file() and p.suffix == ".wandb":
-        return _load_offline(p)
-    if (p / "results.json").is_file():
-        return _load_run_dir(p)
-    files = sorted(p.glob("wandb/offline-run-*/run-*.wandb")) + sorted(p.glob("offline-run-*/run-*.wandb"))
-    if files:
-        return _load_offline(files[-1])
-    raise UserError(
-        f"{src}: not a finished run directory (no results.json), an offline W&B run (run-*.wandb, or a directory "
-        "with wandb/offline-run-*), or wandb:<entity>/<project>/<run id>. Finish or resume the run with the same "
-        "`python run.py ...` command, or point at its W&B files."
-    )
-
-
-def _load_run_dir(p: Path) -> Run:
-    try:
-        results = json.loads((p / "results.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"{p / 'results.json'}:{e.lineno}: not valid JSON ({e.msg}); rerun the job to rewrite it"
-        ) from None
-    rows = [dict(r) for r in results["iterations"]]
-    diversity = {}
-    for r in rows:
-        t = r["iteration"]
-        d = p / f"iter_{t}" / "evals" / "diversity.json"
-        if d.is_file():
-            diversity[t] = json.loads(d.read_text(encoding="utf-8"))
-        r.update(_official_judgments(p, results["name"], t))
-    return Run(results.get("name", p.name), str(p), rows, diversity)
-
-
-def _official_judgments(run_dir: Path, name: str, t: int) -> dict:
-    """Numbers from the official tools' judgments a user put back into iter_<t>/export/."""
-    from synpo.evaluation import exports
-    from synpo.evaluation.suite import model_name
-
-    model = model_name(name, t)
-    root = run_dir / f"iter_{t}" / "export"
-    out: dict = {}
-    ann = root / "alpaca_eval" / "annotations.json"
-    if ann.is_file():
-        out.update(exports.read_alpaca_eval_annotations(ann, model, n_boot=1000))
-    for f in sorted(root.glob(f"arena_hard/model_judgment/*/{model}.jsonl")):
-        out.update(exports.read_arena_hard_judgments(f))
-    for f in sorted(root.glob("mt_bench/model_judgment/*single*.jsonl")):
-        out.update(exports.read_mt_bench_judgments(f, model))
-    return out
-
-
-def _rows_from_history(history: list[dict]) -> list[dict]:
-    by_step: dict[int, dict] = {}
-    for h in history:
-        by_step.setdefault(int(h["_step"]), {}).update({k: v for k, v in h.items() if not k.startswith("_")})
-    return [{"iteration": s, **r} for s, r in sorted(by_step.items())]
-
-
-def _load_offline(f: Path) -> Run:
-    from synpo.tracking import read_offline_history
-
-    return Run(f.parent.name, str(f), _rows_from_history(read_offline_history(f)))
-
-
-def _load_synced(path: str) -> Run:
-    try:
-        import wandb
-
-        api_run = wandb.Api().run(path)
-        history = [dict(h) for h in api_run.scan_history()]
-    except Exception as e:  # network, auth or a wrong path: one readable paragraph
-        raise UserError(
-            f"Could not read the synced W&B run {path!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
-            "It needs network access and WANDB_API_KEY; offline runs can be given as files instead."
-        ) from None
-    return Run(api_run.name, f"wandb:{path}", _rows_from_history(history))
-
-
 # --- tables -----------------------------------------------------------------------------------------------------------
 
 
@@ -159,7 +66,7 @@ def _pick(r: dict, official: bool, key: str):
     return r.get(("alpaca_" if official else "wr_") + key)
 
 
-def table2(runs: list[Run], paper: dict) -> tuple[list[str], list[list[str]], list[str]]:
+def table2(runs: list[LoadedRun], paper: dict) -> tuple[list[str], list[list[str]], list[str]]:
     header = ["Run", "Iter", "AE2 LC (%)", "AE2 WR (%)", "Arena-Hard (%)", "MT-Bench"]
     rows, notes = [], []
     for run in runs:
@@ -197,7 +104,7 @@ def table2(runs: list[Run], paper: dict) -> tuple[list[str], list[list[str]], li
     return header, rows, [f for f in foot if f]
 
 
-def suite_table(runs: list[Run], suite: str, tasks: list[tuple[str, str]], paper: dict, paper_key: str):
+def suite_table(runs: list[LoadedRun], suite: str, tasks: list[tuple[str, str]], paper: dict, paper_key: str):
     header = ["Run", "Iter"] + [name for _, name in tasks] + ["Avg"]
     rows = []
     for run in runs:
@@ -214,7 +121,7 @@ def suite_table(runs: list[Run], suite: str, tasks: list[tuple[str, str]], paper
     return header, rows, []
 
 
-def other_suites(runs: list[Run]) -> dict[str, tuple]:
+def other_suites(runs: list[LoadedRun]) -> dict[str, tuple]:
     """Tables for suites that are not the paper's (e.g. the tiny world's)."""
     known = {"openllm", "harness6"}
     suites: dict[str, list[str]] = {}
@@ -233,7 +140,7 @@ def other_suites(runs: list[Run]) -> dict[str, tuple]:
     return {name: suite_table(runs, name, [(t, t) for t in tasks], {}, "") for name, tasks in suites.items()}
 
 
-def diversity_table(runs: list[Run]):
+def diversity_table(runs: list[LoadedRun]):
     header = ["Run", "Prompts", "Mean cosine ↓", "distinct-1 ↑", "distinct-2 ↑", "Self-BLEU ↓", "n"]
     rows = []
     for run in runs:
@@ -296,7 +203,7 @@ def latex(title: str, header: list[str], rows: list[list[str]], notes: list[str]
 # --- plots ------------------------------------------------------------------------------------------------------------
 
 
-def plot_metric(runs: list[Run], keys: list[tuple[str, str, str | None]], ylabel: str, out: Path) -> bool:
+def plot_metric(runs: list[LoadedRun], keys: list[tuple[str, str, str | None]], ylabel: str, out: Path) -> bool:
     """One line per run and key (key, label, standard-error key); False when no run has the metric."""
     import matplotlib
 

@@ -9,17 +9,61 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from synpo.config import is_secret_key
 from synpo.errors import UserError
+from synpo.schema import spec
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking. The API key is read from WANDB_API_KEY only, never from config."""
+
+    name: str = spec("wandb", "wandb, or none: a no-op tracker", choices=("wandb", "none"))
+    project: str = spec("synpo", "the W&B project")
+    entity: str | None = spec(None, "the W&B entity (team or user); null: the key's default")
+    mode: str = spec(
+        "auto", "auto: online if WANDB_API_KEY is set, else offline", choices=("auto", "offline", "online", "disabled")
+    )
+    tags: list[str] = spec(help="W&B run tags", factory=list)
+    n_sample_pairs: int = spec(16, "rows of the sample-pairs table per iteration", ge=0)
+
+
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password)$", re.IGNORECASE)
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a config key names a secret (``api_key``, ``hf_token``, ...): such keys are refused and redacted."""
+    return bool(_SECRET_KEY.search(str(name)))
+
+
+def secret_problems(cfg: DictConfig) -> list[str]:
+    """Config keys that name a secret and hold a value: the config is saved with the run, so they are refused."""
+    return [
+        f"{key}: secrets do not belong in the config (it is saved with the run); put the W&B key in the "
+        "WANDB_API_KEY environment variable"
+        for key in _secret_like_keys(OmegaConf.to_container(cfg, resolve=False))
+    ]
+
+
+def _secret_like_keys(node: Any, prefix: str = "") -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if is_secret_key(k) and v:
+                found.append(key)
+            found += _secret_like_keys(v, key)
+    return found
 
 
 class NullTracker:
@@ -151,5 +195,7 @@ def read_offline_history(path: Path) -> list[dict]:
     return rows
 
 
-def offline_run_files(run_dir: Path) -> list[Path]:
-    return sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+def offline_run_files(path: Path) -> list[Path]:
+    """The offline W&B run files under a run directory (``wandb/offline-run-*``) or a ``wandb`` directory."""
+    path = Path(path)
+    return sorted(path.glob("wandb/offline-run-*/run-*.wandb")) + sorted(path.glob("offline-run-*/run-*.wandb"))

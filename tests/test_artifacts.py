@@ -58,7 +58,7 @@ def test_marker_records_fingerprint_and_seconds(tmp_path):
 
 
 def test_shards_are_reused_only_by_the_same_request(tmp_path):
-    from synpo.pipeline import keep_only_shards_of
+    from synpo.artifacts import keep_only_shards_of
 
     shards = tmp_path / "out.jsonl.shards"
     keep_only_shards_of(shards, {"temperature": 0.7})

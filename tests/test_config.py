@@ -44,12 +44,12 @@ def test_accelerate_configs_are_complete(name, tmp_path):
     if config["distributed_type"] == "DEEPSPEED":
         stage = json.loads(Path(ds).read_text())["zero_optimization"]["stage"]
         assert f"zero{stage}" == name
-    validate(compose(["trainer.launcher=accelerate", f"trainer.accelerate_config={name}"]))
+    validate(compose(["launch.launcher=accelerate", f"launch.accelerate_config={name}"]))
 
 
 def test_unknown_accelerate_config_is_refused():
-    msg = _problems(["trainer.launcher=accelerate", "trainer.accelerate_config=zero9"])
-    assert "trainer.accelerate_config='zero9'" in msg and "zero2" in msg
+    msg = _problems(["launch.launcher=accelerate", "launch.accelerate_config=zero9"])
+    assert "launch.accelerate_config='zero9'" in msg and "zero2" in msg
 
 
 # Options that only make sense with a partner: SPIN methods train with the DPO loss, and vice versa.
@@ -64,8 +64,7 @@ COMPANIONS[("generator", "vllm")] = COMPANIONS[("generator", "vllm_cpu")] = [ANY
 
 @pytest.mark.parametrize("group,option", list(_group_options()))
 def test_group_option_composes_and_validates(group, option):
-    key = "trainer@sft_trainer" if (group, option) == ("trainer", "sft") else group
-    cfg = compose([f"{key}={option}", *COMPANIONS.get((group, option), [])])
+    cfg = compose([f"{group}={option}", *COMPANIONS.get((group, option), [])])
     validate(cfg)
 
 
@@ -94,7 +93,7 @@ def test_nonpositive_beta_and_empty_grid():
     msg = _problems(["trainer.beta_grid=[]"])
     assert "trainer.beta_grid is empty" in msg
     msg = _problems(["trainer.beta_grid=[2,0]"])
-    assert "holds values <= 0" in msg
+    assert "trainer.beta_grid=[2.0, 0.0] holds values outside > 0: [0.0]" in msg
 
 
 def test_gamma_and_ratio_are_exclusive():
@@ -160,7 +159,7 @@ def test_armorm_needs_explicit_trust_remote_code():
     ],
 )
 def test_paper_synpo_configs_carry_the_paper_values(name, model, scorer, threshold, lr):
-    """DESIGN section 6 and the paper's setup, value by value."""
+    """The paper's setup (its section 4.1 and appendix), value by value."""
     cfg = compose([f"experiment={name}", ANY_PYTHON])
     validate(cfg)
     assert cfg.generator.backend == "vllm" and cfg.generator.tensor_parallel_size == 8
@@ -172,9 +171,10 @@ def test_paper_synpo_configs_carry_the_paper_values(name, model, scorer, thresho
     assert list(t.beta_grid) == [2, 4, 6, 8, 10, 12] and t.beta is None
     assert t.gamma == 1.6 and t.gamma_beta_ratio is None and t.loss == "simpo"
     assert t.learning_rate == lr and t.epochs == 1 and t.scheduler == "cosine" and t.warmup_ratio == 0.1
-    assert t.batch_size * t.grad_accum * t.num_processes == 128
+    assert t.batch_size * t.grad_accum * cfg.launch.num_processes == 128
+    assert t.gradient_checkpointing and s.gradient_checkpointing  # a 7B model's activations need it
     assert (s.learning_rate, s.warmup_ratio, s.epochs, s.optimizer) == (1e-6, 0.1, 3, "adamw_torch")
-    assert s.batch_size * s.grad_accum * s.num_processes == 32
+    assert s.batch_size * s.grad_accum * cfg.launch.num_processes == 32
     assert (s.max_length, m.improver_max_length) == (8000, 6000)
     assert (g.temperature, g.max_new_tokens) == (0.7, 2048)
 
@@ -194,16 +194,42 @@ def test_launcher_configs_compose(launcher):
 def test_concurrent_candidates_need_accelerate_and_two_device_sets():
     from synpo.training.launch import device_slots
 
-    cfg = compose(["trainer.concurrent_candidates=true", "trainer.devices=[0]"])
-    with pytest.raises(UserError) as e:
-        validate(cfg)
-    assert "needs trainer.launcher=accelerate" in str(e.value) and "at least two sets" in str(e.value)
+    assert "needs launch.launcher=accelerate" in _problems(["launch.concurrent_candidates=true", "launch.devices=[0]"])
+    msg = _problems(["launch.concurrent_candidates=true", "launch.launcher=accelerate", "launch.devices=[0]"])
+    assert "at least two disjoint sets" in msg
     cfg = compose(
-        ["trainer.concurrent_candidates=true", "trainer.launcher=accelerate", "trainer.devices=[0,1,2,3,4,5,6,7]"]
+        ["launch.concurrent_candidates=true", "launch.launcher=accelerate", "launch.devices=[0,1,2,3,4,5,6,7]"]
     )
     validate(cfg)
-    assert device_slots(cfg.trainer, 6) == [[0], [1], [2], [3], [4], [5]]
-    cfg.trainer.num_processes = 2
-    assert device_slots(cfg.trainer, 6) == [[0, 1], [2, 3], [4, 5], [6, 7]]
-    cfg.trainer.concurrent_candidates = False
-    assert device_slots(cfg.trainer, 6) == [[0, 1, 2, 3, 4, 5, 6, 7]]
+    assert device_slots(cfg.launch, 6) == [[0], [1], [2], [3], [4], [5]]
+    cfg.launch.num_processes = 2
+    assert device_slots(cfg.launch, 6) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    cfg.launch.concurrent_candidates = False
+    assert device_slots(cfg.launch, 6) == [[0, 1, 2, 3, 4, 5, 6, 7]]
+    assert "launch.devices=[-1] holds values outside >= 0" in _problems(["launch.devices=[-1]"])
+
+
+def test_every_schema_field_has_help_and_sft_has_no_preference_fields():
+    """Each field of every group's schema documents itself; the SFT trainer's schema has only SFT settings."""
+    import dataclasses
+
+    from synpo.config import SynpoConfig
+    from synpo.schema import undocumented_fields
+    from synpo.training.config import SFTTrainerConfig
+
+    assert undocumented_fields(SynpoConfig) == []
+    names = {f.name for f in dataclasses.fields(SFTTrainerConfig)}
+    assert not names & {"beta", "beta_grid", "gamma", "select_on", "loss", "launcher", "num_processes"}
+
+
+def test_gradient_checkpointing_reaches_the_trl_arguments(tmp_path):
+    """trainer.gradient_checkpointing=true turns on activation checkpointing in the TRL trainer's arguments."""
+    from synpo.training.config import hparams
+    from synpo.training.simpo import build_simpo_trainer
+
+    pairs = [{"prompt": "Add the numbers 3 and 4.", "chosen": "The sum is 7.", "rejected": "8"}]
+    for on in (True, False):
+        cfg = compose([f"trainer.gradient_checkpointing={str(on).lower()}"])
+        hp = hparams(cfg.trainer, cfg.model, seed=0)
+        trainer, _ = build_simpo_trainer("builtin:tiny-sft", pairs, tmp_path / str(on), hp, beta=2.0, gamma=1.6)
+        assert bool(trainer.args.activation_checkpointing) is on

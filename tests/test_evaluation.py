@@ -37,12 +37,21 @@ def test_alpaca_eval_round_trip(tmp_path):
     assert alpaca_preference(1.0) == 2.0
 
 
+def _answer_turns(path) -> dict:
+    """question_id -> answer turns, read as the official tools read a model_answer file."""
+    out = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        out[row["question_id"]] = [t["content"] if isinstance(t, dict) else t for t in row["choices"][0]["turns"]]
+    return out
+
+
 def test_arena_hard_round_trip(tmp_path):
     answers = tmp_path / "model_answer" / "m.jsonl"
     exports.write_model_answers(answers, "m", ["q1", "q2"], [["a1"], ["a2"]], arena_hard=True)
     row = json.loads(answers.read_text().splitlines()[0])
     assert row["choices"][0]["turns"][0] == {"content": "a1", "token_len": 1} and row["model_id"] == "m"
-    assert exports.read_model_answers(answers) == {"q1": ["a1"], "q2": ["a2"]}
+    assert _answer_turns(answers) == {"q1": ["a1"], "q2": ["a2"]}
     judgments = tmp_path / "model_judgment" / "gpt-4-1106-preview" / "m.jsonl"
     judgments.parent.mkdir(parents=True)
     # q1: game 1 (A = baseline) B>>A, game 2 (A = model) A>B; q2: game 1 A>B, game 2 A=B.
@@ -65,7 +74,7 @@ def test_mt_bench_round_trip(tmp_path):
     assert ids == [81] and turns == [["Write a poem.", "Make it shorter."]]
     answers = tmp_path / "model_answer" / "m.jsonl"
     exports.write_model_answers(answers, "m", ids, [["long poem", "short poem"]], arena_hard=False)
-    assert exports.read_model_answers(answers) == {81: ["long poem", "short poem"]}
+    assert _answer_turns(answers) == {81: ["long poem", "short poem"]}
     judgments = tmp_path / "gpt-4_single.jsonl"
     rows = [
         {"question_id": 81, "model": "m", "judge": ["gpt-4", "single-v1"], "score": 8, "turn": 1},
@@ -132,7 +141,7 @@ def test_final_only_skips_the_middle_iterations(tmp_path):
         def __init__(self, cfg):
             self.cfg = cfg
 
-    assert evaluate_groups(Ctx(cfg), 2, "unused", "unused") == {}
+    assert evaluate_groups(Ctx(cfg), 2, "unused", "unused", None) == {}
 
 
 def test_a_crash_during_evaluation_resumes_without_regenerating(eval_run):

@@ -15,7 +15,7 @@ from conftest import compose
 
 from synpo.config import validate
 from synpo.errors import UserError
-from synpo.scoring import score_gaps
+from synpo.scoring import compare_in_shards
 from synpo.scoring.judge import JudgeScorer, parse_verdict
 from synpo.scoring.verifier import VerifierScorer
 
@@ -167,14 +167,14 @@ def test_scoring_resumes_from_its_shards(tmp_path):
     prompts, good, bad = [t.prompt for t in tasks], [t.gold() for t in tasks], ["no idea"] * 10
     scorer = CountingVerifier()
     shards = tmp_path / "scores.jsonl.shards"
-    first = score_gaps(scorer, prompts, good, bad, shards, shard_size=4, settings={"name": "verifier"})
+    first = compare_in_shards(scorer, prompts, good, bad, shards, shard_size=4, settings={"name": "verifier"})
     assert CountingVerifier.calls == 20 and len(list(shards.glob("shard-*.jsonl"))) == 3
     (shards / "shard-00001.jsonl").unlink()
-    again = score_gaps(scorer, prompts, good, bad, shards, shard_size=4, settings={"name": "verifier"})
+    again = compare_in_shards(scorer, prompts, good, bad, shards, shard_size=4, settings={"name": "verifier"})
     assert again == first and CountingVerifier.calls == 28  # only the lost shard (4 pairs x 2 sides)
-    score_gaps(scorer, prompts, good, bad, shards, shard_size=4, settings={"name": "another scorer"})
+    compare_in_shards(scorer, prompts, good, bad, shards, shard_size=4, settings={"name": "another scorer"})
     assert CountingVerifier.calls == 48  # another scorer's shards are not reused
-    assert first[0] == [a - b for a, b in zip(first[1], first[2], strict=True)]
+    assert first.gaps == [a - b for a, b in zip(first.scores_a, first.scores_b, strict=True)]
 
 
 # --- marker vllm: a real `vllm serve` of the tiny model ----------------------------------------------------------

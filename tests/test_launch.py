@@ -1,4 +1,4 @@
-"""`trainer.launcher=accelerate`: the job file runs under `accelerate launch` with DeepSpeed ZeRO-2 on CPU (1 process)
+"""`launch.launcher=accelerate`: the job file runs under `accelerate launch` with DeepSpeed ZeRO-2 on CPU (1 process)
 and trains the same weights as the in-process launcher. Slow: the first run builds DeepSpeed's CPU comm op (about
 a minute; cached in TORCH_EXTENSIONS_DIR)."""
 
@@ -7,9 +7,9 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from synpo.config import TrainerConfig
 from synpo.modeling import load_causal_lm
 from synpo.training.common import HParams
+from synpo.training.config import LaunchConfig
 from synpo.training.launch import run_training_job
 
 PAIRS = [
@@ -25,16 +25,16 @@ PAIRS = [
 TOLERANCE = 1e-5
 
 
-def _trainer(launcher: str):
-    return OmegaConf.structured(TrainerConfig(launcher=launcher, accelerate_config="zero2", num_processes=1))
+def _launch(launcher: str):
+    return OmegaConf.structured(LaunchConfig(launcher=launcher, accelerate_config="zero2", num_processes=1))
 
 
 @pytest.mark.slow
 def test_accelerate_zero2_matches_inprocess(tmp_path):
     hp = HParams(batch_size=4, max_steps=4, learning_rate=1e-3, warmup_ratio=0.0, max_length=128, seed=3)
     kwargs = dict(model_path="builtin:tiny-sft", pairs=PAIRS, hp=hp, beta=2.0, gamma=1.6)
-    local = run_training_job("simpo", tmp_path / "inprocess", _trainer("inprocess"), **kwargs)
-    launched = run_training_job("simpo", tmp_path / "zero2", _trainer("accelerate"), **kwargs)
+    local = run_training_job("simpo", tmp_path / "inprocess", _launch("inprocess"), **kwargs)
+    launched = run_training_job("simpo", tmp_path / "zero2", _launch("accelerate"), **kwargs)
     assert local["deepspeed_zero_stage"] is None and launched["deepspeed_zero_stage"] == 2
     assert launched["steps"] == local["steps"] == 4
     job = json.loads((tmp_path / "zero2.job.json").read_text())
@@ -62,11 +62,10 @@ def test_pipeline_trains_through_accelerate(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli(
         run_dir,
-        "trainer.launcher=accelerate",
-        "sft_trainer.launcher=accelerate",
+        "launch.launcher=accelerate",
         "trainer.beta_grid=[2,10]",
-        "trainer.devices=[0,1]",
-        "trainer.concurrent_candidates=true",
+        "launch.devices=[0,1]",
+        "launch.concurrent_candidates=true",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for job in ("generator/model", "iter_1/improver/model", "iter_1/beta_2/model", "iter_1/beta_10/model"):

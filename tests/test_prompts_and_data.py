@@ -2,16 +2,17 @@
 
 import pytest
 
-from synpo.data import generator_examples, load_seed_file, repetition_ratio, split_seed
+from synpo.data import generator_examples, load_seed_file, split_seed
 from synpo.errors import UserError
-from synpo.prompts import generator_prompt, generator_target, improver_prompt, parse_question, parse_solution
+from synpo.prompts import generator_prompt, generator_target, improver_prompt, parse_question
+from synpo.text import repetition_ratio
 from synpo.tinyworld.tasks import prompt_keywords
 
 
 def test_generator_target_round_trips():
     q, s = "Sort the numbers: 5 3 9", "The sorted numbers are: 3 5 9."
     text = generator_target(q, s)
-    assert parse_question(text) == q and parse_solution(text) == s
+    assert parse_question(text) == q and f"<solution>{s}</solution>" in text
     assert (
         parse_question("noise <question>  Add the numbers 1\n and 2. </question> tail") == "Add the numbers 1 and 2."
     )

@@ -9,7 +9,8 @@ import sys
 from conftest import ROOT
 
 from synpo.evaluation.winrate import alpaca_preference
-from synpo.report import build, load_source
+from synpo.report import build
+from synpo.sources import load_source
 from synpo.tracking import offline_run_files
 
 

@@ -12,7 +12,7 @@ from test_e2e import run_cli
 
 from synpo.config import validate
 from synpo.errors import UserError
-from synpo.methods.spin import build_pairs, noise_temperature, route, schedule_value, token_noise
+from synpo.methods.spin import build_pairs, noise_temperature, route, token_noise
 from synpo.modeling import load_causal_lm, load_tokenizer
 from synpo.scoring.verifier import VerifierScorer
 from synpo.tinyworld.tasks import Task
@@ -133,7 +133,21 @@ def test_token_noise_rate_is_statistically_right():
 def test_noise_temperature_anneals():
     cfg = compose(["experiment=tiny_spin_noised"])  # 1.2 -> 1.0 over 3 iterations
     assert [noise_temperature(cfg, t) for t in (1, 2, 3)] == pytest.approx([1.2, 1.1, 1.0])
-    assert schedule_value([0.1, 0.1, 5.0], 9.0, 3) == 5.0 and schedule_value(None, 9.0, 3) == 9.0
+
+
+def test_schedules_resolve_per_iteration():
+    """Beta and the learning rate come from the per-iteration schedules where given (SPIN's 0.1, 0.1, 5.0)."""
+    from synpo.training.config import beta_candidates, hparams
+
+    cfg = compose(
+        ["experiment=tiny_spin", "trainer.beta_schedule=[0.1,0.1,5.0]", "trainer.lr_schedule=[1e-5,1e-5,1e-6]"]
+    )
+    assert beta_candidates(cfg.trainer, 3) == [(5.0, None)] and beta_candidates(cfg.trainer, 1) == [(0.1, None)]
+    assert hparams(cfg.trainer, cfg.model, seed=0, t=3).learning_rate == 1e-6
+    cfg = compose(["experiment=tiny_spin", "trainer.beta=9.0"])
+    assert beta_candidates(cfg.trainer, 3) == [(9.0, None)]
+    grid = compose(["trainer.gamma=null", "trainer.gamma_beta_ratio=0.5", "trainer.beta_grid=[2,10]"]).trainer
+    assert beta_candidates(grid, 1) == [(2.0, 1.0), (10.0, 5.0)]
 
 
 def _problems(overrides):

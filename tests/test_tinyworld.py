@@ -6,7 +6,7 @@ import string
 import pytest
 
 from synpo.tinyworld.tasks import FAMILIES, LEADS, Task, keyword_pool, parse_prompt, sample_distinct_tasks, sample_task
-from synpo.tinyworld.verifier import verify, verify_prompt
+from synpo.tinyworld.verifier import verify
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -96,7 +96,6 @@ def test_parse_prompt_rejects_off_world_and_oversized():
     assert parse_prompt("Add the numbers 3 and 4." + " " * 500) is None  # over the length bound
     assert parse_prompt("Add the numbers 3 and 4. " + "x" * 300) is None
     assert parse_prompt("Tell me a joke") is None
-    assert verify_prompt("Tell me a joke", "ha") is None
 
 
 def test_distinct_tasks_and_keywords():

@@ -28,6 +28,11 @@ from synpo.errors import UserError
 from synpo.evaluation.winrate import from_alpaca_preference, lc_win_rate, win_rate
 
 
+def export_model_name(run_name: str, t: int) -> str:
+    """The model's name in exported answers and judgments: ``<run name>-iter<t>``."""
+    return f"{run_name}-iter{t}"
+
+
 def _answer_id(model: str, qid) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"synpo/{model}/{qid}").hex  # stable: a re-export is byte-identical
 
@@ -97,15 +102,6 @@ def read_questions(path: Path, arena_hard: bool) -> tuple[list, list[list[str]]]
         ids.append(row["question_id"])
         turns.append([t["content"] if arena_hard and isinstance(t, dict) else str(t) for t in row["turns"]])
     return ids, turns
-
-
-def read_model_answers(path: Path) -> dict:
-    """question_id -> list of answer turns (strings), from either tool's model_answer file."""
-    out = {}
-    for _, row in iter_jsonl(Path(path)):
-        turns = row["choices"][0]["turns"]
-        out[row["question_id"]] = [t["content"] if isinstance(t, dict) else t for t in turns]
-    return out
 
 
 _ARENA_MODEL_PREF = {"A>>B": 0.0, "A>B": 0.0, "A=B": 0.5, "B>A": 1.0, "B>>A": 1.0}  # game 1: B is the model

@@ -115,6 +115,36 @@ def _model(backend: str, model_path: str, dtype: str, trust_remote_code: bool, b
     raise UserError(f"eval.lm_eval.backend={backend!r}: choose hf or vllm")
 
 
+def _task_manager(tasks: list[dict], work_dir: Path, include_path: str | None):
+    """lm-eval's task manager with our include paths (the tiny world's tasks written when a suite names them)."""
+    from lm_eval.tasks import TaskManager
+
+    includes = [str(p) for p in (include_path,) if p]
+    if any(t["task"] in TINYWORLD_TASKS for t in tasks):
+        includes.append(str(write_tinyworld_tasks(Path(work_dir) / "tinyworld_tasks")))
+    manager = TaskManager(include_path=includes or None)
+    unknown = [t["task"] for t in tasks if t["task"] not in manager.all_tasks]
+    if unknown:
+        raise UserError(
+            f"lm-eval knows no task {unknown} (eval.lm_eval.suites). Check the names against `lm-eval ls tasks`, or "
+            "give a directory of task YAMLs in eval.lm_eval.include_path."
+        )
+    return manager
+
+
+def _metric_values(results: dict, group: list[dict]) -> dict:
+    out = {}
+    for t in group:
+        row = results.get(t["task"], {})
+        if t["metric"] not in row:
+            raise UserError(
+                f"lm-eval's result for {t['task']!r} has no metric {t['metric']!r} (it has "
+                f"{sorted(k for k in row if ',' in k)}); fix eval.lm_eval.suites"
+            )
+        out[t["task"]] = float(row[t["metric"]])
+    return out
+
+
 def run_suite(
     model_path: str,
     tasks: list[dict],
@@ -132,27 +162,18 @@ def run_suite(
     """``{task: value of its metric}`` for ``tasks`` = [{task, num_fewshot, metric}], plus ``average``."""
     try:
         import lm_eval
-        from lm_eval.tasks import TaskManager
     except ImportError:
         raise UserError(
             "The lm-eval suites need lm-eval 0.4.13: `pip install -e '.[eval]'` (or pip install lm-eval==0.4.13)."
         ) from None
     from synpo.modeling import resolve_model_path
 
-    includes = [str(p) for p in (include_path,) if p]
-    if any(t["task"] in TINYWORLD_TASKS for t in tasks):
-        includes.append(str(write_tinyworld_tasks(Path(work_dir) / "tinyworld_tasks")))
-    manager = TaskManager(include_path=includes or None)
-    unknown = [t["task"] for t in tasks if t["task"] not in manager.all_tasks]
-    if unknown:
-        raise UserError(
-            f"lm-eval knows no task {unknown} (eval.lm_eval.suites). Check the names against `lm-eval ls tasks`, or "
-            "give a directory of task YAMLs in eval.lm_eval.include_path."
-        )
+    manager = _task_manager(tasks, work_dir, include_path)
     model = _model(backend, resolve_model_path(model_path), dtype, trust_remote_code, batch_size, vllm or {})
     by_shots: dict[int, list[dict]] = {}
     for t in tasks:
         by_shots.setdefault(int(t["num_fewshot"]), []).append(t)
+    seeds = dict(random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
     out: dict = {}
     for shots, group in sorted(by_shots.items()):
         res = lm_eval.simple_evaluate(
@@ -164,20 +185,9 @@ def run_suite(
             apply_chat_template=apply_chat_template,
             log_samples=False,
             bootstrap_iters=0,
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
+            **seeds,
         )
-        results = res["results"] if isinstance(res, dict) else res.results
-        for t in group:
-            row = results.get(t["task"], {})
-            if t["metric"] not in row:
-                raise UserError(
-                    f"lm-eval's result for {t['task']!r} has no metric {t['metric']!r} (it has "
-                    f"{sorted(k for k in row if ',' in k)}); fix eval.lm_eval.suites"
-                )
-            out[t["task"]] = float(row[t["metric"]])
+        out.update(_metric_values(res["results"] if isinstance(res, dict) else res.results, group))
         log.info("lm-eval %d-shot: %s", shots, {t["task"]: out[t["task"]] for t in group})
     out["average"] = sum(out[t["task"]] for t in tasks) / len(tasks)
     return out

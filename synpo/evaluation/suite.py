@@ -9,24 +9,30 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from synpo.artifacts import StageRecord, atomic_write_text, read_json, read_jsonl, write_json
-from synpo.scoring import is_pairwise
+from synpo.artifacts import StageRecord, atomic_write_text, read_json, read_jsonl, sibling, write_json
+from synpo.evaluation.exports import export_model_name
+from synpo.stages import Context
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_groups(ctx, t: int, policy: str, policy_record: StageRecord | str) -> dict:
+def evaluate_groups(
+    ctx: Context, t: int, policy: str, policy_record: StageRecord | str, prompts_file: Path | None
+) -> dict:
+    """Run the enabled groups for pi_t (``prompts_file``: the iteration's synthetic prompts, if the method makes
+    them; at t = 0 the seed prompts are measured instead)."""
     e = ctx.cfg.eval
     if e.every == "final" and t not in (0, ctx.cfg.method.iterations):
         return {}
     metrics: dict = {}
     if e.winrate.enabled:
         metrics.update(_winrate(ctx, t, policy, policy_record))
-    if e.diversity.enabled:
-        metrics.update(_diversity(ctx, t))
+    if e.diversity.enabled and (t == 0 or prompts_file is not None):
+        metrics.update(_diversity(ctx, t, prompts_file))
     for name in e.lm_eval.suites:
         metrics.update(_lm_eval(ctx, t, name, policy, policy_record))
     if e.export.enabled:
@@ -34,76 +40,64 @@ def evaluate_groups(ctx, t: int, policy: str, policy_record: StageRecord | str) 
     return metrics
 
 
-def model_name(run_name: str, t: int) -> str:
-    """The model's name in exported answers and judgments: ``<run name>-iter<t>``."""
-    return f"{run_name}-iter{t}"
-
-
-def model_label(cfg, t: int) -> str:
-    return model_name(cfg.name, t)
-
-
 # --- win rate -----------------------------------------------------------------------------------------------------
 
 
-def _winrate(ctx, t: int, policy: str, policy_record) -> dict:
-    from synpo.evaluation.winrate import (
-        alpaca_preference,
-        lc_win_rate,
-        preferences_from_gaps,
-        preferences_from_verdicts,
-        win_rate,
-    )
+def _references(ctx: Context) -> tuple[list[str], str, list]:
+    """The win rate's reference answers, their generator's name, and the stages they come from."""
+    if ctx.cfg.eval.winrate.reference == "gold":
+        return [r["answer"] for r in ctx.seed_val], "reference", [ctx.seed_record]
+    ref_file = ctx.rundir.iter_file(0, "evals", "answers.jsonl")
+    return [r["response"] for r in read_jsonl(ref_file)], export_model_name(ctx.cfg.name, 0), []
 
-    cfg, run, w = ctx.cfg, ctx.run, ctx.cfg.eval.winrate
-    it = f"iter_{t}"
+
+def _winrate_result(ctx: Context, prompts, answers, references, gaps) -> tuple[dict, list[float]]:
+    from synpo.evaluation.winrate import lc_win_rate, preferences_from_gaps, preferences_from_verdicts, win_rate
+
+    cfg, w = ctx.cfg, ctx.cfg.eval.winrate
+    prefs = preferences_from_verdicts(gaps) if cfg.scorer.name == "judge" else preferences_from_gaps(gaps, w.tie)
+    result = {f"wr_{k}": v for k, v in win_rate(prefs, n_boot=w.n_boot, seed=cfg.seed).items()}
+    lc = lc_win_rate(prefs, [len(a) for a in answers], [len(r) for r in references], n_boot=w.n_boot, seed=cfg.seed)
+    result.update({f"wr_{k}": v for k, v in lc.items()})
+    result["wr_avg_length"] = sum(map(len, answers)) / len(answers)
+    result["wr_reference"] = w.reference
+    return result, prefs
+
+
+def _winrate(ctx: Context, t: int, policy: str, policy_record) -> dict:
+    """Win rate of pi_t's answers against the references, judged by the run's scorer; AlpacaEval-format
+    annotations beside it."""
+    from synpo.evaluation.winrate import alpaca_preference
+
+    cfg, rundir, w = ctx.cfg, ctx.rundir, ctx.cfg.eval.winrate
     prompts = [r["prompt"] for r in ctx.seed_val]
-    answers_file = run.path(it, "evals", "answers.jsonl")
-    r_answers = ctx.record(
-        "evals",
-        ctx.generate(f"{it}/evals/answers", policy, prompts, answers_file, [policy_record], temperature=w.temperature),
-    )
-    if w.reference == "gold":
-        references, ref_name, ref_deps = [r["answer"] for r in ctx.seed_val], "reference", [ctx.seed_record]
-    else:
-        ref_file = run.path("iter_0", "evals", "answers.jsonl")
-        references = [r["response"] for r in read_jsonl(ref_file)]
-        ref_name, ref_deps = model_label(cfg, 0), []
-    out_file, ann_file = run.path(it, "evals", "winrate.json"), run.path(it, "evals", "annotations.json")
-    model = model_label(cfg, t)
+    answers_file = rundir.iter_file(t, "evals", "answers.jsonl")
+    r_answers = ctx.generate(
+        rundir.iter_stage(t, "evals", "answers"), policy, prompts, answers_file, [policy_record],
+        temperature=w.temperature, kind="evals",
+    )  # fmt: skip
+    references, ref_name, ref_deps = _references(ctx)
+    out_file, ann_file = rundir.iter_file(t, "evals", "winrate.json"), rundir.iter_file(t, "evals", "annotations.json")
+    model = export_model_name(cfg.name, t)
 
     def fn():
         answers = [r["response"] for r in read_jsonl(answers_file)]
-        shards = out_file.with_name("winrate.scores.shards")
-        gaps, _, _ = ctx.gaps(prompts, answers, references, shards)
-        prefs = preferences_from_verdicts(gaps) if cfg.scorer.name == "judge" else preferences_from_gaps(gaps, w.tie)
-        result = {f"wr_{k}": v for k, v in win_rate(prefs, n_boot=w.n_boot, seed=cfg.seed).items()}
-        lc = lc_win_rate(
-            prefs, [len(a) for a in answers], [len(r) for r in references], n_boot=w.n_boot, seed=cfg.seed
-        )
-        result.update({f"wr_{k}": v for k, v in lc.items()})
-        result["wr_avg_length"] = sum(map(len, answers)) / len(answers)
-        result["wr_reference"] = w.reference
+        comparison = ctx.compare_now(prompts, answers, references, out_file)
+        result, prefs = _winrate_result(ctx, prompts, answers, references, comparison.gaps)
+        annotator = cfg.scorer.name + ("" if comparison.pairwise else "_score_gap")
         # The annotations in AlpacaEval's own format: alpaca_eval and our reader take them as they are.
         annotations = [
-            {
-                "instruction": x,
-                "output_1": ref,
-                "generator_1": ref_name,
-                "output_2": ans,
-                "generator_2": model,
-                "annotator": cfg.scorer.name + ("" if is_pairwise(ctx.scorer) else "_score_gap"),
-                "preference": alpaca_preference(p),
-            }
+            {"instruction": x, "output_1": ref, "generator_1": ref_name, "output_2": ans, "generator_2": model,
+             "annotator": annotator, "preference": alpaca_preference(p)}
             for x, ref, ans, p in zip(prompts, references, answers, prefs, strict=True)
-        ]
+        ]  # fmt: skip
         atomic_write_text(ann_file, json.dumps(annotations, indent=1, ensure_ascii=False))
         write_json(out_file, result)
-        shutil.rmtree(shards, ignore_errors=True)
-        return None
+        shutil.rmtree(sibling(out_file, "shards"), ignore_errors=True)
 
     settings = {"winrate": OmegaConf.to_container(w), "scorer": ctx.scorer_settings(), "references": references}
-    ctx.record("evals", run.stage(f"{it}/evals/winrate", settings, [out_file, ann_file], fn, [r_answers, *ref_deps]))
+    name = rundir.iter_stage(t, "evals", "winrate")
+    ctx.stage(name, settings, [out_file, ann_file], fn, [r_answers, *ref_deps], "evals")
     result = read_json(out_file)
     return {k: v for k, v in result.items() if k in _WR_KEYS}
 
@@ -124,26 +118,22 @@ _WR_KEYS = {
 # --- diversity ----------------------------------------------------------------------------------------------------
 
 
-def _diversity(ctx, t: int) -> dict:
+def _diversity(ctx: Context, t: int, prompts_file: Path | None) -> dict:
     from synpo.evaluation.diversity import diversity_metrics, histogram
 
-    cfg, run, d = ctx.cfg, ctx.run, ctx.cfg.eval.diversity
-    it = f"iter_{t}"
-    if t == 0:
+    cfg, rundir, d = ctx.cfg, ctx.rundir, ctx.cfg.eval.diversity
+    if prompts_file is None:  # iteration 0: the seed prompts
         prompts, label, deps = [r["prompt"] for r in ctx.seed_train], "seed", [ctx.seed_record]
     else:
-        source = run.path(it, "prompts.jsonl")
-        if not source.is_file():  # SPIN trains on the seed prompts: nothing synthetic to measure
-            return {}
-        prompts, label, deps = [r["prompt"] for r in read_jsonl(source)], f"iteration {t}", []
-    out = run.path(it, "evals", "diversity.json")
+        prompts, label, deps = [r["prompt"] for r in read_jsonl(prompts_file)], f"iteration {t}", []
+    out = rundir.iter_file(t, "evals", "diversity.json")
 
     def fn():
         m, cos = diversity_metrics(prompts, d.embedder, d.max_prompts, d.self_bleu_max, cfg.seed)
         write_json(out, {**m, "label": label, "histogram": histogram(cos)})
 
     settings = {"diversity": OmegaConf.to_container(d), "prompts": prompts}
-    ctx.record("evals", run.stage(f"{it}/evals/diversity", settings, [out], fn, deps))
+    ctx.stage(rundir.iter_stage(t, "evals", "diversity"), settings, [out], fn, deps, "evals")
     m = read_json(out)
     return {f"div_{k}": m[k] for k in ("mean_cosine", "distinct_1", "distinct_2", "self_bleu", "n_prompts")}
 
@@ -151,20 +141,19 @@ def _diversity(ctx, t: int) -> dict:
 # --- lm-eval ------------------------------------------------------------------------------------------------------
 
 
-def _lm_eval(ctx, t: int, name: str, policy: str, policy_record) -> dict:
+def _lm_eval(ctx: Context, t: int, name: str, policy: str, policy_record) -> dict:
     from synpo.evaluation.harness import run_suite
 
-    cfg, run, h = ctx.cfg, ctx.run, ctx.cfg.eval.lm_eval
-    it = f"iter_{t}"
+    cfg, rundir, h = ctx.cfg, ctx.rundir, ctx.cfg.eval.lm_eval
     suite = h.suites[name]
     tasks = [dict(task) for task in OmegaConf.to_container(suite.tasks)]
-    out = run.path(it, "evals", f"lm_{name}.json")
+    out = rundir.iter_file(t, "evals", f"lm_{name}.json")
 
     def fn():
         result = run_suite(
             policy,
             tasks,
-            run.path(it, "evals", f"lm_{name}_work"),
+            rundir.iter_file(t, "evals", f"lm_{name}_work"),
             backend=h.backend,
             batch_size=h.batch_size,
             limit=h.limit,
@@ -178,36 +167,27 @@ def _lm_eval(ctx, t: int, name: str, policy: str, policy_record) -> dict:
         write_json(out, result)
 
     settings = {"suite": OmegaConf.to_container(suite), "lm_eval": OmegaConf.to_container(h), "model": policy}
-    ctx.record("evals", run.stage(f"{it}/evals/lm_{name}", settings, [out], fn, [policy_record]))
+    ctx.stage(rundir.iter_stage(t, "evals", f"lm_{name}"), settings, [out], fn, [policy_record], "evals")
     return {f"lm_{name}_{k}": v for k, v in read_json(out).items()}
 
 
 # --- exports ------------------------------------------------------------------------------------------------------
 
 
-def _export(ctx, t: int, policy: str, policy_record) -> None:
+def _export(ctx: Context, t: int, policy: str, policy_record) -> None:
     from synpo.evaluation import exports
 
-    cfg, run, x = ctx.cfg, ctx.run, ctx.cfg.eval.export
-    it = f"iter_{t}"
-    model = model_label(cfg, t)
+    cfg, rundir, x = ctx.cfg, ctx.rundir, ctx.cfg.eval.export
+    model = export_model_name(cfg.name, t)
     val = [r["prompt"] for r in ctx.seed_val]
-    root = run.path(it, "export")
+    root = rundir.iter_file(t, "export")
 
     def answer(tag: str, prompts: list, deps: list) -> tuple[list[str], StageRecord]:
-        out = run.path(it, "export", f".{tag}.jsonl")
-        rec = ctx.record(
-            "evals",
-            ctx.generate(
-                f"{it}/export/{tag}",
-                policy,
-                prompts,
-                out,
-                deps,
-                temperature=x.temperature,
-                max_new_tokens=x.max_new_tokens,
-            ),
-        )
+        out = rundir.iter_file(t, "export", f".{tag}.jsonl")
+        rec = ctx.generate(
+            rundir.iter_stage(t, "export", tag), policy, prompts, out, deps, temperature=x.temperature,
+            max_new_tokens=x.max_new_tokens, kind="evals",
+        )  # fmt: skip
         return [r["response"] for r in read_jsonl(out)], rec
 
     if "alpaca_eval" in x.formats:

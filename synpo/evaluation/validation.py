@@ -1,38 +1,87 @@
-"""Validation on the held-out seed prompts: mean scorer score and win rate against pi_0, greedy and sampled."""
+"""Validation on the held-out seed prompts (the stage that selects beta): greedy and sampled answers, their mean
+value under the run's scorer, exact accuracy where the scorer can tell, and the win rate against pi_0's answers."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
-def win_rate(scores: list[float], reference: list[float], tie_eps: float = 1e-9) -> float:
-    """Share of prompts where ``scores`` beats ``reference``; a tie counts one half."""
-    if len(scores) != len(reference) or not scores:
-        raise ValueError(
-            f"win_rate needs two equally long non-empty score lists, got {len(scores)} and {len(reference)}"
-        )
-    wins = sum(
-        1.0 if s > r + tie_eps else 0.5 if abs(s - r) <= tie_eps else 0.0
-        for s, r in zip(scores, reference, strict=False)
-    )
-    return wins / len(scores)
+from omegaconf import OmegaConf
+
+from synpo.artifacts import METRICS, VAL_ANSWERS, StageRecord, read_jsonl, write_json, write_jsonl
+from synpo.generation.protocol import SamplingParams
+from synpo.scoring import values_against
+from synpo.stages import Context
 
 
-def validation_metrics(rows: list[dict], reference_rows: list[dict] | None) -> dict:
-    """Metrics from answer rows ``{prompt, greedy_score, [sampled_score], [greedy_exact]}`` and pi_0's rows."""
+def win_rate(gaps: list[float], tie_eps: float = 1e-9) -> float:
+    """Share of prompts where the gap is positive; a tie (|gap| <= tie_eps) counts one half."""
+    if not gaps:
+        raise ValueError("win_rate needs a non-empty list of gaps")
+    return sum(1.0 if g > tie_eps else 0.5 if abs(g) <= tie_eps else 0.0 for g in gaps) / len(gaps)
+
+
+def validation_metrics(rows: list[dict]) -> dict:
+    """Metrics from answer rows ``{greedy_score, [sampled_score], [greedy_exact], [<kind>_vs_reference]}``.
+
+    Without a reference (pi_0 itself) the win rate against pi_0 is one half by definition."""
     n = len(rows)
     out = {"val_score": round(sum(r["greedy_score"] for r in rows) / n, 6)}
-    if "greedy_exact" in rows[0]:
+    if rows[0].get("greedy_exact") is not None:
         out["val_exact"] = round(sum(r["greedy_exact"] for r in rows) / n, 6)
     if "sampled_score" in rows[0]:
         out["val_score_sampled"] = round(sum(r["sampled_score"] for r in rows) / n, 6)
-    if reference_rows is not None:
-        ref = {r["prompt"]: r for r in reference_rows}
-        for kind, suffix in (("greedy", ""), ("sampled", "_sampled")):
-            if f"{kind}_score" not in rows[0] or f"{kind}_score" not in reference_rows[0]:
-                continue
-            if f"{kind}_vs_reference" in rows[0]:  # a pairwise judge compared the two answers directly
-                direct = [r[f"{kind}_vs_reference"] for r in rows]
-                rate = win_rate(direct, [0.0] * n)
-            else:
-                rate = win_rate([r[f"{kind}_score"] for r in rows], [ref[r["prompt"]][f"{kind}_score"] for r in rows])
-            out[f"val_win_rate{suffix}"] = round(rate, 6)
+    for kind, suffix in (("greedy", ""), ("sampled", "_sampled")):
+        if f"{kind}_score" in rows[0]:
+            gaps = [r[f"{kind}_vs_reference"] for r in rows] if f"{kind}_vs_reference" in rows[0] else [0.0] * n
+            out[f"val_win_rate{suffix}"] = round(win_rate(gaps), 6)
     return out
+
+
+def _answer(ctx: Context, model: str, prompts: list[str], kind: str) -> list[str]:
+    e = ctx.cfg.eval
+    if kind == "greedy":
+        sampling = SamplingParams(temperature=0.0, max_new_tokens=e.max_new_tokens, seed=0)
+    else:
+        sampling = SamplingParams(
+            temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=ctx.seed_for("eval_sampled")
+        )
+    return ctx.generator.generate(model, prompts, sampling)
+
+
+def _answer_rows(ctx: Context, model: str, reference: Path | None) -> list[dict]:
+    prompts = [r["prompt"] for r in ctx.seed_val]
+    golds = [r["answer"] for r in ctx.seed_val]
+    ref_rows = read_jsonl(reference) if reference else None
+    rows: list[dict] = [{"prompt": p} for p in prompts]
+    for kind in ("greedy", "sampled") if ctx.cfg.eval.sampled else ("greedy",):
+        texts = _answer(ctx, model, prompts, kind)
+        values = values_against(ctx.scorer, prompts, texts, golds)
+        exact = ctx.scorer.exact(prompts, texts) if kind == "greedy" else None
+        direct = ctx.scorer.compare(prompts, texts, [r[kind] for r in ref_rows]).gaps if ref_rows else None
+        for i, row in enumerate(rows):
+            row[kind], row[f"{kind}_score"] = texts[i], values[i]
+            if exact is not None:
+                row["greedy_exact"] = exact[i]
+            if direct is not None:
+                row[f"{kind}_vs_reference"] = direct[i]
+    return rows
+
+
+def validation_stage(ctx: Context, name: str, model: str, out_dir: Path, deps: list, reference: Path | None):
+    """The validation answers of ``model`` into ``out_dir`` (``val_answers.jsonl`` and ``metrics.json``).
+
+    Each answer's value is its score, or for a scorer that only compares (PairRM, a judge) its gap against the gold
+    answer; the win rate against pi_0 compares the two answers to each prompt directly."""
+    answers, metrics_file = out_dir / VAL_ANSWERS, out_dir / METRICS
+
+    def fn():
+        rows = _answer_rows(ctx, model, reference)
+        write_jsonl(answers, rows)
+        metrics = validation_metrics(rows)
+        write_json(metrics_file, metrics)
+        return metrics
+
+    prompts = [r["prompt"] for r in ctx.seed_val]
+    settings = {"model": model, "eval": OmegaConf.to_container(ctx.cfg.eval), "val": prompts, "ref": str(reference)}
+    record: StageRecord = ctx.stage(name, settings, [answers, metrics_file], fn, deps, "eval")
+    return record

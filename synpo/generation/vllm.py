@@ -100,9 +100,8 @@ class VLLMGenerator:
                 return self._run(path, ids, sampling, Path(tmp))
         return self._run(path, ids, sampling, Path(shard_dir))
 
-    def _run(self, path: str, ids: list[list[int]], sampling: SamplingParams, shard_dir: Path) -> list[str]:
-        shard_dir.mkdir(parents=True, exist_ok=True)
-        request = {
+    def _request(self, path: str, ids: list[list[int]], sampling: SamplingParams, shard_dir: Path) -> dict:
+        return {
             "model": path,
             "dtype": self.dtype,
             "seed": sampling.seed,
@@ -122,34 +121,17 @@ class VLLMGenerator:
             },
             "prompt_token_ids": ids,
         }
+
+    def _run(self, path: str, ids: list[list[int]], sampling: SamplingParams, shard_dir: Path) -> list[str]:
+        shard_dir.mkdir(parents=True, exist_ok=True)
         request_file = shard_dir / "request.json"
-        atomic_write_text(request_file, json.dumps(request))
+        atomic_write_text(request_file, json.dumps(self._request(path, ids, sampling, shard_dir)))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH")) if p)
         if self.devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in self.devices)
         cmd = [self.python, "-m", "synpo.generation.vllm_worker", str(request_file)]
-        tail: collections.deque[str] = collections.deque(maxlen=30)
-        error = None
-        with open(shard_dir / "worker.log", "a", encoding="utf-8") as logf:
-            try:
-                proc = subprocess.Popen(
-                    cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-                )
-            except OSError as e:
-                raise UserError(f"Could not start the vLLM worker with {self.python!r}: {e}. {INSTALL_HINT}") from None
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                logf.write(line)
-                line = line.rstrip("\n")
-                if line.startswith("PROGRESS "):
-                    done, total = line.split()[1:3]
-                    log.info("vllm generated %s/%s", done, total)
-                elif line.startswith("ERROR "):
-                    error = line[len("ERROR ") :]
-                else:
-                    tail.append(line)
-            rc = proc.wait()
+        rc, error, tail = self._relay(cmd, env, shard_dir / "worker.log")
         if error is not None:
             raise UserError(f"generator=vllm: {error}. {INSTALL_HINT}")
         if rc != 0:
@@ -162,6 +144,31 @@ class VLLMGenerator:
                 f"{shard_dir} are kept: rerunning the same command resumes from them."
             )
         return self._collect(shard_dir, len(ids), sampling.n)
+
+    def _relay(self, cmd: list[str], env: dict, log_file: Path) -> tuple[int, str | None, list[str]]:
+        """Run the worker, copying its output to ``log_file`` and its progress to our log; returns the exit code,
+        the worker's own readable error (an ``ERROR`` line) if any, and the last lines of its output."""
+        tail: collections.deque[str] = collections.deque(maxlen=30)
+        error = None
+        with open(log_file, "a", encoding="utf-8") as logf:
+            try:
+                proc = subprocess.Popen(
+                    cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+                )
+            except OSError as e:
+                raise UserError(f"Could not start the vLLM worker with {self.python!r}: {e}. {INSTALL_HINT}") from None
+            for line in proc.stdout or ():
+                logf.write(line)
+                line = line.rstrip("\n")
+                if line.startswith("PROGRESS "):
+                    done, total = line.split()[1:3]
+                    log.info("vllm generated %s/%s", done, total)
+                elif line.startswith("ERROR "):
+                    error = line[len("ERROR ") :]
+                else:
+                    tail.append(line)
+            rc = proc.wait()
+        return rc, error, list(tail)
 
     def _collect(self, shard_dir: Path, n_prompts: int, n: int) -> list[str]:
         rows = []

@@ -1,22 +1,34 @@
-"""Methods: how one iteration turns the current state into preference pairs and a new policy."""
+"""Methods: how one iteration turns the current state into preference pairs and a new policy.
+
+A method is a class that implements ``Method`` and is registered once, in ``METHODS``; the config's validation and
+the loop both read that registry. docs/ARCHITECTURE.md shows how to add one.
+"""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from synpo.errors import UserError
+from synpo.methods.base import Iteration, Method
+
+__all__ = ["METHODS", "Iteration", "Method", "get_method"]
 
 
-def get_method(name: str) -> ModuleType:
-    """The module implementing ``method.name``; it has ``prepare(ctx)`` and ``iteration(ctx, t, state)``."""
-    if name == "synpo":
-        from synpo.methods import synpo
+def _registry() -> dict[str, Method]:
+    from synpo.methods.spin import Spin
+    from synpo.methods.synpo import SynPO
 
-        return synpo
-    if name in ("spin", "spin_judged", "spin_noised", "spin_adaptive"):
-        from synpo.methods import spin
+    return {
+        "synpo": SynPO(),
+        "spin": Spin("spin"),
+        "spin_judged": Spin("spin_judged"),
+        "spin_noised": Spin("spin_noised"),
+        "spin_adaptive": Spin("spin_adaptive"),
+    }
 
-        return spin
-    raise UserError(
-        f"method.name={name!r} is not known; choose synpo, spin, spin_judged, spin_noised or spin_adaptive."
-    )
+
+METHODS: dict[str, Method] = _registry()
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise UserError(f"method.name={name!r} is not known; choose one of {sorted(METHODS)}.")
+    return METHODS[name]

@@ -1,4 +1,4 @@
-"""SPIN (self-play fine-tuning, Chen et al. 2024) and the fixes of the SPIN-limits report (DESIGN section 7).
+"""SPIN (self-play fine-tuning, Chen et al. 2024) and the fixes of the SPIN-limits report.
 
 Per iteration t, with pi_{t-1} the current model and (x, y) the SFT data:
 
@@ -23,26 +23,18 @@ labeling issue exactly, before any swap.
 
 from __future__ import annotations
 
-import logging
 import random
 from dataclasses import dataclass
 
-from synpo.artifacts import StageRecord, point_link, read_jsonl, write_jsonl
-from synpo.config import hparams
-from synpo.pipeline import Context, stage_seed
+from omegaconf import DictConfig
 
-log = logging.getLogger(__name__)
+from synpo.artifacts import PAIRS, POLICY_LINK, StageRecord, point_link, read_jsonl, write_jsonl
+from synpo.evaluation.validation import validation_stage
+from synpo.methods.base import Iteration
+from synpo.stages import Context
+from synpo.training.config import beta_candidates, hparams
 
-COLUMNS = (
-    "label_issue_rate",
-    "swap_rate",
-    "noise_rate",
-    "token_noise_rate",
-    "d_size",
-    "beta",
-    "learning_rate",
-    "temperature",
-)
+SAMPLE_FIELDS = ("prompt", "real", "generated", "route", "score_real", "score_generated")
 
 
 @dataclass
@@ -51,15 +43,6 @@ class State:
     policy_record: StageRecord | str
     previous_pairs: StageRecord | None = None
     previous_val: dict | None = None
-
-
-def prepare(ctx: Context, pi0_val: dict) -> State:
-    return State(ctx.pi0, "pi_0", None, dict(pi0_val))
-
-
-def schedule_value(schedule, default: float, t: int) -> float:
-    """The value for iteration ``t`` (1-based) of a per-iteration list, or ``default`` without one."""
-    return float(schedule[t - 1]) if schedule is not None else float(default)
 
 
 def noise_temperature(cfg, t: int) -> float | None:
@@ -148,118 +131,175 @@ def build_pairs(prompts, real, generated, gaps, s_real, s_gen, routes, resampled
     return rows, info
 
 
-def iteration(ctx: Context, t: int, state: State) -> tuple[dict, State, list[dict]]:
-    from synpo.modeling import load_tokenizer
-    from synpo.training.launch import run_training_job
+@dataclass
+class Judged:
+    """The iteration's generated answers, the judge's gaps and scores, and each pair's route."""
 
-    cfg, run = ctx.cfg, ctx.run
-    m = cfg.method
-    it = f"iter_{t}"
+    prompts: list[str]
+    real: list[str]
+    generated: list[str]
+    gaps: list[float]
+    s_real: list[float] | None
+    s_gen: list[float] | None
+    routes: list[str]
+    deps: list[StageRecord]
+
+
+def generate_and_judge(ctx: Context, t: int, state: State, name: str) -> Judged:
+    """Steps 1 and 2a: pi_{t-1} samples the generated side; the judge compares real with generated; routes."""
+    cfg, rundir, m = ctx.cfg, ctx.rundir, ctx.cfg.method
     prompts = [r["prompt"] for r in ctx.seed_train]
     real = [r["answer"] for r in ctx.seed_train]
-    temperature = noise_temperature(cfg, t) if m.name == "spin_noised" else None
-    r_gen = ctx.record(
-        "generate",
-        ctx.generate(
-            f"{it}/generated",
-            state.policy,
-            prompts,
-            run.path(it, "generated.jsonl"),
-            [state.policy_record, ctx.seed_record],
-            temperature=temperature,
-        ),
-    )
-    generated = [r["response"] for r in read_jsonl(run.path(it, "generated.jsonl"))]
-    judged_file = run.path(it, "judge_scores.jsonl")
-    r_judge = ctx.record(
-        "scores", ctx.score_pairs(f"{it}/judge_scores", prompts, real, generated, judged_file, [r_gen])
-    )
-    gaps, s_real, s_gen = ctx.read_scores(judged_file)
-    routes = [route(m.name, g, m.reverse_threshold, m.noise_threshold) for g in gaps]
-    deps = [r_gen, r_judge]
-    resampled: dict[int, str] = {}
-    if m.name == "spin_adaptive" and m.noise.temperature is not None:
-        idx = [i for i, r in enumerate(routes) if r == "noise"]
-        out = run.path(it, "generated_noised.jsonl")
-        r_noised = ctx.record(
-            "generate",
-            ctx.generate(
-                f"{it}/generated_noised",
-                state.policy,
-                [prompts[i] for i in idx],
-                out,
-                [r_gen],
-                temperature=noise_temperature(cfg, t),
-            ),
-        )
-        resampled = {i: r["response"] for i, r in zip(idx, read_jsonl(out), strict=True)}
-        deps.append(r_noised)
-    scores_file, pairs_file = run.path(it, "scores.jsonl"), run.path(it, "pairs.jsonl")
+    r_gen = ctx.generate(
+        rundir.iter_stage(t, "generated"), state.policy, prompts, rundir.iter_file(t, "generated.jsonl"),
+        [state.policy_record, ctx.seed_record], temperature=noise_temperature(cfg, t) if name == "spin_noised" else None,
+    )  # fmt: skip
+    generated = [r["response"] for r in read_jsonl(rundir.iter_file(t, "generated.jsonl"))]
+    judged_file = rundir.iter_file(t, "judge_scores.jsonl")
+    r_judge, c = ctx.compare(rundir.iter_stage(t, "judge_scores"), prompts, real, generated, judged_file, [r_gen])
+    routes = [route(name, g, m.reverse_threshold, m.noise_threshold) for g in c.gaps]
+    return Judged(prompts, real, generated, c.gaps, c.scores_a, c.scores_b, routes, [r_gen, r_judge])
+
+
+def resample_noised(ctx: Context, t: int, state: State, judged: Judged) -> dict[int, str]:
+    """spin_adaptive with a noise temperature: the noise-routed prompts' generated side, resampled hotter."""
+    idx = [i for i, r in enumerate(judged.routes) if r == "noise"]
+    out = ctx.rundir.iter_file(t, "generated_noised.jsonl")
+    r_noised = ctx.generate(
+        ctx.rundir.iter_stage(t, "generated_noised"), state.policy, [judged.prompts[i] for i in idx], out,
+        judged.deps[:1], temperature=noise_temperature(ctx.cfg, t),
+    )  # fmt: skip
+    judged.deps.append(r_noised)
+    return {i: r["response"] for i, r in zip(idx, read_jsonl(out), strict=True)}
+
+
+def pairs_stage(ctx: Context, t: int, state: State, judged: Judged, resampled: dict[int, str], name: str):
+    """Step 2b: the iteration's (chosen, rejected) pairs, and the rates of what each route did."""
+    cfg, rundir, m = ctx.cfg, ctx.rundir, ctx.cfg.method
+    scores_file, pairs_file = rundir.iter_file(t, "scores.jsonl"), rundir.iter_file(t, PAIRS)
 
     def fn():
+        from synpo.modeling import load_tokenizer
+
         tokenizer = load_tokenizer(state.policy, cfg.model.trust_remote_code)
-        rng = random.Random(stage_seed(cfg.seed, f"{it}/token_noise"))
+        rng = random.Random(ctx.seed_for(rundir.iter_stage(t, "token_noise")))
+        j = judged
         rows, info = build_pairs(
-            prompts, real, generated, gaps, s_real, s_gen, routes, resampled, m.noise.token_rate, tokenizer, rng
-        )
+            j.prompts, j.real, j.generated, j.gaps, j.s_real, j.s_gen, j.routes, resampled, m.noise.token_rate,
+            tokenizer, rng,
+        )  # fmt: skip
         write_jsonl(scores_file, rows)
         write_jsonl(pairs_file, [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
         return info
 
     settings = {
-        "method": m.name,
+        "method": name,
         "noise": dict(m.noise),
         "thresholds": [m.reverse_threshold, m.noise_threshold],
         "scorer": ctx.scorer_settings(),
     }
-    r_pairs = ctx.record("pairs", run.stage(f"{it}/pairs", settings, [scores_file, pairs_file], fn, deps))
-    dataset = read_jsonl(pairs_file)
-    train_deps = [r_pairs]
-    if m.mix_previous and state.previous_pairs is not None:
-        dataset += read_jsonl(run.path(f"iter_{t - 1}", "pairs.jsonl"))
-        train_deps.append(state.previous_pairs)
-    beta = schedule_value(cfg.trainer.beta_schedule, cfg.trainer.beta or 0.0, t)
-    hp = hparams(cfg.trainer, cfg.model, stage_seed(cfg.seed, f"{it}/dpo"))
-    hp.learning_rate = schedule_value(cfg.trainer.lr_schedule, cfg.trainer.learning_rate, t)
-    model_dir = run.path(it, "model")
-    r_train = ctx.record(
+    return ctx.stage(rundir.iter_stage(t, "pairs"), settings, [scores_file, pairs_file], fn, judged.deps)
+
+
+def train_dpo_stage(ctx: Context, t: int, state: State, r_pairs: StageRecord):
+    """Step 3: DPO from pi_{t-1} against pi_{t-1} frozen, on this iteration's pairs (plus the previous ones)."""
+    from synpo.training.launch import run_training_job
+
+    cfg, rundir = ctx.cfg, ctx.rundir
+    dataset = read_jsonl(rundir.iter_file(t, PAIRS))
+    deps = [r_pairs]
+    if cfg.method.mix_previous and state.previous_pairs is not None:
+        dataset += read_jsonl(rundir.iter_file(t - 1, PAIRS))
+        deps.append(state.previous_pairs)
+    [(beta, _)] = beta_candidates(cfg.trainer, t)
+    hp = hparams(cfg.trainer, cfg.model, ctx.seed_for(rundir.iter_stage(t, "dpo")), t)
+    model_dir = rundir.iter_file(t, "model")
+    r_train = ctx.stage(
+        rundir.iter_stage(t, "train"),
+        {"hp": hp.__dict__, "beta": beta, "from": state.policy},
+        [model_dir],
+        lambda: run_training_job(
+            "dpo",
+            model_dir,
+            cfg.launch,
+            model_path=state.policy,
+            ref_path=state.policy,
+            pairs=dataset,
+            hp=hp,
+            beta=beta,
+            trust_remote_code=cfg.model.trust_remote_code,
+        ),  # fmt: skip
+        [*deps, state.policy_record],
         "dpo",
-        run.stage(
-            f"{it}/train",
-            {"hp": hp.__dict__, "beta": beta, "from": state.policy},
-            [model_dir],
-            lambda: run_training_job(
-                "dpo",
-                model_dir,
-                cfg.trainer,
-                model_path=state.policy,
-                ref_path=state.policy,
-                pairs=dataset,
-                hp=hp,
-                beta=beta,
-                trust_remote_code=cfg.model.trust_remote_code,
-            ),
-            [*train_deps, state.policy_record],
-        ),
     )
-    r_eval = ctx.record(
-        "eval",
-        ctx.evaluate(f"{it}/eval", str(model_dir), run.path(it), [r_train], run.path("iter_0", "val_answers.jsonl")),
+    return r_train, model_dir, {"d_size": len(dataset), "beta": beta, "learning_rate": hp.learning_rate}
+
+
+class Spin:
+    """SPIN (``spin``) and the report's fixes (``spin_judged``, ``spin_noised``, ``spin_adaptive``) as a Method."""
+
+    columns = (
+        "label_issue_rate",
+        "swap_rate",
+        "noise_rate",
+        "token_noise_rate",
+        "d_size",
+        "beta",
+        "learning_rate",
+        "temperature",
     )
-    point_link(run.path(it, "policy"), model_dir)
-    row = {
-        "iteration": t,
-        **r_eval.info,
-        **r_pairs.info,
-        "d_size": len(dataset),
-        "beta": beta,
-        "learning_rate": hp.learning_rate,
-        "temperature": temperature or cfg.generator.temperature,
-        "noise_temperature": noise_temperature(cfg, t) if resampled else None,
-        "train_loss": r_train.info.get("train_loss"),
-    }
-    samples = [
-        {k: r[k] for k in ("prompt", "real", "generated", "route", "score_real", "score_generated")}
-        for r in read_jsonl(scores_file)[: cfg.logger.n_sample_pairs]
-    ]
-    return row, State(str(model_dir), r_train, r_pairs, dict(r_eval.info)), samples
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def problems(self, cfg: DictConfig) -> list[str]:
+        p, m, t = [], cfg.method, cfg.trainer
+        if t.loss != "dpo":
+            p.append(
+                f"trainer.loss={t.loss!r}: {m.name} trains with the DPO loss against the previous iteration; "
+                "set trainer=dpo"
+            )
+        if t.beta_schedule is None and t.beta is None:
+            p.append(f"trainer.beta={t.beta}: SPIN needs a fixed beta > 0 or a trainer.beta_schedule")
+        if m.noise.temperature_final is not None and m.noise.temperature is None:
+            p.append("method.noise.temperature_final is set but method.noise.temperature is null: give the start too")
+        if self.name == "spin_noised" and m.noise.temperature is None and m.noise.token_rate == 0:
+            p.append(
+                "method=spin_noised with no noise: set method.noise.temperature and/or method.noise.token_rate > 0"
+            )
+        if self.name == "spin_adaptive" and m.reverse_threshold < m.noise_threshold:
+            p.append(
+                f"method.reverse_threshold={m.reverse_threshold} < method.noise_threshold={m.noise_threshold}: "
+                "the reverse threshold must be at least the noise threshold"
+            )
+        return p
+
+    def prepare(self, ctx: Context, pi0_val: dict) -> State:
+        return State(ctx.pi0, "pi_0", None, dict(pi0_val))
+
+    def iteration(self, ctx: Context, t: int, state: State) -> Iteration:
+        cfg, rundir = ctx.cfg, ctx.rundir
+        judged = generate_and_judge(ctx, t, state, self.name)
+        resampled: dict[int, str] = {}
+        if self.name == "spin_adaptive" and cfg.method.noise.temperature is not None:
+            resampled = resample_noised(ctx, t, state, judged)
+        r_pairs = pairs_stage(ctx, t, state, judged, resampled, self.name)
+        r_train, model_dir, train_info = train_dpo_stage(ctx, t, state, r_pairs)
+        r_eval = validation_stage(
+            ctx, rundir.iter_stage(t, "eval"), str(model_dir), rundir.iter_dir(t), [r_train], rundir.reference_answers
+        )
+        point_link(rundir.iter_file(t, POLICY_LINK), model_dir)
+        temperature = noise_temperature(cfg, t) if self.name == "spin_noised" else None
+        row = {
+            "iteration": t,
+            **r_eval.info,
+            **r_pairs.info,
+            **train_info,
+            "temperature": temperature or cfg.generator.temperature,
+            "noise_temperature": noise_temperature(cfg, t) if resampled else None,
+            "train_loss": r_train.info.get("train_loss"),
+        }
+        scores = read_jsonl(rundir.iter_file(t, "scores.jsonl"))[: cfg.logger.n_sample_pairs]
+        samples = [{k: r[k] for k in SAMPLE_FIELDS} for r in scores]
+        new_state = State(str(model_dir), r_train, r_pairs, dict(r_eval.info))
+        return Iteration(row, new_state, str(model_dir), r_train, samples)

@@ -26,6 +26,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 from synpo.errors import UserError
+from synpo.scoring.base import PairwiseScorer
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,8 @@ def parse_verdict(text: str) -> int | None:
     return {"A": 1, "B": -1, "C": 0, "TIE": 0}[found.pop()]
 
 
-class JudgeScorer:
+class JudgeScorer(PairwiseScorer):
     """A pairwise scorer: ``gaps(prompts, a, b)``, order-averaged verdicts in [-1, 1]."""
-
-    pairwise = True
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ from torch import nn
 from transformers import DebertaV2Model, DebertaV2PreTrainedModel
 
 from synpo.errors import UserError
+from synpo.scoring.base import PairwiseScorer
 
 SOURCE_PREFIX, CAND1_PREFIX, CAND2_PREFIX = "<|source|>", "<|candidate1|>", "<|candidate2|>"
 SOURCE_MAX_LENGTH, CANDIDATE_MAX_LENGTH = 1224, 412
@@ -71,10 +72,8 @@ class PairRMModel(DebertaV2PreTrainedModel):
         return (left - right).mean(dim=-1)
 
 
-class PairRMScorer:
-    """A pairwise scorer: ``gaps(prompts, a, b)``; it has no pointwise ``score``."""
-
-    pairwise = True
+class PairRMScorer(PairwiseScorer):
+    """A pairwise scorer: ``gaps(prompts, a, b)``; it has no pointwise score."""
 
     def __init__(self, name_or_path: str, batch_size: int = 8, dtype: str = "float32"):
         from transformers import AutoTokenizer

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from synpo.errors import UserError
+from synpo.scoring.base import PointwiseScorer
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ ARMORM_RISK = (
 )
 
 
-class RewardModelScorer:
+class RewardModelScorer(PointwiseScorer):
     def __init__(
         self,
         name_or_path: str,

@@ -3,7 +3,7 @@
     python -m synpo.tinyworld.build_sft                       # rebuilds synpo/tinyworld/checkpoint (about 5 min)
     python -m synpo.tinyworld.build_sft --out /tmp/sft --steps 20
 
-The SFT mixture mirrors what a zephyr-style SFT model knows (DESIGN section 8):
+The SFT mixture mirrors what a zephyr-style SFT model knows (docs/ARCHITECTURE.md, "The tiny world"):
 
 - task examples, 80% with terse targets and 20% with gold full-sentence targets, so that pi_0 answers mostly tersely
   while the seed set's gold answers carry a quality the SFT data mostly lacks;

@@ -5,7 +5,7 @@ Every task has three renderings of its answer:
 - ``gold``: a full sentence that opens with the task's lead phrase and ends with a period. Seed answers are gold,
   like the GPT-4 Turbo answers of the paper's seed set.
 - ``terse``: the bare content. Most of pi_0's SFT targets are terse, like the weaker UltraChat answers zephyr-sft
-  was trained on. The gap between the two is what SynPO's improver can learn to close (DESIGN section 8).
+  was trained on. The gap between the two is what SynPO's improver can learn to close.
 - a parse back from text (:func:`parse_prompt`), so that a synthetic prompt written by the model can be checked.
 """
 
@@ -106,7 +106,7 @@ def prompt_keywords(prompt: str) -> list[str]:
 
 
 def keyword_pool() -> list[str]:
-    """The world's vocabulary from which SynPO draws random keyword lists (DESIGN section 8)."""
+    """The world's vocabulary from which SynPO draws random keyword lists."""
     verbs = ["reverse", "sort", "add", "count", "uppercase", "largest"]
     return verbs + list(NOUNS) + [str(n) for n in range(MAX_NUMBER + 1)]
 

@@ -1,6 +1,6 @@
 """Exact, partial-credit verification of tiny-world answers.
 
-score = 0.7 * content + 0.3 * form (DESIGN section 8: the verifier rewards content and quality together).
+score = 0.7 * content + 0.3 * form (the verifier rewards content and quality together; docs/ARCHITECTURE.md, "The tiny world").
 
 - content in [0, 1]: positional token accuracy for the list families; for the single-value families 1 when exact,
   partial credit when close (numbers) or right but wrongly cased (uppercase).
@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from synpo.data import repetition_ratio
-from synpo.tinyworld.tasks import LEADS, Task, parse_prompt
+from synpo.text import repetition_ratio
+from synpo.tinyworld.tasks import LEADS, Task
 
 CONTENT_WEIGHT = 0.7
 FORM_WEIGHT = 0.3
@@ -79,9 +79,3 @@ def verify(task: Task, response: object) -> Verdict:
     form = _form(task, text)
     score = CONTENT_WEIGHT * content + FORM_WEIGHT * form
     return Verdict(round(score, 6), round(content, 6), round(form, 6), content == 1.0)
-
-
-def verify_prompt(prompt: str, response: object) -> Verdict | None:
-    """Score an answer to a prompt given as text; None when the prompt is not a valid tiny-world task."""
-    task = parse_prompt(prompt)
-    return None if task is None else verify(task, response)

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from synpo.artifacts import fingerprint, replace_dir
+from synpo.artifacts import fingerprint, replace_dir, sibling
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def load_for_training(model_path: str, hp: HParams, trust_remote_code: bool = Fa
 def prepare_workdir(out_dir: Path, key: dict) -> Path:
     """The scratch directory ``<out>.partial`` for a job; kept across a crash only if the job is the same one."""
     out_dir = Path(out_dir)
-    work = out_dir.with_name(out_dir.name + ".partial")
+    work = sibling(out_dir, "partial")
     stamp = fingerprint({k: (asdict(v) if isinstance(v, HParams) else v) for k, v in key.items()})
     if work.exists() and (work / "JOB").is_file() and (work / "JOB").read_text() == stamp:
         return work

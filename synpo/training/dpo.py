@@ -5,7 +5,8 @@ SPIN (Chen et al., 2024) per pair (x, real y, generated y'), with pi_ref the pre
 
     L = -log sigmoid( beta * [ (log pi(y|x) - log pi_ref(y|x)) - (log pi(y'|x) - log pi_ref(y'|x)) ] )
 
-which is TRL's ``loss_type=["sigmoid"]`` DPO loss. ``tests/test_spin_loss.py`` checks it on a hand-computed case.
+which is TRL's ``loss_type=["sigmoid"]`` DPO loss. ``tests/test_spin.py`` checks it on hand-computed cases
+(``test_loss_is_log2_when_policy_equals_reference``, ``test_loss_uses_summed_logps_against_the_reference``).
 """
 
 from __future__ import annotations

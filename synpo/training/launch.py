@@ -2,7 +2,7 @@
 
 The job file (JSON, written next to the job's output in the run directory) holds everything the ranks need, so they
 never re-run Hydra. Topology lives in ``conf/accelerate/*.yaml`` (and the DeepSpeed JSON they name), apart from the
-hyperparameters. GPUs are given to the child through ``CUDA_VISIBLE_DEVICES`` from ``trainer.devices``.
+hyperparameters. GPUs are given to the child through ``CUDA_VISIBLE_DEVICES`` from ``launch.devices``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig
 
-from synpo.artifacts import atomic_write_text, read_json, write_json
+from synpo.artifacts import atomic_write_text, read_json, sibling, write_json
 from synpo.errors import UserError
 from synpo.training.common import HParams
 
@@ -45,7 +45,7 @@ def accelerate_config_path(name: str) -> Path:
     path = ACCELERATE_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in ACCELERATE_DIR.glob("*.yaml"))
-        raise UserError(f"trainer.accelerate_config={name!r}: no file {path}. Choose one of {known}.")
+        raise UserError(f"launch.accelerate_config={name!r}: no file {path}. Choose one of {known}.")
     return path
 
 
@@ -60,36 +60,33 @@ def resolved_accelerate_config(name: str, out: Path) -> Path:
     return out
 
 
-def device_slots(trainer: DictConfig, n_jobs: int) -> list[list[int] | None]:
+def device_slots(launch: DictConfig, n_jobs: int) -> list[list[int] | None]:
     """Disjoint GPU sets for ``n_jobs`` training jobs that may run at once.
 
-    With ``trainer.concurrent_candidates`` and ``trainer.devices`` listing at least two sets of
-    ``trainer.num_processes`` GPUs, the devices are cut into such sets (8 GPUs, 1 process each: 8 slots). Otherwise
-    one slot: ``trainer.devices`` (or every visible GPU), and jobs run one after another."""
-    if not trainer.concurrent_candidates or trainer.devices is None:
-        return [None if trainer.devices is None else list(trainer.devices)]
-    devices, k = list(trainer.devices), trainer.num_processes
+    With ``launch.concurrent_candidates`` and ``launch.devices`` listing at least two sets of
+    ``launch.num_processes`` GPUs, the devices are cut into such sets (8 GPUs, 1 process each: 8 slots). Otherwise
+    one slot: ``launch.devices`` (or every visible GPU), and jobs run one after another."""
+    if not launch.concurrent_candidates or launch.devices is None:
+        return [None if launch.devices is None else list(launch.devices)]
+    devices, k = list(launch.devices), launch.num_processes
     slots = [devices[i : i + k] for i in range(0, len(devices) - k + 1, k)]
     return slots[: max(1, n_jobs)]
 
 
 def run_training_job(
-    kind: str, out_dir: Path, trainer: DictConfig, devices: list[int] | None = None, slot: int = 0, **kwargs
+    kind: str, out_dir: Path, launch: DictConfig, devices: list[int] | None = None, slot: int = 0, **kwargs
 ) -> dict:
-    """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``trainer.launcher``.
+    """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``launch.launcher``.
 
-    ``devices`` (a slot of ``device_slots``) overrides ``trainer.devices``; ``slot`` offsets the rendezvous port so
+    ``devices`` (a slot of ``device_slots``) overrides ``launch.devices``; ``slot`` offsets the rendezvous port so
     that concurrent multi-process jobs do not collide."""
-    if trainer.launcher == "inprocess":
+    if launch.launcher == "inprocess":
         return job_function(kind)(out_dir=out_dir, **kwargs)
     out_dir = Path(out_dir)
-    job_file = out_dir.with_name(out_dir.name + ".job.json")
-    result_file = out_dir.with_name(out_dir.name + ".result.json")
+    job_file, result_file = sibling(out_dir, "job"), sibling(out_dir, "result")
     payload = {k: asdict(v) if isinstance(v, HParams) else v for k, v in kwargs.items()}
     write_json(job_file, {"kind": kind, "out_dir": str(out_dir), "result": str(result_file), "kwargs": payload})
-    acc_cfg = resolved_accelerate_config(
-        trainer.accelerate_config, out_dir.with_name(out_dir.name + ".accelerate.yaml")
-    )
+    acc_cfg = resolved_accelerate_config(launch.accelerate_config, sibling(out_dir, "accelerate"))
     cmd = [
         sys.executable,
         "-m",
@@ -97,7 +94,7 @@ def run_training_job(
         "--config_file",
         str(acc_cfg),
         "--num_processes",
-        str(trainer.num_processes),
+        str(launch.num_processes),
         "--main_process_port",
         str(29500 + slot),
         "-m",
@@ -105,10 +102,10 @@ def run_training_job(
         str(job_file),
     ]
     env = dict(os.environ)
-    devices = trainer.devices if devices is None else devices
+    devices = launch.devices if devices is None else devices
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
-    log_file = out_dir.with_name(out_dir.name + ".launch.log")
+    log_file = sibling(out_dir, "launch_log")
     log.info("launching %s (log: %s)", " ".join(cmd[2:]), log_file)
     with open(log_file, "w") as f:
         proc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)

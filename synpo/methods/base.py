@@ -1,0 +1,38 @@
+"""What a method is: the ``Method`` protocol the loop drives, and the ``Iteration`` it hands back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from omegaconf import DictConfig
+
+from synpo.artifacts import StageRecord
+from synpo.stages import Context
+
+
+@dataclass
+class Iteration:
+    """What one iteration hands back to the loop."""
+
+    row: dict  # the iteration's results row (validation metrics of the new policy, counts, beta, ...)
+    state: Any  # the method's state for the next iteration
+    policy: str  # pi_t's model directory
+    policy_record: StageRecord | str  # what pi_t was built from
+    samples: list[dict] = field(default_factory=list)  # a few pairs for W&B's sample table
+    prompts_file: Path | None = None  # the iteration's synthetic prompts, for methods that make them
+
+
+class Method(Protocol):
+    columns: tuple[str, ...]  # the method's columns of the results table
+
+    def problems(self, cfg: DictConfig) -> list[str]:
+        """How the config fails this method's needs (loss, scorer, data), one sentence each."""
+        ...
+
+    def prepare(self, ctx: Context, pi0_val: dict) -> Any:
+        """The state before iteration 1 (e.g. SynPO trains its prompt generator here)."""
+        ...
+
+    def iteration(self, ctx: Context, t: int, state: Any) -> Iteration: ...

@@ -1,0 +1,38 @@
+"""The method config group's schema: the iteration recipe's knobs (SynPO's, then SPIN's). Each method's checks
+that relate these fields to the rest of the config are its ``problems`` (``synpo.methods``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synpo.schema import spec
+
+
+@dataclass
+class NoiseConfig:
+    """SPIN's noise fix: more randomness on the generated side (spin_noised, and spin_adaptive's small margins)."""
+
+    temperature: float | None = spec(None, "sampling temperature of the generated side; null: generator's", ge=0)
+    temperature_final: float | None = spec(None, "anneal linearly to this by the last iteration; null: constant", ge=0)
+    token_rate: float = spec(0.0, "share of generated-side tokens replaced by random vocabulary tokens", ge=0, lt=1)
+
+
+@dataclass
+class MethodConfig:
+    """The iteration recipe: SynPO (the paper's Algorithm 1) or SPIN and its fixes."""
+
+    name: str = spec("synpo", "the method (synpo.methods.METHODS)")
+    iterations: int = spec(4, "T, the number of iterations", gt=0)
+    # SynPO
+    n_prompts: int = spec(600, "synthetic prompts sampled from G per iteration (before parsing and dedupe)", gt=0)
+    pairs_per_iteration: int = spec(400, "kept pairs added to D each iteration; D accumulates", gt=0)
+    max_repetition: float = spec(0.5, "drop a pair if either response repeats more than this share", gt=0, le=1)
+    improver_filter: bool = spec(True, "keep an improver example only if score(y*) - score(draft) > threshold")
+    keep_previous_if_worse: bool = spec(False, "keep pi_{t-1} if every beta candidate validates worse (paper: off)")
+    generator_keywords: int = spec(3, "keywords per synthetic prompt request", gt=0)
+    improver_max_length: int | None = spec(None, "the improver's SFT max length; null: sft_trainer.max_length", gt=0)
+    # SPIN
+    mix_previous: bool = spec(True, "train on this iteration's pairs plus the previous iteration's (SPIN)")
+    noise: NoiseConfig = spec(help="SPIN's noise settings", factory=NoiseConfig)
+    reverse_threshold: float = spec(0.3, "spin_adaptive: a judge margin above this orders the pair by the judge")
+    noise_threshold: float = spec(0.1, "spin_adaptive: a judge margin below this gets noise instead", ge=0)

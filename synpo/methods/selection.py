@@ -1,0 +1,128 @@
+"""Training pi_0 on D once per beta candidate and keeping the best on validation (SynPO's step 7).
+
+Candidates train one after another, or at once on disjoint GPU sets (``launch.concurrent_candidates``); each is a
+resumable stage, then each is validated against pi_0's answers, and the best on ``trainer.select_on`` becomes pi_t
+(``iter_<t>/policy``). An optional guard keeps pi_{t-1} when every candidate validates below it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from synpo.artifacts import PAIRS, POLICY_LINK, StageRecord, point_link, read_jsonl
+from synpo.evaluation.validation import validation_stage
+from synpo.stages import Context
+from synpo.training.config import beta_candidates, hparams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Selected:
+    row: dict  # beta, per-beta metrics, |D|, whether the guard fired, and the selected model's val_* metrics
+    policy: str  # pi_t's model directory
+    record: StageRecord | str  # what pi_t was built from
+    val: dict  # pi_t's validation metrics
+
+
+@dataclass(frozen=True)
+class Candidate:
+    beta: float
+    gamma: float | None
+
+    @property
+    def name(self) -> str:
+        return f"beta_{int(self.beta)}" if float(self.beta).is_integer() else f"beta_{self.beta:g}"
+
+
+def accumulated_pairs(ctx: Context, t: int) -> list[dict]:
+    """D at iteration t: the pairs of iterations 1..t."""
+    return [p for s in range(1, t + 1) for p in read_jsonl(ctx.rundir.iter_file(s, PAIRS))]
+
+
+def train_candidates(
+    ctx: Context, t: int, dataset: list[dict], deps: list[StageRecord]
+) -> list[tuple[Candidate, StageRecord]]:
+    """One SimPO model from pi_0 on ``dataset`` per beta candidate, on the launch topology's device slots."""
+    from synpo.training.launch import device_slots, run_training_job
+
+    cfg, rundir = ctx.cfg, ctx.rundir
+    hp = hparams(cfg.trainer, cfg.model, ctx.seed_for(rundir.iter_stage(t, "simpo")), t)
+    grid = [Candidate(b, g) for b, g in beta_candidates(cfg.trainer, t)]
+    slots = device_slots(cfg.launch, len(grid))
+    free: queue.Queue = queue.Queue()
+    for i, devices in enumerate(slots):
+        free.put((i, devices))
+
+    def train(c: Candidate) -> StageRecord:
+        model_dir = rundir.iter_file(t, c.name, "model")
+        slot, devices = free.get()  # a disjoint GPU set, held while this candidate trains
+        try:
+            return ctx.stage(
+                rundir.iter_stage(t, c.name, "train"),
+                {"hp": hp.__dict__, "beta": c.beta, "gamma": c.gamma, "from": ctx.pi0},
+                [model_dir],
+                lambda: run_training_job(
+                    "simpo",
+                    model_dir,
+                    cfg.launch,
+                    devices=devices,
+                    slot=slot,
+                    model_path=ctx.pi0,
+                    pairs=dataset,
+                    hp=hp,
+                    beta=c.beta,
+                    gamma=c.gamma,
+                    trust_remote_code=cfg.model.trust_remote_code,
+                ),  # fmt: skip
+                deps,
+                "simpo",
+            )
+        finally:
+            free.put((slot, devices))
+
+    if len(slots) > 1:
+        log.info("iteration %d: %d beta candidates on %d disjoint GPU sets %s", t, len(grid), len(slots), slots)
+    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+        return list(zip(grid, pool.map(train, grid), strict=True))
+
+
+def train_and_select(
+    ctx: Context, t: int, pair_records: list[StageRecord], previous_val: dict, previous: tuple[str, StageRecord | str]
+) -> Selected:
+    """Train every candidate on D, validate each, and point ``iter_<t>/policy`` at the best."""
+    rundir = ctx.rundir
+    dataset = accumulated_pairs(ctx, t)
+    per_beta, records = {}, {}
+    for c, r_train in train_candidates(ctx, t, dataset, pair_records):
+        model_dir = rundir.iter_file(t, c.name, "model")
+        r_eval = validation_stage(
+            ctx, rundir.iter_stage(t, c.name, "eval"), str(model_dir), rundir.iter_file(t, c.name), [r_train],
+            rundir.reference_answers,
+        )  # fmt: skip
+        per_beta[c.name] = {
+            "beta": c.beta,
+            "gamma": c.gamma,
+            **r_eval.info,
+            "train_loss": r_train.info.get("train_loss"),
+        }
+        records[c.name] = r_train
+    key = ctx.cfg.trainer.select_on
+    best = max(per_beta, key=lambda n: per_beta[n][key])  # first in grid order on ties
+    row = {"beta": per_beta[best]["beta"], "per_beta": per_beta, "d_size": len(dataset), "guard_fired": False}
+    row.update({k: v for k, v in per_beta[best].items() if k.startswith("val_")})
+    target, record = rundir.iter_file(t, best, "model"), records[best]
+    if ctx.cfg.method.keep_previous_if_worse and per_beta[best][key] < previous_val[key]:
+        log.warning(
+            "iteration %d: every beta candidate validates below pi_%d (%s %.4f < %.4f); keeping pi_%d",
+            t, t - 1, key, per_beta[best][key], previous_val[key], t - 1,
+        )  # fmt: skip
+        target, record = Path(previous[0]), previous[1]
+        row.update({"guard_fired": True, "beta": None, **previous_val})
+    point_link(rundir.iter_file(t, POLICY_LINK), target)
+    val = {k: v for k, v in row.items() if k.startswith("val_")}
+    return Selected(row, str(target), record, val)

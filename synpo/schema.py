@@ -1,0 +1,94 @@
+"""Declarative config fields: every schema field carries its help string and its allowed values or bounds beside it,
+and one walker checks them all (``schema_problems``). Checks that relate several fields live in each component's
+``problems(cfg)`` next to its code; ``synpo.config.validate`` gathers both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+
+
+def spec(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    factory: Any = None,
+    choices: tuple | None = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """A dataclass field with its help string and constraints. Bounds apply to a number, or to each item of a list;
+    ``None`` is always allowed for a field whose default is ``None``."""
+    metadata = {"help": help, "choices": choices, "gt": gt, "ge": ge, "lt": lt, "le": le}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _bounds_text(m: dict) -> str:
+    low = f"({m['gt']}" if m["gt"] is not None else f"[{m['ge']}" if m["ge"] is not None else None
+    high = f"{m['lt']})" if m["lt"] is not None else f"{m['le']}]" if m["le"] is not None else None
+    if low and high:
+        return f"in {low}, {high}"
+    if low:
+        return f"> {m['gt']}" if m["gt"] is not None else f">= {m['ge']}"
+    return f"< {m['lt']}" if m["lt"] is not None else f"<= {m['le']}"
+
+
+def _within(x: Any, m: dict) -> bool:
+    if not isinstance(x, (int, float)):
+        return True  # Hydra has already checked the type
+    return not (
+        (m["gt"] is not None and not x > m["gt"])
+        or (m["ge"] is not None and not x >= m["ge"])
+        or (m["lt"] is not None and not x < m["lt"])
+        or (m["le"] is not None and not x <= m["le"])
+    )
+
+
+def _field_problems(key: str, value: Any, m: dict) -> list[str]:
+    if value is None:
+        return []
+    if m.get("choices") is not None and value not in m["choices"]:
+        return [f"{key}={value!r} is not allowed; choose one of {list(m['choices'])}"]
+    has_bounds = any(m.get(b) is not None for b in ("gt", "ge", "lt", "le"))
+    if not has_bounds:
+        return []
+    if isinstance(value, (list, ListConfig)):
+        bad = [x for x in value if not _within(x, m)]
+        return [f"{key}={list(value)} holds values outside {_bounds_text(m)}: {bad}"] if bad else []
+    return [] if _within(value, m) else [f"{key}={value!r} must be {_bounds_text(m)}"]
+
+
+def schema_problems(node: DictConfig, schema: type, prefix: str) -> list[str]:
+    """Every field of ``node`` (typed by the dataclass ``schema``) outside its choices or bounds, recursively."""
+    problems: list[str] = []
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        value = node[f.name] if f.name in node else None
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind) and isinstance(value, DictConfig):
+            problems += schema_problems(value, kind, key)
+            continue
+        problems += _field_problems(key, value, dict(f.metadata))
+    return problems
+
+
+def undocumented_fields(schema: type, prefix: str = "") -> list[str]:
+    """Fields of ``schema`` (recursively) without a help string: the config test keeps this list empty."""
+    missing = []
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            missing += undocumented_fields(hints[f.name], key)
+        elif not f.metadata.get("help"):
+            missing.append(key)
+    return missing

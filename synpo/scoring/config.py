@@ -1,0 +1,72 @@
+"""The scorer config group: its schema and the checks that relate its fields."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from synpo.modeling import DTYPES, model_path_problem
+from synpo.schema import spec
+
+SCORERS = ("verifier", "reward_model", "armorm", "pairrm", "judge")
+
+
+@dataclass
+class ScorerConfig:
+    """Compares two responses to a prompt; the threshold applies to the gap between chosen and rejected."""
+
+    name: str = spec("verifier", "which scorer", choices=SCORERS)
+    threshold: float = spec(0.1, "a pair is kept if its score gap exceeds this", ge=0)
+    batch_size: int = spec(64, "pairs per forward pass of a reward model", gt=0)
+    name_or_path: str | None = spec(None, "reward_model / armorm / pairrm: the model; judge: the served model name")
+    trust_remote_code: bool = spec(False, "armorm only: its model class is custom code shipped with the checkpoint")
+    max_length: int = spec(4096, "tokens of the rendered conversation a reward model sees", gt=0)
+    dtype: str = spec("float32", "the reward model's weights", choices=DTYPES)
+    shard_size: int = spec(1024, "pairs per scores shard; a crash while scoring loses at most one shard", gt=0)
+    endpoint: str | None = spec(None, "judge: an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = spec(None, "judge: the NAME of the environment variable holding the key")
+    timeout_s: float = spec(60.0, "judge: seconds per request", gt=0)
+    max_retries: int = spec(4, "judge: retries on connection errors, 429 and 5xx", ge=0)
+    concurrency: int = spec(8, "judge: requests in flight", gt=0)
+
+
+def scorer_problems(cfg: DictConfig) -> list[str]:
+    """What is wrong with ``cfg.scorer`` beyond its field constraints."""
+    s, p = cfg.scorer, []
+    if s.name in ("reward_model", "armorm", "pairrm"):
+        if not s.name_or_path:
+            p.append(f"scorer.name_or_path is null but scorer.name={s.name!r} needs a reward model")
+        elif problem := model_path_problem(s.name_or_path):
+            p.append(f"scorer.name_or_path: {problem}")
+    if s.name == "armorm" and not s.trust_remote_code:
+        from synpo.scoring.reward_model import ARMORM_RISK
+
+        p.append(ARMORM_RISK)
+    if s.trust_remote_code and s.name != "armorm":
+        p.append(
+            f"scorer.trust_remote_code=true with scorer.name={s.name!r}: it is only ever needed for armorm; "
+            "set it to false"
+        )
+    if s.name == "judge":
+        p += _judge_problems(s)
+    return p
+
+
+def _judge_problems(s: DictConfig) -> list[str]:
+    p = []
+    if not s.endpoint or not re.match(r"^https?://", s.endpoint):
+        p.append(
+            f"scorer.endpoint={s.endpoint!r}: the judge needs an OpenAI-compatible base URL such as "
+            "http://127.0.0.1:8000/v1 (`vllm serve <model>`) or https://api.openai.com/v1"
+        )
+    if not s.name_or_path:
+        p.append("scorer.name_or_path is null but scorer=judge needs the model name the endpoint serves")
+    if s.api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", s.api_key_env):
+        # The value is not echoed: it may be the key itself.
+        p.append(
+            "scorer.api_key_env is not an environment variable name: give the NAME of the variable that holds "
+            "the key (e.g. OPENAI_API_KEY), never the key"
+        )
+    return p

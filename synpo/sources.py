@@ -1,0 +1,102 @@
+"""Finished runs read back for the report: a run directory (results.json and its evaluation files, with official
+judgments placed in ``iter_<t>/export/``), an offline W&B run file, or a synced W&B run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from synpo.errors import UserError
+from synpo.tracking import offline_run_files
+
+
+@dataclass
+class LoadedRun:
+    label: str
+    source: str
+    rows: list[dict]  # one per iteration, with "iteration"
+    diversity: dict = field(default_factory=dict)  # iteration -> diversity.json (with the histogram)
+
+
+# --- loading --------------------------------------------------------------------------------------------------------
+
+
+def load_source(src: str) -> LoadedRun:
+    if src.startswith("wandb:"):
+        return _load_synced(src[len("wandb:") :])
+    p = Path(src)
+    if p.is_file() and p.suffix == ".wandb":
+        return _load_offline(p)
+    if (p / "results.json").is_file():
+        return _load_run_dir(p)
+    files = offline_run_files(p)
+    if files:
+        return _load_offline(files[-1])
+    raise UserError(
+        f"{src}: not a finished run directory (no results.json), an offline W&B run (run-*.wandb, or a directory "
+        "with wandb/offline-run-*), or wandb:<entity>/<project>/<run id>. Finish or resume the run with the same "
+        "`python run.py ...` command, or point at its W&B files."
+    )
+
+
+def _load_run_dir(p: Path) -> LoadedRun:
+    try:
+        results = json.loads((p / "results.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(
+            f"{p / 'results.json'}:{e.lineno}: not valid JSON ({e.msg}); rerun the job to rewrite it"
+        ) from None
+    rows = [dict(r) for r in results["iterations"]]
+    diversity = {}
+    for r in rows:
+        t = r["iteration"]
+        d = p / f"iter_{t}" / "evals" / "diversity.json"
+        if d.is_file():
+            diversity[t] = json.loads(d.read_text(encoding="utf-8"))
+        r.update(_official_judgments(p, results["name"], t))
+    return LoadedRun(results.get("name", p.name), str(p), rows, diversity)
+
+
+def _official_judgments(run_dir: Path, name: str, t: int) -> dict:
+    """Numbers from the official tools' judgments a user put back into iter_<t>/export/."""
+    from synpo.evaluation import exports
+
+    model = exports.export_model_name(name, t)
+    root = run_dir / f"iter_{t}" / "export"
+    out: dict = {}
+    ann = root / "alpaca_eval" / "annotations.json"
+    if ann.is_file():
+        out.update(exports.read_alpaca_eval_annotations(ann, model, n_boot=1000))
+    for f in sorted(root.glob(f"arena_hard/model_judgment/*/{model}.jsonl")):
+        out.update(exports.read_arena_hard_judgments(f))
+    for f in sorted(root.glob("mt_bench/model_judgment/*single*.jsonl")):
+        out.update(exports.read_mt_bench_judgments(f, model))
+    return out
+
+
+def _rows_from_history(history: list[dict]) -> list[dict]:
+    by_step: dict[int, dict] = {}
+    for h in history:
+        by_step.setdefault(int(h["_step"]), {}).update({k: v for k, v in h.items() if not k.startswith("_")})
+    return [{"iteration": s, **r} for s, r in sorted(by_step.items())]
+
+
+def _load_offline(f: Path) -> LoadedRun:
+    from synpo.tracking import read_offline_history
+
+    return LoadedRun(f.parent.name, str(f), _rows_from_history(read_offline_history(f)))
+
+
+def _load_synced(path: str) -> LoadedRun:
+    try:
+        import wandb
+
+        api_run = wandb.Api().run(path)
+        history = [dict(h) for h in api_run.scan_history()]
+    except Exception as e:  # network, auth or a wrong path: one readable paragraph
+        raise UserError(
+            f"Could not read the synced W&B run {path!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
+            "It needs network access and WANDB_API_KEY; offline runs can be given as files instead."
+        ) from None
+    return LoadedRun(api_run.name, f"wandb:{path}", _rows_from_history(history))

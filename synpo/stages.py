@@ -1,0 +1,158 @@
+"""The stage toolkit the methods and evaluation groups are written with.
+
+``Context`` holds what every stage of a run needs (config, run directory, generator, scorer, pi_0, the seed split)
+and the stages that several methods share: generate answers, compare two answer sets, fine-tune pi_0. Each goes
+through ``Context.stage``, which runs or skips a resumable stage of the run directory (``RunDir.stage``) and adds its
+wall seconds to the iteration's timings under a kind (``generate``, ``scores``, ``sft``, ...).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from synpo.artifacts import RunDir, StageRecord, keep_only_shards_of, read_jsonl, sibling, stage_seed, write_jsonl
+from synpo.generation.protocol import Generator, SamplingParams
+from synpo.scoring import Comparison, Scorer, compare_in_shards
+from synpo.training.config import hparams
+
+
+@dataclass
+class Timings:
+    """Wall seconds per stage kind in the current iteration (a skipped stage adds nothing)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, kind: str, record: StageRecord) -> None:
+        self.seconds[kind] = self.seconds.get(kind, 0.0) + (0.0 if record.skipped else record.seconds)
+
+    def take(self) -> dict[str, float]:
+        """This iteration's timings; the next iteration starts from zero."""
+        out, self.seconds = self.seconds, {}
+        return out
+
+
+@dataclass
+class Context:
+    """What every stage of a run needs: the config, the run directory, and the components it configured."""
+
+    cfg: DictConfig
+    rundir: RunDir
+    generator: Generator
+    scorer: Scorer
+    pi0: str
+    seed_train: list[dict]
+    seed_val: list[dict]
+    seed_record: StageRecord
+    timings: Timings = field(default_factory=Timings)
+
+    def seed_for(self, name: str) -> int:
+        return stage_seed(self.cfg.seed, name)
+
+    def stage(
+        self,
+        name: str,
+        settings: Any,
+        outputs: list[Path],
+        fn: Callable[[], dict | None],
+        deps: Iterable[StageRecord | str] = (),
+        kind: str | None = None,
+    ) -> StageRecord:
+        """``RunDir.stage``, timed under ``kind`` (default: the stage name's last part)."""
+        record = self.rundir.stage(name, settings, outputs, fn, deps)
+        self.timings.add(kind or name.rsplit("/", 1)[-1], record)
+        return record
+
+    # --- stages shared by the methods ---------------------------------------------------------------------------
+
+    def sampling(self, name: str, temperature: float | None = None, max_new_tokens: int | None = None):
+        g = self.cfg.generator
+        return SamplingParams(
+            temperature=g.temperature if temperature is None else temperature,
+            top_p=g.top_p,
+            max_new_tokens=g.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            seed=self.seed_for(name),
+        )
+
+    def generate(
+        self,
+        name: str,
+        model: str,
+        prompts: list,
+        out: Path,
+        deps: list,
+        temperature: float | None = None,
+        extra: list[dict] | None = None,
+        max_new_tokens: int | None = None,
+        kind: str | None = None,
+    ) -> StageRecord:
+        """Answers of ``model`` to ``prompts``, written to ``out`` as rows ``{prompt, response, **extra}``."""
+        sampling = self.sampling(name, temperature, max_new_tokens)
+        shard_dir = sibling(out, "shards")
+        settings = {
+            "model": model,
+            "prompts": prompts,
+            "sampling": sampling.__dict__,
+            "backend": OmegaConf.to_container(self.cfg.generator),
+        }
+
+        def fn():
+            keep_only_shards_of(shard_dir, settings)
+            responses = self.generator.generate(model, prompts, sampling, shard_dir=shard_dir)
+            rows = [{"prompt": p, "response": r} for p, r in zip(prompts, responses, strict=True)]
+            for row, more in zip(rows, extra or [{}] * len(rows), strict=True):
+                row.update(more)
+            write_jsonl(out, rows)
+            shutil.rmtree(shard_dir, ignore_errors=True)
+            return {"n": len(rows)}
+
+        return self.stage(name, settings, [out], fn, deps, kind or "generate")
+
+    def scorer_settings(self) -> dict:
+        """What the scorer's numbers depend on (its config without the threshold, which only filters)."""
+        settings = OmegaConf.to_container(self.cfg.scorer)
+        settings.pop("threshold", None)
+        return settings
+
+    def compare_now(self, prompts: list[str], a: list[str], b: list[str], out: Path) -> Comparison:
+        """``scorer.compare`` inside a running stage that writes ``out``, in resumable shards beside it."""
+        shard_dir = sibling(out, "shards")
+        comparison = compare_in_shards(
+            self.scorer, prompts, a, b, shard_dir, self.cfg.scorer.shard_size, self.scorer_settings()
+        )
+        return comparison
+
+    def compare(self, name: str, prompts: list[str], a: list[str], b: list[str], out: Path, deps: list):
+        """A stage: how much better ``a`` is than ``b`` per prompt, into ``out`` as rows ``{gap, score_a,
+        score_b}``. Returns the record and the ``Comparison`` (read back when the stage was done earlier)."""
+
+        def fn():
+            comparison = self.compare_now(prompts, a, b, out)
+            write_jsonl(out, comparison.rows())
+            shutil.rmtree(sibling(out, "shards"), ignore_errors=True)
+            return {"n": len(comparison.gaps)}
+
+        settings = {"scorer": self.scorer_settings(), "prompts": prompts, "a": a, "b": b}
+        record = self.stage(name, settings, [out], fn, deps, "scores")
+        return record, Comparison.from_rows(read_jsonl(out))
+
+    def train_sft(self, name: str, examples: list[dict], out: Path, deps: list, max_length: int | None = None):
+        """SFT of pi_0 on ``examples`` (sft_trainer settings; ``max_length`` overrides its max length)."""
+        from synpo.training.launch import run_training_job
+
+        hp = hparams(self.cfg.sft_trainer, self.cfg.model, self.seed_for(name))
+        if max_length is not None:
+            hp.max_length = max_length
+        tr = self.cfg.model.trust_remote_code
+
+        def fn():
+            return run_training_job(
+                "sft", out, self.cfg.launch, model_path=self.pi0, examples=examples, hp=hp, trust_remote_code=tr
+            )
+
+        return self.stage(name, {"hp": hp.__dict__, "examples": examples, "from": self.pi0}, [out], fn, deps)

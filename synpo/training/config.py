@@ -1,0 +1,171 @@
+"""The training config: optimisation settings shared by every job (``OptimConfig``), the preference trainer's loss
+and beta (``trainer``), the SFT trainer's (``sft_trainer``), and the launch topology of every job (``launch``), kept
+apart from the hyperparameters. Beta, gamma and per-iteration schedules are resolved here, for every method."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from synpo.schema import spec
+from synpo.training.common import HParams
+from synpo.training.launch import ACCELERATE_DIR
+
+SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+
+
+@dataclass
+class OptimConfig:
+    """One training job's optimisation settings."""
+
+    learning_rate: float = spec(1e-5, "peak learning rate", gt=0)
+    epochs: float = spec(1.0, "passes over the data (used when max_steps <= 0)")
+    max_steps: int = spec(-1, "optimizer steps; -1: from epochs")
+    batch_size: int = spec(8, "examples per device per step", gt=0)
+    grad_accum: int = spec(1, "gradient accumulation steps", gt=0)
+    warmup_ratio: float = spec(0.1, "share of the steps spent warming up", ge=0, lt=1)
+    scheduler: str = spec("cosine", "learning-rate schedule", choices=SCHEDULERS)
+    optimizer: str = spec("adamw_torch", "a transformers optimizer name (adamw_torch, rmsprop, ...)")
+    weight_decay: float = spec(0.0, "decoupled weight decay", ge=0)
+    max_length: int = spec(512, "tokens of prompt + response", gt=0)
+    max_prompt_length: int = spec(256, "tokens of the prompt", gt=0)
+    gradient_checkpointing: bool = spec(False, "recompute activations in the backward pass (7B runs need it)")
+    save_steps: int = spec(0, "a checkpoint every this many steps, from which a crash resumes; 0: none", ge=0)
+
+
+@dataclass
+class PreferenceTrainerConfig(OptimConfig):
+    """The policy's preference training: SimPO (SynPO) or DPO against a frozen reference (SPIN)."""
+
+    loss: str = spec("simpo", "simpo: TRL CPO with loss_type=simpo; dpo: TRL DPO", choices=("simpo", "dpo"))
+    beta: float | None = spec(None, "a fixed beta (no search); null: search beta_grid", gt=0)
+    beta_grid: list[float] = spec(
+        help="betas trained each iteration; the best on validation wins",
+        factory=lambda: [2.0, 4.0, 6.0, 8.0, 10.0, 12.0],
+        gt=0,
+    )
+    gamma: float | None = spec(None, "SimPO's absolute target margin (paper: 1.6); or gamma_beta_ratio", ge=0)
+    gamma_beta_ratio: float | None = spec(None, "SimPO: gamma = ratio * beta", ge=0)
+    select_on: str = spec(
+        "val_score",
+        "validation metric that picks the beta",
+        choices=("val_score", "val_win_rate", "val_score_sampled"),
+    )
+    beta_schedule: list[float] | None = spec(None, "beta per iteration (index t-1), e.g. SPIN's; null: beta", gt=0)
+    lr_schedule: list[float] | None = spec(None, "learning rate per iteration (index t-1); null: learning_rate", gt=0)
+
+
+@dataclass
+class SFTTrainerConfig(OptimConfig):
+    """Supervised fine-tuning of the prompt generator and the response improver."""
+
+
+@dataclass
+class LaunchConfig:
+    """Where every training job runs: in this process, or under `accelerate launch` (DeepSpeed, several GPUs)."""
+
+    launcher: str = spec("inprocess", "inprocess, or accelerate: a job file run by accelerate launch",
+                         choices=("inprocess", "accelerate"))  # fmt: skip
+    accelerate_config: str = spec("zero2", "conf/accelerate/<name>.yaml: ddp, zero2 or zero3 (topology only)")
+    num_processes: int = spec(1, "processes (GPUs) per training job under accelerate", gt=0)
+    devices: list[int] | None = spec(None, "GPU ids for the jobs (CUDA_VISIBLE_DEVICES); null: all visible", ge=0)
+    concurrent_candidates: bool = spec(
+        False, "train an iteration's beta candidates at once, each on its own num_processes GPUs out of devices"
+    )
+
+
+def hparams(trainer: DictConfig, model: DictConfig, seed: int, t: int | None = None) -> HParams:
+    """The job's hyperparameters from a trainer group (iteration ``t``'s learning rate where there is a schedule)."""
+    values = {f.name: trainer[f.name] for f in dataclasses.fields(HParams) if f.name in trainer}
+    if t is not None and trainer.get("lr_schedule") is not None:
+        values["learning_rate"] = float(trainer.lr_schedule[t - 1])
+    return HParams(**values, seed=seed, dtype=model.dtype)
+
+
+def beta_candidates(trainer: DictConfig, t: int) -> list[tuple[float, float | None]]:
+    """``(beta, gamma)`` to train at iteration ``t``: the schedule's value, the fixed beta, or the whole grid; gamma
+    is SimPO's absolute margin (from ``gamma`` or ``gamma_beta_ratio``), None for DPO."""
+    if trainer.beta_schedule is not None:
+        betas = [float(trainer.beta_schedule[t - 1])]
+    elif trainer.beta is not None:
+        betas = [float(trainer.beta)]
+    else:
+        betas = [float(b) for b in trainer.beta_grid]
+
+    def gamma(beta: float) -> float | None:
+        if trainer.gamma is not None:
+            return float(trainer.gamma)
+        return None if trainer.gamma_beta_ratio is None else float(trainer.gamma_beta_ratio) * beta
+
+    return [(b, gamma(b)) for b in betas]
+
+
+def trainer_problems(cfg: DictConfig) -> list[str]:
+    """Checks that relate the trainers' fields (and the iteration count their schedules must cover)."""
+    p = [*_optim_problems(cfg.trainer, "trainer"), *_optim_problems(cfg.sft_trainer, "sft_trainer")]
+    t, n = cfg.trainer, cfg.method.iterations
+    if t.beta is None and t.beta_schedule is None and len(t.beta_grid) == 0:
+        p.append(
+            "trainer.beta_grid is empty: give at least one beta > 0, e.g. [2,4,6,8,10,12], or a fixed trainer.beta"
+        )
+    for key in ("beta_schedule", "lr_schedule"):
+        if t[key] is not None and len(t[key]) < n:
+            p.append(f"trainer.{key} has {len(t[key])} value(s) but method.iterations={n}: give one per iteration")
+    if t.loss == "simpo" and (t.gamma is None) == (t.gamma_beta_ratio is None):
+        p.append(
+            f"trainer.gamma={t.gamma} and trainer.gamma_beta_ratio={t.gamma_beta_ratio}: give exactly one of them "
+            "(the paper uses gamma=1.6, absolute)"
+        )
+    return p
+
+
+def _optim_problems(t: DictConfig, prefix: str) -> list[str]:
+    p = []
+    if t.max_steps <= 0 and t.epochs <= 0:
+        p.append(f"{prefix}.epochs={t.epochs} and {prefix}.max_steps={t.max_steps}: set epochs > 0 or max_steps > 0")
+    if t.max_prompt_length >= t.max_length:
+        p.append(f"{prefix}.max_prompt_length={t.max_prompt_length} must be below {prefix}.max_length={t.max_length}")
+    return p
+
+
+def launch_problems(cfg: DictConfig) -> list[str]:
+    """Checks that relate the launch topology's fields, and what it needs installed."""
+    x, p = cfg.launch, []
+    if x.devices is not None and len(x.devices) < x.num_processes:
+        p.append(f"launch.devices={list(x.devices)} names fewer GPUs than launch.num_processes={x.num_processes}")
+    if x.concurrent_candidates:
+        p += _concurrency_problems(x)
+    if x.launcher == "accelerate":
+        needs = ["accelerate"] + (["deepspeed"] if x.accelerate_config.startswith("zero") else [])
+        for package in needs:
+            if importlib.util.find_spec(package) is None:
+                p.append(
+                    f"launch.launcher=accelerate with launch.accelerate_config={x.accelerate_config!r} needs the "
+                    f"{package} package, which is not installed: `pip install {package}`"
+                )
+        if not (ACCELERATE_DIR / f"{x.accelerate_config}.yaml").is_file():
+            known = sorted(f.stem for f in ACCELERATE_DIR.glob("*.yaml"))
+            p.append(
+                f"launch.accelerate_config={x.accelerate_config!r} is not a file in conf/accelerate; choose one of {known}"
+            )
+    return p
+
+
+def _concurrency_problems(x: DictConfig) -> list[str]:
+    if x.launcher != "accelerate":
+        return [
+            "launch.concurrent_candidates=true needs launch.launcher=accelerate (each candidate is its own child "
+            "process on its own GPUs)"
+        ]
+    if x.devices is None or len(x.devices) < 2 * x.num_processes:
+        return [
+            "launch.concurrent_candidates=true needs launch.devices to list at least two disjoint sets of "
+            f"launch.num_processes={x.num_processes} GPUs (e.g. launch.devices=[0,1,2,3,4,5] with "
+            f"num_processes=1); it lists {None if x.devices is None else list(x.devices)}"
+        ]
+    if len(set(x.devices)) != len(x.devices):
+        return [f"launch.devices={list(x.devices)} repeats a GPU; concurrent candidates need disjoint GPUs"]
+    return []
