@@ -90,30 +90,40 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, row)``; a bad line raises a UserError that names ``file:line``."""
+    """Yield ``(line_number, row)``; a bad line (not UTF-8, not JSON, not an object) raises a UserError that names
+    ``file:line``."""
     path = Path(path)
     if not path.is_file():
         raise UserError(
             f"{path}: file not found. Check the path in your config (it is resolved against the "
             f"directory you launched from, {Path.cwd()})."
         )
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
                 raise UserError(
-                    f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}). Each line of a "
-                    "JSONL file must be one JSON object; fix or remove that line."
+                    f"{path}:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}). Save the "
+                    "file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or fix that line."
                 ) from None
-            if not isinstance(row, dict):
-                raise UserError(
-                    f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}. "
-                    "Wrap the line's fields in {...}."
-                )
-            yield lineno, row
+            if line.strip():
+                yield lineno, _json_object(path, lineno, line)
+
+
+def _json_object(path: Path, lineno: int, line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise UserError(
+            f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}). Each line of a "
+            "JSONL file must be one JSON object; fix or remove that line."
+        ) from None
+    if not isinstance(row, dict):
+        raise UserError(
+            f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}. Wrap the line's fields in {{...}}."
+        )
+    return row
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -146,7 +156,9 @@ class RunDir:
 
     def __init__(self, root: Path):
         self.root = Path(root).absolute()
-        self.root.mkdir(parents=True, exist_ok=True)
+        problem = run_dir_problem(self.root)
+        if problem:
+            raise UserError(problem)
         self.markers = self.root / ".stages"
 
     def path(self, *parts: str) -> Path:
@@ -239,6 +251,25 @@ class RunDir:
         write_json(marker_path, {"fingerprint": fp, "seconds": seconds, "info": info, "finished": time.time()})
         log.info("stage %-28s finished in %.1fs", name, seconds)
         return StageRecord(name, fp, seconds, False, info)
+
+
+def run_dir_problem(path: Path | str) -> str | None:
+    """Why ``path`` cannot hold a run directory (a file, or a place this process cannot write), or None. It tries:
+    the directory is made if missing, and a probe file is written and removed."""
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        return f"run_dir={str(path)!r} is a file, not a directory. Choose another run_dir=<path> (or name=<label>)."
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        return (
+            f"run_dir={str(path)!r} cannot be written ({e.strerror or e}). Choose a writable run_dir=<path>, or fix "
+            "the directory's permissions."
+        )
+    return None
 
 
 def keep_only_shards_of(shard_dir: Path, settings: dict) -> None:

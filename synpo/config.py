@@ -23,7 +23,7 @@ from synpo.methods.config import MethodConfig
 from synpo.modeling import ModelConfig, model_problems
 from synpo.schema import schema_problems, spec
 from synpo.scoring.config import ScorerConfig, scorer_problems
-from synpo.tracking import LoggerConfig, secret_problems
+from synpo.tracking import LoggerConfig, logger_problems, secret_problems
 from synpo.training.config import (
     LaunchConfig,
     PreferenceTrainerConfig,
@@ -84,6 +84,7 @@ COMPONENT_PROBLEMS = (
     trainer_problems,
     launch_problems,
     eval_problems,
+    logger_problems,
     secret_problems,
 )
 

@@ -55,6 +55,16 @@ def data_problems(cfg: DictConfig) -> list[str]:
         p.append("data.hf_name is null but data.source=hf: give a datasets name, e.g. HuggingFaceH4/ultrachat_200k")
     if d.source == "jsonl" and not d.path:
         p.append("data.path is null but data.source=jsonl: give the seed JSONL file (rows {'prompt', 'answer'})")
+    elif d.source == "jsonl":
+        try:  # read now, before any heavy work: a bad row is reported as file:line
+            rows = load_seed_file(d.path)
+        except UserError as e:
+            return [*p, f"data.path: {e}"]
+        if len({r["prompt"] for r in rows}) <= d.n_val:
+            p.append(
+                f"data.n_val={d.n_val} leaves no training rows out of {len({r['prompt'] for r in rows})} distinct "
+                f"seed prompts in {d.path}; lower data.n_val or give more seed data"
+            )
     return p
 
 

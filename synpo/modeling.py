@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,20 +60,74 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def model_path_problem(name_or_path: str) -> str | None:
-    """Why ``name_or_path`` cannot name a model, or None. Hub ids (``org/name``) are accepted unchecked."""
+    """Why ``name_or_path`` cannot name a usable model, or None. Hub ids (``org/name``) are accepted unchecked; a
+    local directory is checked without loading weights: its config, tokenizer files and safetensors headers."""
     if name_or_path.startswith(BUILTIN_PREFIX):
         try:
             resolve_model_path(name_or_path)
         except UserError as e:
             return str(e)
         return None
-    p = Path(name_or_path)
+    p = Path(name_or_path).expanduser()
     looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1 or p.exists()
-    if looks_local and not (p.expanduser() / "config.json").is_file():
+    if not looks_local:
+        return None
+    if not (p / "config.json").is_file():
         return (
             f"{name_or_path!r} is not a model directory (no config.json there). Give a local directory written "
             "by save_pretrained, a hub id such as 'org/name', or 'builtin:tiny-sft'."
         )
+    return _config_problem(p) or _tokenizer_problem(p) or _weights_problem(p)
+
+
+def _json_problem(path: Path) -> str | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return f"{path} is not UTF-8 text"
+    except json.JSONDecodeError as e:
+        return f"{path}:{e.lineno} is not valid JSON ({e.msg})"
+    return None if isinstance(value, dict) else f"{path} holds a {type(value).__name__}, not a JSON object"
+
+
+def _config_problem(d: Path) -> str | None:
+    problem = _json_problem(d / "config.json")
+    if problem:
+        return f"{problem}: the directory is not a usable checkpoint; rewrite it with save_pretrained"
+    model_type = json.loads((d / "config.json").read_text(encoding="utf-8")).get("model_type")
+    from transformers import CONFIG_MAPPING
+
+    if model_type not in CONFIG_MAPPING:
+        return (
+            f"{d / 'config.json'} names model_type={model_type!r}, which this transformers does not know; give a "
+            "checkpoint written by save_pretrained (model_type llama, mistral, ...)"
+        )
+    return None
+
+
+def _tokenizer_problem(d: Path) -> str | None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (d / name).is_file() and (problem := _json_problem(d / name)):
+            return f"{problem}: the tokenizer cannot be loaded; copy the tokenizer files again"
+    return None
+
+
+def _weights_problem(d: Path) -> str | None:
+    files = sorted(d.glob("*.safetensors"))
+    if not files and not list(d.glob("*.bin")):
+        return f"{d} has no weights (*.safetensors or *.bin); the checkpoint is incomplete"
+    for f in files:
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            try:
+                header = json.loads(fh.read(n)) if 0 < n <= size - 8 else None
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                header = None
+        ends = [v["data_offsets"][1] for k, v in (header or {}).items() if k != "__metadata__"]
+        if header is None or 8 + n + max(ends, default=0) > size:
+            return f"{f} is truncated or not a safetensors file ({size} bytes); copy or save the checkpoint again"
     return None
 
 
@@ -82,7 +137,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     path = resolve_model_path(name_or_path)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as e:
+    except Exception as e:  # a missing, partial or corrupt checkpoint raises OSError, ValueError, JSON errors ...
         raise UserError(_load_error(name_or_path, e)) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -98,14 +153,15 @@ def load_causal_lm(name_or_path: str, dtype: str = "float32", trust_remote_code:
         return AutoModelForCausalLM.from_pretrained(
             path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
         )
-    except OSError as e:
+    except Exception as e:  # a missing, partial or corrupt checkpoint raises OSError, ValueError, safetensors errors
         raise UserError(_load_error(name_or_path, e)) from None
 
 
 def _load_error(name_or_path: str, err: Exception) -> str:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     return (
-        f"Could not load the model or tokenizer {name_or_path!r}: {str(err).splitlines()[0]}. "
+        f"Could not load the model or tokenizer {name_or_path!r}: {type(err).__name__}: "
+        f"{(str(err).splitlines() or [''])[0]}. "
         f"{'HF_HUB_OFFLINE=1 is set, so nothing is downloaded. ' if offline else ''}"
         "Point model.name_or_path at a local directory written by save_pretrained (download it first with "
         "`huggingface-cli download <id> --local-dir <dir>`), or use model=tiny."

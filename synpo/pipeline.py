@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from synpo.artifacts import METRICS, RunDir, read_jsonl, write_json
+from synpo.artifacts import METRICS, RunDir, atomic_write_text, read_jsonl, write_json
 from synpo.config import IDENTITY_KEYS
 from synpo.data import prepare_seed
 from synpo.errors import UserError
@@ -32,7 +32,7 @@ def check_compatible(rundir: RunDir, cfg: DictConfig) -> None:
     """Refuse a run directory that holds a run with another identity (model, data, method or seed)."""
     if not rundir.config_file.is_file():
         return
-    saved = OmegaConf.load(rundir.config_file)
+    saved = _saved_config(rundir)
     clashes = []
     for key in IDENTITY_KEYS:
         old, new = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
@@ -46,6 +46,27 @@ def check_compatible(rundir: RunDir, cfg: DictConfig) -> None:
             "delete that directory to start over. Other keys (thresholds, beta grid, counts) may change: the stages "
             "they affect are redone."
         )
+
+
+def _saved_config(rundir: RunDir) -> DictConfig:
+    """The run directory's own config.yaml; a corrupt one is reported with the repair that keeps the finished work."""
+    try:
+        saved = OmegaConf.load(rundir.config_file)
+        if not isinstance(saved, DictConfig):
+            raise ValueError(f"it holds a {type(saved).__name__}, not a mapping of config keys")
+        return saved
+    except Exception as e:  # YAML errors of several kinds, a mapping of the wrong type
+        raise UserError(
+            f"{rundir.config_file} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}), "
+            "so this run's identity (model, data, method, seed) cannot be checked. The finished stages are intact "
+            f"(their records are in {rundir.markers}). To resume, delete only config.yaml and rerun the same command: "
+            "it is written again, and any stage whose settings differ from its record is redone."
+        ) from None
+
+
+def save_config(rundir: RunDir, cfg: DictConfig) -> None:
+    """The resolved config (secrets redacted), written atomically: a crash leaves the old file or the new one."""
+    atomic_write_text(rundir.config_file, OmegaConf.to_yaml(OmegaConf.create(loggable_config(cfg))))
 
 
 def open_context(cfg: DictConfig, rundir: RunDir) -> Context:
@@ -70,7 +91,7 @@ def run(cfg: DictConfig) -> float:
     _quiet_libraries()
     rundir = RunDir(Path(cfg.run_dir))
     check_compatible(rundir, cfg)
-    OmegaConf.save(OmegaConf.create(loggable_config(cfg)), rundir.config_file)
+    save_config(rundir, cfg)
     tracker = make_tracker(cfg, rundir.root)
     started = time.perf_counter()
     try:
@@ -96,6 +117,15 @@ def run(cfg: DictConfig) -> float:
             log.info("iteration %d: %s", t, summary(row))
         write_results(rundir, cfg, rows, time.perf_counter() - started, method.columns)
         return float(rows[-1]["val_score"])
+    except UserError:
+        raise
+    except Exception:
+        log.error(
+            "The run stopped on an unexpected error (traceback below). Every finished stage is kept in %s: "
+            "rerun the same command to resume from there.",
+            rundir.root,
+        )
+        raise
     finally:
         tracker.finish()
 

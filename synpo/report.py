@@ -233,9 +233,15 @@ def plot_metric(runs: list[LoadedRun], keys: list[tuple[str, str, str | None]], 
     return drawn
 
 
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: a file is there; give a directory for report.md, report.tex and plots")
+
+
 def build(sources: list[str], out_dir: Path, paper_file: Path | None = PAPER_FILE) -> Path:
     from synpo.evaluation.diversity import plot_similarity
 
+    _check_out_dir(out_dir)
     runs = [load_source(s) for s in sources]
     paper = yaml.safe_load(paper_file.read_text(encoding="utf-8")) if paper_file and paper_file.is_file() else {}
     out_dir.mkdir(parents=True, exist_ok=True)

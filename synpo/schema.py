@@ -72,12 +72,15 @@ def schema_problems(node: DictConfig, schema: type, prefix: str) -> list[str]:
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
         key = f"{prefix}.{f.name}" if prefix else f.name
-        value = node[f.name] if f.name in node else None
-        kind = hints[f.name]
+        kind, m = hints[f.name], dict(f.metadata)
+        constrained = m.get("choices") is not None or any(m.get(b) is not None for b in ("gt", "ge", "lt", "le"))
+        if not (constrained or dataclasses.is_dataclass(kind)) or f.name not in node:
+            continue  # unconstrained fields are never read (run_dir resolves only inside a Hydra job)
+        value = node[f.name]
         if dataclasses.is_dataclass(kind) and isinstance(value, DictConfig):
             problems += schema_problems(value, kind, key)
-            continue
-        problems += _field_problems(key, value, dict(f.metadata))
+        else:
+            problems += _field_problems(key, value, m)
     return problems
 
 

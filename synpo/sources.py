@@ -47,6 +47,11 @@ def _load_run_dir(p: Path) -> LoadedRun:
         raise UserError(
             f"{p / 'results.json'}:{e.lineno}: not valid JSON ({e.msg}); rerun the job to rewrite it"
         ) from None
+    if not isinstance(results, dict) or not results.get("iterations"):
+        raise UserError(
+            f"{p / 'results.json'} holds no iterations: the run has not finished one. Resume it with the same "
+            "`python run.py ...` command, or leave it out of the report."
+        )
     rows = [dict(r) for r in results["iterations"]]
     diversity = {}
     for r in rows:

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import struct
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from synpo.artifacts import atomic_write_text, fingerprint
 from synpo.errors import UserError
 from synpo.schema import spec
 
@@ -79,7 +81,40 @@ class NullTracker:
         pass
 
 
+def wandb_mode(configured: str) -> str:
+    """The W&B mode a run uses: the user's WANDB_MODE when they set one (it wins over ``auto``), else online with a
+    key and offline without."""
+    if configured != "auto":
+        return configured
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if _has_key() else "offline"
+
+
+def _has_key() -> bool:
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
+
+
+def logger_problems(cfg: DictConfig) -> list[str]:
+    """W&B settings that would fail only once the run starts: checked before any work."""
+    if cfg.logger.name == "none":
+        return []
+    mode = wandb_mode(cfg.logger.mode)
+    if mode not in ("online", "offline", "disabled", "dryrun", "run"):
+        return [f"WANDB_MODE={mode!r} in the environment is not a W&B mode; use online, offline or disabled"]
+    if mode in ("online", "run") and not _has_key():
+        return [
+            f"W&B mode {mode!r} (logger.mode={cfg.logger.mode!r}) needs an API key: set WANDB_API_KEY (or run "
+            "`wandb login`), or use logger.mode=offline (upload later with `wandb sync`) or logger=none"
+        ]
+    return []
+
+
 class WandbTracker:
+    """One W&B run per run directory: a resumed run continues the same W&B run (its id is kept in the run
+    directory) and logs only the iterations that W&B does not have yet."""
+
     def __init__(self, cfg: DictConfig, run_dir: Path):
         try:
             import wandb
@@ -89,26 +124,63 @@ class WandbTracker:
                 "`pip install wandb`, or run with logger=none."
             ) from None
         self._wandb = wandb
-        mode = cfg.logger.mode
-        if mode == "auto":
-            mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
-        self.run = wandb.init(
-            project=cfg.logger.project,
-            entity=cfg.logger.entity,
-            name=cfg.name,
-            dir=str(run_dir),
-            mode=mode,
-            tags=list(cfg.logger.tags),
-            config=loggable_config(cfg),
-            settings=wandb.Settings(x_disable_stats=True, console="off", silent=True),
-        )
+        mode = wandb_mode(cfg.logger.mode)
+        run_id, state_file, digest = self._run_id(cfg, Path(run_dir))
+        try:
+            self.run = wandb.init(
+                project=cfg.logger.project,
+                entity=cfg.logger.entity,
+                name=cfg.name,
+                id=run_id,
+                resume="allow",
+                dir=str(run_dir),
+                mode=mode,
+                tags=list(cfg.logger.tags),
+                config=loggable_config(cfg),
+                settings=wandb.Settings(x_disable_stats=True, console="off", silent=True),
+            )
+        except Exception as e:  # wandb raises its own errors for network, auth and settings problems
+            raise UserError(
+                f"W&B could not start (mode {mode!r}): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                ". Check WANDB_API_KEY and the network, or run with logger.mode=offline or logger=none."
+            ) from None
+        atomic_write_text(state_file, json.dumps({"id": run_id, "config": digest}))
+        self._logged = self._steps_already_logged(run_dir, run_id)
         log.info("W&B run %s (%s) in %s", self.run.id, mode, run_dir / "wandb")
 
+    @staticmethod
+    def _run_id(cfg: DictConfig, run_dir: Path) -> tuple[str, Path, str]:
+        """The W&B run id: the one this run directory started with, as long as the config is the same; a changed
+        config (its logged history would no longer match results.json) starts a new W&B run."""
+        state_file = run_dir / ".wandb_run.json"
+        digest = fingerprint(loggable_config(cfg))
+        try:
+            previous = json.loads(state_file.read_text()) if state_file.is_file() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            previous = {}  # written atomically; a damaged file only costs continuity of the W&B run
+        if previous.get("config") == digest and previous.get("id"):
+            return previous["id"], state_file, digest
+        if previous.get("id"):
+            log.info("the config changed since W&B run %s: this attempt logs to a new W&B run", previous["id"])
+        return uuid.uuid4().hex[:8], state_file, digest
+
+    def _steps_already_logged(self, run_dir: Path, run_id: str) -> set[int]:
+        """Steps an earlier attempt of this run recorded: read back from its offline files, or W&B's own count."""
+        if self.run.offline:
+            steps: set[int] = set()
+            for f in offline_run_files(run_dir):
+                if f.name == f"run-{run_id}.wandb" and f.parent.name != Path(self.run.dir).parent.name:
+                    steps |= {int(r["_step"]) for r in read_offline_history(f)}
+            return steps
+        return set(range(int(self.run.step or 0)))
+
     def log_iteration(self, step: int, metrics: dict) -> None:
-        self.run.log(_flatten(metrics), step=step)
+        if step not in self._logged:
+            self.run.log(_flatten(metrics), step=step)
 
     def log_table(self, name: str, columns: list[str], rows: list[list], step: int) -> None:
-        self.run.log({name: self._wandb.Table(columns=columns, data=rows)}, step=step)
+        if step not in self._logged:
+            self.run.log({name: self._wandb.Table(columns=columns, data=rows)}, step=step)
 
     def finish(self) -> None:
         self.run.finish()

@@ -154,6 +154,13 @@ def test_resume_after_kill_does_not_retrain_generator(micro_run, tmp_path):
     want = json.loads((reference_dir / "results.json").read_text())["iterations"]
     assert strip(got) == strip(want)
 
+    # One W&B run: the killed attempt and the resumed one log to the same run id (one offline directory each, as
+    # wandb writes them), and every iteration is exactly one history step across them.
+    files = offline_run_files(run_dir)
+    assert len(files) == 2 and len({f.name for f in files}) == 1, files
+    steps = [h["_step"] for f in files for h in read_offline_history(f) if "val_score" in h]
+    assert sorted(steps) == [0, 1]
+
     # A changed threshold redoes what it filters (improver examples, pairs) and everything downstream, nothing else.
     stages = run_dir / ".stages"
     before = {p.name: json.loads(p.read_text())["finished"] for p in stages.iterdir()}

@@ -147,12 +147,20 @@ def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict
     )  # fmt: skip
     drafts = [r["response"] for r in read_jsonl(answers_file)]
     scores_file = rundir.iter_file(t, "seed_scores.jsonl")
-    _, comparison = ctx.compare(rundir.iter_stage(t, "seed_scores"), seed_prompts, golds, drafts, scores_file, [r_seed])
+    _, comparison = ctx.compare(
+        rundir.iter_stage(t, "seed_scores"), seed_prompts, golds, drafts, scores_file, [r_seed]
+    )
     examples = [
         {"prompt": improver_prompt(x, d), "completion": y}
         for x, d, y, gap in zip(seed_prompts, drafts, golds, comparison.gaps, strict=True)
         if not cfg.method.improver_filter or gap > cfg.scorer.threshold
     ]
+    if not examples:
+        raise UserError(
+            f"iteration {t}: the improver has no training example: of {len(drafts)} seed answers of pi_{t - 1}, none "
+            f"is worse than its gold answer by more than scorer.threshold={cfg.scorer.threshold} (see "
+            f"{scores_file}). Lower scorer.threshold, or set method.improver_filter=false."
+        )
     out = rundir.iter_file(t, "improver", "model")
     rec = ctx.train_sft(rundir.iter_stage(t, "improver"), examples, out, [r_seed], cfg.method.improver_max_length)
     info = {
@@ -262,12 +270,23 @@ class SynPO:
             p.append(f"trainer.loss={cfg.trainer.loss!r}: SynPO trains the policy with SimPO; set trainer=simpo")
         if cfg.data.keywords == "corpus" and not cfg.data.keyword_corpus:
             p.append("data.keyword_corpus is null but data.keywords=corpus: give a local text file of paragraphs")
+        elif cfg.data.keywords == "corpus":
+            try:  # read now: an empty or missing corpus must not wait for pi_0's evaluation and G's training
+                corpus_keyword_rows(cfg.data.keyword_corpus, 0)
+            except UserError as e:
+                p.append(f"data.keyword_corpus: {e}")
         return p
 
     def prepare(self, ctx: Context, pi0_val: dict) -> State:
         """Train the prompt generator G once, from pi_0, on the seed set in the keyword template."""
         keywords_of = keyword_function(ctx.cfg.data.keywords)
         examples = generator_examples(ctx.seed_train, keywords_of, ctx.seed_for("generator_examples"))
+        if not examples:
+            raise UserError(
+                f"The prompt generator has no training example: none of the {len(ctx.seed_train)} seed prompts has "
+                f"2 keywords (data.keywords={ctx.cfg.data.keywords!r}) or there are fewer than 2 seed rows. Give more "
+                "seed data (data.n_train, data.path)."
+            )
         out = ctx.rundir.path("generator", "model")
         rec = ctx.train_sft("generator", examples, out, [ctx.seed_record])
         return State(str(out), rec, keyword_pool(ctx), ctx.pi0, "pi_0", dict(pi0_val))

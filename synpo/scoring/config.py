@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
@@ -54,9 +55,18 @@ def scorer_problems(cfg: DictConfig) -> list[str]:
     return p
 
 
+def _usable_url(url: str | None) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url or "")
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
+
+
 def _judge_problems(s: DictConfig) -> list[str]:
     p = []
-    if not s.endpoint or not re.match(r"^https?://", s.endpoint):
+    if not _usable_url(s.endpoint):
         p.append(
             f"scorer.endpoint={s.endpoint!r}: the judge needs an OpenAI-compatible base URL such as "
             "http://127.0.0.1:8000/v1 (`vllm serve <model>`) or https://api.openai.com/v1"

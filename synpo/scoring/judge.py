@@ -14,6 +14,7 @@ evaluated.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -113,7 +114,13 @@ class JudgeScorer(PairwiseScorer):
                 self._count("http_retries")
                 time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
             self._count("requests")
-            req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            try:
+                req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            except ValueError as e:  # a URL urllib cannot use: no retry helps
+                raise UserError(
+                    f"scorer.endpoint: {self.url!r} is not a usable URL ({e}); give a base URL such as "
+                    "http://127.0.0.1:8000/v1"
+                ) from None
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                     payload = json.loads(resp.read().decode("utf-8", errors="replace"))
@@ -122,7 +129,7 @@ class JudgeScorer(PairwiseScorer):
                 problem = f"HTTP {e.code} {e.reason}"
                 if e.code not in _RETRY_STATUS:
                     break
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
                 problem = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
             except (ValueError, KeyError, IndexError, TypeError):
                 problem = "a reply that is not an OpenAI chat completion"
