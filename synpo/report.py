@@ -233,26 +233,9 @@ def plot_metric(runs: list[LoadedRun], keys: list[tuple[str, str, str | None]], 
     return drawn
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir}: a file is there; give a directory for report.md, report.tex and plots")
-
-
-def build(sources: list[str], out_dir: Path, paper_file: Path | None = PAPER_FILE) -> Path:
+def _plots(runs: list[LoadedRun], out_dir: Path) -> list[str]:
+    """The report's plots (PNG files in ``out_dir``) that the runs have data for."""
     from synpo.evaluation.diversity import plot_similarity
-
-    _check_out_dir(out_dir)
-    runs = [load_source(s) for s in sources]
-    paper = yaml.safe_load(paper_file.read_text(encoding="utf-8")) if paper_file and paper_file.is_file() else {}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sections = [("Table 2: instruction following (AlpacaEval 2.0, Arena-Hard, MT-Bench)", table2(runs, paper))]
-    sections.append(("Table 4: Open LLM leaderboard", suite_table(runs, "openllm", OPENLLM, paper, "table4")))
-    sections.append(
-        ("Table 5: six more LLM Harness tasks (5-shot)", suite_table(runs, "harness6", HARNESS6, paper, "table5"))
-    )
-    for name, table in other_suites(runs).items():
-        sections.append((f"lm-eval suite {name}", table))
-    sections.append(("Prompt diversity (all-MiniLM-L6-v2)", diversity_table(runs)))
 
     plots = []
     if plot_metric(
@@ -282,6 +265,29 @@ def build(sources: list[str], out_dir: Path, paper_file: Path | None = PAPER_FIL
         plots.append("figure5_similarity.png")
     if plot_metric(runs, [("val_score", "val_score", None)], "validation score", out_dir / "val_score.png"):
         plots.append("val_score.png")
+    return plots
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: a file is there; give a directory for report.md, report.tex and plots")
+
+
+def build(sources: list[str], out_dir: Path, paper_file: Path | None = PAPER_FILE) -> Path:
+    _check_out_dir(out_dir)
+    runs = [load_source(s) for s in sources]
+    paper = yaml.safe_load(paper_file.read_text(encoding="utf-8")) if paper_file and paper_file.is_file() else {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = [("Table 2: instruction following (AlpacaEval 2.0, Arena-Hard, MT-Bench)", table2(runs, paper))]
+    sections.append(("Table 4: Open LLM leaderboard", suite_table(runs, "openllm", OPENLLM, paper, "table4")))
+    sections.append(
+        ("Table 5: six more LLM Harness tasks (5-shot)", suite_table(runs, "harness6", HARNESS6, paper, "table5"))
+    )
+    for name, table in other_suites(runs).items():
+        sections.append((f"lm-eval suite {name}", table))
+    sections.append(("Prompt diversity (all-MiniLM-L6-v2)", diversity_table(runs)))
+
+    plots = _plots(runs, out_dir)
 
     source_line = f"Sources: {', '.join(r.source for r in runs)}."
     paper_line = ""

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synpo.artifacts import PAIRS, POLICY_LINK, StageRecord, point_link, read_jsonl
-from synpo.errors import UserError
 from synpo.evaluation.validation import validation_stage
 from synpo.stages import Context
 from synpo.training.config import beta_candidates, hparams
@@ -98,12 +97,6 @@ def train_and_select(
     """Train every candidate on D, validate each, and point ``iter_<t>/policy`` at the best."""
     rundir = ctx.rundir
     dataset = accumulated_pairs(ctx, t)
-    if not dataset:
-        raise UserError(
-            f"iteration {t}: D is empty: no candidate pair passed the filters (scorer.threshold="
-            f"{ctx.cfg.scorer.threshold}, method.max_repetition={ctx.cfg.method.max_repetition}; every pair with its "
-            f"gap is in {rundir.iter_file(t, 'scores.jsonl')}). Lower scorer.threshold, or raise method.n_prompts."
-        )
     per_beta, records = {}, {}
     for c, r_train in train_candidates(ctx, t, dataset, pair_records):
         model_dir = rundir.iter_file(t, c.name, "model")

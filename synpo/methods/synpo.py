@@ -297,6 +297,14 @@ class SynPO:
         deps = {"prompts": r_prompts, "improver": r_improver}
         r_pairs = pairs(ctx, t, prompts, responses(ctx, t, prompts, state, improver_dir, deps))
         pair_records = [*state.pair_records, r_pairs]
+        if not any(r.info.get("n_pairs_added") for r in pair_records):
+            i, cfg = r_pairs.info, ctx.cfg
+            raise UserError(
+                f"iteration {t}: D is empty: of {i['n_candidates']} candidate pairs, {i['n_pairs_kept']} passed the "
+                f"filters (scorer.threshold={cfg.scorer.threshold}, method.max_repetition={cfg.method.max_repetition}"
+                f"; every pair with its gap is in {ctx.rundir.iter_file(t, 'scores.jsonl')}). Lower scorer.threshold,"
+                " or raise method.n_prompts."
+            )
         selected = train_and_select(ctx, t, pair_records, state.previous_val, (state.policy, state.policy_record))
         row = {"iteration": t, **selected.row, **r_prompts.info, **r_pairs.info, **improver_info}
         new_state = replace(
