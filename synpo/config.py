@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from synpo.data import DataConfig, data_problems
+from synpo.data import DataConfig, data_file_problems, data_problems
 from synpo.errors import UserError
 from synpo.evaluation.config import EvalConfig, eval_problems
 from synpo.generation.config import GeneratorConfig, generator_problems
@@ -89,9 +89,11 @@ COMPONENT_PROBLEMS = (
 )
 
 
-def collect_problems(cfg: DictConfig) -> list[str]:
-    """Every problem in ``cfg``, one sentence each."""
+def collect_problems(cfg: DictConfig, read_files: bool = True) -> list[str]:
+    """Every problem in ``cfg``, one sentence each; with ``read_files``, the data files it names are read too."""
     problems = schema_problems(cfg, SynpoConfig, "")
+    if read_files:
+        problems += data_file_problems(cfg)
     if cfg.method.name not in METHODS:
         problems.append(f"method.name={cfg.method.name!r} is not allowed; choose one of {sorted(METHODS)}")
     else:
@@ -101,9 +103,10 @@ def collect_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise one UserError listing every problem in ``cfg``; return None when it is fine."""
-    problems = collect_problems(cfg)
+def validate(cfg: DictConfig, read_files: bool = True) -> None:
+    """Raise one UserError listing every problem in ``cfg``; return None when it is fine. ``read_files=False``
+    checks the config alone (a paper config names data files that only exist where the data was prepared)."""
+    problems = collect_problems(cfg, read_files)
     if problems:
         raise UserError(
             f"The config has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems) + "\nFix them on the "

@@ -55,16 +55,29 @@ def data_problems(cfg: DictConfig) -> list[str]:
         p.append("data.hf_name is null but data.source=hf: give a datasets name, e.g. HuggingFaceH4/ultrachat_200k")
     if d.source == "jsonl" and not d.path:
         p.append("data.path is null but data.source=jsonl: give the seed JSONL file (rows {'prompt', 'answer'})")
-    elif d.source == "jsonl":
-        try:  # read now, before any heavy work: a bad row is reported as file:line
+    return p
+
+
+def data_file_problems(cfg: DictConfig) -> list[str]:
+    """The user's data files, read before any heavy work: every bad seed row (``file:line``), too few rows for the
+    validation split, a keyword corpus that yields no keywords."""
+    d, p = cfg.data, []
+    if d.source == "jsonl" and d.path:
+        try:
             rows = load_seed_file(d.path)
+            distinct = len({r["prompt"] for r in rows})
+            if distinct <= d.n_val:
+                p.append(
+                    f"data.n_val={d.n_val} leaves no training rows out of {distinct} distinct seed prompts in "
+                    f"{d.path}; lower data.n_val or give more seed data"
+                )
         except UserError as e:
-            return [*p, f"data.path: {e}"]
-        if len({r["prompt"] for r in rows}) <= d.n_val:
-            p.append(
-                f"data.n_val={d.n_val} leaves no training rows out of {len({r['prompt'] for r in rows})} distinct "
-                f"seed prompts in {d.path}; lower data.n_val or give more seed data"
-            )
+            p.append(f"data.path: {e}")
+    if d.keywords == "corpus" and d.keyword_corpus:
+        try:
+            corpus_keyword_rows(d.keyword_corpus, 0)
+        except UserError as e:
+            p.append(f"data.keyword_corpus: {e}")
     return p
 
 

@@ -270,11 +270,6 @@ class SynPO:
             p.append(f"trainer.loss={cfg.trainer.loss!r}: SynPO trains the policy with SimPO; set trainer=simpo")
         if cfg.data.keywords == "corpus" and not cfg.data.keyword_corpus:
             p.append("data.keyword_corpus is null but data.keywords=corpus: give a local text file of paragraphs")
-        elif cfg.data.keywords == "corpus":
-            try:  # read now: an empty or missing corpus must not wait for pi_0's evaluation and G's training
-                corpus_keyword_rows(cfg.data.keyword_corpus, 0)
-            except UserError as e:
-                p.append(f"data.keyword_corpus: {e}")
         return p
 
     def prepare(self, ctx: Context, pi0_val: dict) -> State:
