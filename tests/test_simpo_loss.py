@@ -87,3 +87,22 @@ def test_training_changes_parameters(tmp_path):
     ]
     assert len(changed) > 0
     assert not (tmp_path / "model.partial").exists()
+
+
+def test_a_one_step_job_changes_the_weights_despite_warmup(tmp_path, caplog):
+    """warmup_ratio 0.1 on one step used to be one warmup step at lr 0: SimPO saved pi_0 unchanged. The guard trains
+    that step at the full learning rate and says so."""
+    from synpo.modeling import load_causal_lm
+    from synpo.training.common import optimizer_steps, warmup_setting
+
+    hp = HParams(batch_size=8, learning_rate=1e-3, max_length=128, warmup_ratio=0.1)  # 2 pairs: one step
+    assert optimizer_steps(hp, len(PAIRS)) == 1 and warmup_setting(hp, len(PAIRS)) == 0
+    assert warmup_setting(hp, 8 * 20) == 0.1  # 20 steps: the usual ceil(0.1 x 20) = 2 warmup steps stay
+    stats = train_simpo("builtin:tiny-sft", PAIRS, tmp_path / "model", hp, beta=2.0, gamma=1.6)
+    assert stats["steps"] == 1 and "would all be warmup" in caplog.text
+    before, after = load_causal_lm("builtin:tiny-sft"), load_causal_lm(str(tmp_path / "model"))
+    diffs = [
+        (p - q).abs().max().item()
+        for (_, p), (_, q) in zip(before.named_parameters(), after.named_parameters(), strict=True)
+    ]
+    assert max(diffs) > 1e-5

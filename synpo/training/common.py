@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,8 +35,32 @@ class HParams:
     gradient_checkpointing: bool = False
 
 
-def trl_common_kwargs(hp: HParams, work: Path) -> dict:
-    """Keyword arguments shared by every TRL config we build."""
+def optimizer_steps(hp: HParams, n_examples: int, world_size: int = 1) -> int:
+    """The optimizer steps a job of ``n_examples`` takes (as transformers counts them: partial batches count)."""
+    if hp.max_steps > 0:
+        return hp.max_steps
+    batches = math.ceil(n_examples / (hp.batch_size * world_size))
+    return math.ceil(hp.epochs * max(1, math.ceil(batches / hp.grad_accum)))
+
+
+def warmup_setting(hp: HParams, n_examples: int) -> float:
+    """``warmup_steps`` for transformers: the ratio (it takes ceil(ratio x steps) warmup steps), or 0 when that would
+    cover every step. A linear warmup runs its first step at lr 0, so a job whose steps do not exceed its warmup
+    steps would leave the weights unchanged: a one-step job trained nothing before this guard."""
+    steps = optimizer_steps(hp, n_examples, int(os.environ.get("WORLD_SIZE", "1")))
+    if hp.warmup_ratio > 0 and math.ceil(hp.warmup_ratio * steps) >= steps:
+        log.warning(
+            "%d optimizer step(s) would all be warmup at warmup_ratio=%s (the first at lr 0): training without "
+            "warmup instead; give more data or lower warmup_ratio to silence this",
+            steps,
+            hp.warmup_ratio,
+        )
+        return 0
+    return hp.warmup_ratio
+
+
+def trl_common_kwargs(hp: HParams, work: Path, n_examples: int) -> dict:
+    """Keyword arguments shared by every TRL config we build, for a job of ``n_examples``."""
     import torch
 
     on_gpu = torch.cuda.is_available()
@@ -45,7 +71,7 @@ def trl_common_kwargs(hp: HParams, work: Path) -> dict:
         max_steps=hp.max_steps,
         per_device_train_batch_size=hp.batch_size,
         gradient_accumulation_steps=hp.grad_accum,
-        warmup_steps=hp.warmup_ratio,
+        warmup_steps=warmup_setting(hp, n_examples),
         lr_scheduler_type=hp.scheduler,
         optim=hp.optimizer,
         weight_decay=hp.weight_decay,
@@ -66,8 +92,6 @@ def trl_common_kwargs(hp: HParams, work: Path) -> dict:
 
 def load_for_training(model_path: str, hp: HParams, trust_remote_code: bool = False):
     """The tokenizer and trainable model every job starts from (and TRL's experimental notice silenced)."""
-    import os
-
     from synpo.modeling import load_causal_lm, load_tokenizer
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")

@@ -43,7 +43,9 @@ def build_dpo_trainer(
             for p in pairs
         ]
     )
-    args = DPOConfig(**trl_common_kwargs(hp, work), loss_type=["sigmoid"], beta=beta, max_length=hp.max_length)
+    args = DPOConfig(
+        **trl_common_kwargs(hp, work, len(pairs)), loss_type=["sigmoid"], beta=beta, max_length=hp.max_length
+    )
     trainer = DPOTrainer(
         model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer
     )

@@ -40,7 +40,7 @@ def train_sft(
     out_dir = Path(out_dir)
     work = prepare_workdir(out_dir, {"hp": hp, "model": model_path, "examples": examples})
     args = SFTConfig(
-        **trl_common_kwargs(hp, work),
+        **trl_common_kwargs(hp, work, len(examples)),
         max_length=hp.max_length,
         completion_only_loss=True,
         packing=False,

@@ -38,7 +38,7 @@ def build_simpo_trainer(
         [{"prompt": r, "chosen": p["chosen"], "rejected": p["rejected"]} for r, p in zip(rendered, pairs, strict=True)]
     )
     args = CPOConfig(
-        **trl_common_kwargs(hp, work),
+        **trl_common_kwargs(hp, work, len(pairs)),
         loss_type="simpo",
         cpo_alpha=0.0,
         beta=beta,
