@@ -141,7 +141,28 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
         raise UserError(_load_error(name_or_path, e)) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    bos_in_template(tok)
     return tok
+
+
+def bos_in_template(tok) -> None:
+    """Make the chat template write BOS when the tokenizer adds one to plain text but the template does not
+    (zephyr-7b-sft-full's). Every path then renders the template and tokenizes it without special tokens, so
+    generation, SFT, SimPO and DPO all see BOS exactly once, as the model saw it in its own SFT."""
+    if tok.bos_token is None or not tok.chat_template:
+        return
+    adds_bos = tok("x")["input_ids"][:1] == [tok.bos_token_id]
+    rendered = tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)
+    if adds_bos and not rendered.startswith(tok.bos_token):
+        tok.chat_template = "{{ bos_token }}" + tok.chat_template
+
+
+def stop_token_ids(model, tok) -> list[int]:
+    """Every id that ends an answer: the model's generation config's EOS ids (Llama-3 ends turns with <|eot_id|>)
+    and the tokenizer's EOS."""
+    ids = getattr(model.generation_config, "eos_token_id", None)
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    return sorted({*ids, *([tok.eos_token_id] if tok.eos_token_id is not None else [])})
 
 
 def load_causal_lm(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from synpo.artifacts import read_jsonl, write_jsonl
 from synpo.generation.protocol import SamplingParams
+from synpo.modeling import stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class HFGenerator:
                 max_new_tokens=sampling.max_new_tokens,
                 num_return_sequences=sampling.n,
                 pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
+                eos_token_id=stop_token_ids(model, tokenizer),
             )
         new_tokens = out[:, enc["input_ids"].shape[1] :]
         return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

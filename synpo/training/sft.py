@@ -10,20 +10,10 @@ from synpo.training.common import HParams, finish_training, load_for_training, p
 log = logging.getLogger(__name__)
 
 
-def train_sft(
-    model_path: str,
-    examples: list[dict],
-    out_dir: Path,
-    hp: HParams,
-    trust_remote_code: bool = False,
-) -> dict:
-    """Fine-tune ``model_path`` on ``examples`` (``{"prompt", "completion"}`` strings); save to ``out_dir``.
-
-    Prompts go through the tokenizer's chat template as a user turn and completions as the assistant turn, the
-    same rendering that generation uses.
-    """
-    if not examples:
-        raise ValueError(f"no training examples for {out_dir}: an upstream filter removed them all")
+def build_sft_trainer(model_path: str, examples: list[dict], work: Path, hp: HParams, trust_remote_code: bool = False):
+    """A TRL SFTTrainer on ``examples`` (``{"prompt", "completion"}`` strings): the prompt as a user turn and the
+    completion as the assistant turn of the tokenizer's chat template, the rendering generation uses; loss on the
+    completion only."""
     tokenizer, model = load_for_training(model_path, hp, trust_remote_code)
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -37,13 +27,26 @@ def train_sft(
             for e in examples
         ]
     )
-    out_dir = Path(out_dir)
-    work = prepare_workdir(out_dir, {"hp": hp, "model": model_path, "examples": examples})
     args = SFTConfig(
         **trl_common_kwargs(hp, work, len(examples)),
         max_length=hp.max_length,
         completion_only_loss=True,
         packing=False,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer), tokenizer
+
+
+def train_sft(
+    model_path: str,
+    examples: list[dict],
+    out_dir: Path,
+    hp: HParams,
+    trust_remote_code: bool = False,
+) -> dict:
+    """Fine-tune ``model_path`` on ``examples`` (``{"prompt", "completion"}`` strings); save to ``out_dir``."""
+    if not examples:
+        raise ValueError(f"no training examples for {out_dir}: an upstream filter removed them all")
+    out_dir = Path(out_dir)
+    work = prepare_workdir(out_dir, {"hp": hp, "model": model_path, "examples": examples})
+    trainer, tokenizer = build_sft_trainer(model_path, examples, work, hp, trust_remote_code)
     return finish_training(trainer, tokenizer, work, out_dir, len(examples))

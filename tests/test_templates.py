@@ -1,0 +1,128 @@
+"""Stand-in tokenizers built here whose special tokens, chat templates and generation configs match the real models'
+(zephyr-7b-sft-full: no BOS in the template, the tokenizer adds <s>; Llama-3-Instruct-style: <|begin_of_text|> in
+the template, the tokenizer adds it too, turns end with <|eot_id|>; ChatML as SmolLM2: no BOS at all), and the token
+ids that generation, SFT, SimPO and DPO actually feed the model: BOS exactly once, at the start, and every EOS id of
+the generation config stops sampling."""
+
+from pathlib import Path
+
+import pytest
+
+from synpo.modeling import load_tokenizer, stop_token_ids
+
+WORDS = "add the numbers 3 and 4 sum is 7 uppercase word rose ROSE . : hi x user assistant system"
+ZEPHYR = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}{{ eos_token }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+LLAMA3 = (
+    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{{ message['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+STYLES = {
+    # name: (bos, eos, specials, template, tokenizer adds BOS to plain text, generation-config EOS ids by token)
+    "zephyr": ("<s>", "</s>", ["<|user|>", "<|assistant|>", "<|system|>"], ZEPHYR, True, ["</s>"]),
+    "llama3": (
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        LLAMA3,
+        True,
+        ["<|end_of_text|>", "<|eot_id|>"],
+    ),
+    "chatml": (None, "<|im_end|>", ["<|im_start|>"], CHATML, False, ["<|im_end|>"]),
+}
+
+
+def build_standin(tmp_path: Path, style: str) -> Path:
+    """A tiny Llama with a word-level tokenizer in the given model family's conventions, saved like a checkpoint."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import GenerationConfig, PreTrainedTokenizerFast
+
+    from synpo.tinyworld.model import build_model
+
+    bos, eos, specials, template, adds_bos, gen_eos = STYLES[style]
+    special = ["<pad>", "<unk>", *([bos] if bos else []), eos, *specials]
+    vocab = {t: i for i, t in enumerate(special + sorted(set(WORDS.split()) | set("\n")))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit()])
+    if adds_bos:
+        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, vocab[bos])])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token="<pad>", unk_token="<unk>",
+        additional_special_tokens=specials,
+    )  # fmt: skip
+    fast.chat_template = template
+    model = build_model(fast, hidden=64, layers=1)
+    model.generation_config = GenerationConfig(
+        bos_token_id=fast.bos_token_id, eos_token_id=[vocab[t] for t in gen_eos], pad_token_id=fast.pad_token_id
+    )
+    out = tmp_path / style
+    fast.save_pretrained(out)
+    model.save_pretrained(out)
+    return out
+
+
+PAIRS = [{"prompt": "add the numbers 3 and 4", "chosen": "sum is 7", "rejected": "sum is 3"}]
+
+
+@pytest.fixture(params=sorted(STYLES))
+def standin(request, tmp_path):
+    return request.param, str(build_standin(tmp_path, request.param))
+
+
+def _expected_bos(style: str, tok) -> list[int]:
+    return [] if STYLES[style][0] is None else [tok.bos_token_id]
+
+
+def test_generation_prompt_has_bos_once(standin):
+    from synpo.generation.hf import render_prompts
+
+    style, path = standin
+    tok = load_tokenizer(path)
+    ids = tok(render_prompts(tok, ["add the numbers 3 and 4"])[0], add_special_tokens=False)["input_ids"]
+    bos = _expected_bos(style, tok)
+    assert ids[: len(bos)] == bos and ids.count(tok.bos_token_id) == len(bos)
+
+
+def test_every_eos_id_of_the_generation_config_stops(standin):
+    from synpo.modeling import load_causal_lm
+
+    style, path = standin
+    tok, model = load_tokenizer(path), load_causal_lm(path)
+    expected = {tok.convert_tokens_to_ids(t) for t in STYLES[style][5]} | {tok.eos_token_id}
+    assert set(stop_token_ids(model, tok)) == expected
+    if style == "llama3":
+        assert tok.convert_tokens_to_ids("<|eot_id|>") in stop_token_ids(model, tok)  # not only the tokenizer's EOS
+
+
+def test_sft_simpo_and_dpo_feed_bos_once(standin, tmp_path):
+    from synpo.training.common import HParams
+    from synpo.training.dpo import build_dpo_trainer
+    from synpo.training.simpo import build_simpo_trainer
+
+    style, path = standin
+    tok = load_tokenizer(path)
+    bos = _expected_bos(style, tok)
+    hp = HParams(batch_size=1, max_steps=1, max_length=64, max_prompt_length=32)
+    simpo, _ = build_simpo_trainer(path, PAIRS, tmp_path / "s", hp, beta=2.0, gamma=1.0)
+    dpo, _ = build_dpo_trainer(path, path, PAIRS, tmp_path / "d", hp, beta=0.1)
+    rows = [simpo.train_dataset[0][k] for k in ("chosen_input_ids", "rejected_input_ids")]
+    row = dpo.train_dataset[0]
+    rows += [row["prompt_ids"] + row["chosen_ids"]]
+    rows += [_sft_ids(path, hp, tmp_path / "f")]
+    for ids in rows:
+        assert ids[: len(bos)] == bos and ids.count(tok.bos_token_id) == len(bos), (style, ids[:6])
+
+
+def _sft_ids(path: str, hp, work: Path) -> list[int]:
+    from synpo.training.sft import build_sft_trainer
+
+    examples = [{"prompt": "add the numbers 3 and 4", "completion": "sum is 7"}]
+    trainer, _ = build_sft_trainer(path, examples, work, hp)
+    return list(trainer.train_dataset[0]["input_ids"])
