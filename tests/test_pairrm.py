@@ -6,6 +6,7 @@ from safetensors.torch import load_file
 from tokenizers.processors import TemplateProcessing
 from transformers import DebertaV2Config, PreTrainedTokenizerFast
 
+from synpo.errors import UserError
 from synpo.modeling import load_tokenizer
 from synpo.scoring.pairrm import CAND1_PREFIX, CAND2_PREFIX, SOURCE_PREFIX, PairRMModel, PairRMScorer
 
@@ -70,9 +71,25 @@ def test_logit_is_the_head_difference_and_gaps_are_antisymmetric(tiny_pairrm):
     assert batched == pytest.approx(logits, abs=1e-4)
     gaps, reverse = scorer.gaps(PROMPTS, A, B), scorer.gaps(PROMPTS, B, A)
     assert gaps == pytest.approx([-g for g in reverse], abs=1e-6)
-    assert gaps == pytest.approx(
-        [(f - r) / 2 for f, r in zip(logits, scorer.logits(PROMPTS, B, A), strict=True)], abs=1e-6
+    assert gaps == pytest.approx(  # LLM-Blender's scale: both orders' logits, not their average
+        [f - r for f, r in zip(logits, scorer.logits(PROMPTS, B, A), strict=True)], abs=1e-6
     )
+
+
+def test_the_logit_scale_halves_the_gap_and_a_wrong_layout_is_refused(tiny_pairrm, tmp_path):
+    gaps = PairRMScorer(tiny_pairrm).gaps(PROMPTS, A, B)
+    assert PairRMScorer(tiny_pairrm, scale="logit").gaps(PROMPTS, A, B) == pytest.approx([g / 2 for g in gaps])
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_pairrm, broken)
+    weights = next(broken.glob("*.safetensors"))
+    tensors = {k: v for k, v in load_file(weights).items() if not k.startswith("head_layer")}
+    save_file(tensors, weights, metadata={"format": "pt"})
+    with pytest.raises(UserError, match="does not match PairRM's layout"):
+        PairRMScorer(str(broken))
 
 
 def test_missing_prefix_token_is_refused(tiny_pairrm):

@@ -76,7 +76,7 @@ def make_scorer(cfg: DictConfig) -> Scorer:
     if s.name == "pairrm":
         from synpo.scoring.pairrm import PairRMScorer
 
-        return PairRMScorer(s.name_or_path, s.batch_size, s.dtype)
+        return PairRMScorer(s.name_or_path, s.batch_size, s.dtype, s.pairrm_scale)
     if s.name == "judge":
         from synpo.scoring.judge import JudgeScorer
 

@@ -26,6 +26,11 @@ class ScorerConfig:
     max_length: int = spec(4096, "tokens of the rendered conversation a reward model sees", gt=0)
     dtype: str = spec("float32", "the reward model's weights", choices=DTYPES)
     shard_size: int = spec(1024, "pairs per scores shard; a crash while scoring loses at most one shard", gt=0)
+    pairrm_scale: str = spec(
+        "blender",
+        "pairrm: blender, logit(a,b) - logit(b,a) as LLM-Blender's API reports it; logit: half that",
+        choices=("blender", "logit"),
+    )
     endpoint: str | None = spec(None, "judge: an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     api_key_env: str | None = spec(None, "judge: the NAME of the environment variable holding the key")
     timeout_s: float = spec(60.0, "judge: seconds per request", gt=0)

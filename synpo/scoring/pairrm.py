@@ -8,10 +8,12 @@ Input: ``<|source|>x`` (at most 1224 tokens) then ``<|candidate1|>a`` and ``<|ca
 half of what is left of 2048 tokens. The head scores [h_source; h_candidate] at each prefix token, and PairRM's
 logit is head(source, a) - head(source, b): positive when a is better.
 
-**Threshold scale.** ``gap(x, a, b)`` is that logit averaged over both candidate orders, (logit(a, b) -
-logit(b, a)) / 2, which cancels position bias and makes gap(a, b) = -gap(b, a). SynPO's Mistral threshold 0.20 is
-applied to this logit-scale gap. The paper does not say which PairRM quantity its 0.20 refers to; this is our
-reading, and it is stated wherever the threshold is configured (conf/scorer/pairrm.yaml).
+**Threshold scale.** LLM-Blender's own API (``Blender.compare(..., return_logits=True)``, ``rank(...,
+return_scores=True)`` with two candidates) and its authors' evaluation report logit(a, b) - logit(b, a): both orders,
+so position bias cancels and gap(a, b) = -gap(b, a). That is ``scale="blender"``, the default, and the scale on which
+SynPO's Mistral threshold 0.20 is read (the ArmoRM threshold 0.02 is likewise a difference of the scorer's own API
+scores). ``scale="logit"`` halves it (the order-averaged logit, the model card's one-order scale): the reading this
+project used before, where 0.20 is twice as strict.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from synpo.scoring.base import PairwiseScorer
 
 SOURCE_PREFIX, CAND1_PREFIX, CAND2_PREFIX = "<|source|>", "<|candidate1|>", "<|candidate2|>"
 SOURCE_MAX_LENGTH, CANDIDATE_MAX_LENGTH = 1224, 412
+SCALES = {"blender": 1.0, "logit": 0.5}  # gap = scale x (logit(a, b) - logit(b, a))
 
 
 class PairRMModel(DebertaV2PreTrainedModel):
@@ -75,18 +78,30 @@ class PairRMModel(DebertaV2PreTrainedModel):
 class PairRMScorer(PairwiseScorer):
     """A pairwise scorer: ``gaps(prompts, a, b)``; it has no pointwise score."""
 
-    def __init__(self, name_or_path: str, batch_size: int = 8, dtype: str = "float32"):
+    def __init__(self, name_or_path: str, batch_size: int = 8, dtype: str = "float32", scale: str = "blender"):
         from transformers import AutoTokenizer
 
+        if scale not in SCALES:
+            raise ValueError(f"PairRM scale must be one of {sorted(SCALES)}, got {scale!r}")
+        self.scale = SCALES[scale]
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-            self.model = PairRMModel.from_pretrained(name_or_path, dtype=getattr(torch, dtype)).eval()
+            model, info = PairRMModel.from_pretrained(
+                name_or_path, dtype=getattr(torch, dtype), output_loading_info=True
+            )
         except OSError as e:
             raise UserError(
                 f"scorer.name_or_path={name_or_path!r} could not be loaded as PairRM: "
                 f"{str(e).splitlines()[0]}. Download llm-blender/PairRM-hf to a local directory and "
                 "point scorer.name_or_path at it."
             ) from None
+        wrong = {k: sorted(v)[:5] for k, v in info.items() if k in ("missing_keys", "unexpected_keys") and v}
+        if wrong:  # a head left randomly initialised would score noise after hours of generation
+            raise UserError(
+                f"scorer.name_or_path={name_or_path!r} does not match PairRM's layout ({wrong}); is it the "
+                "llm-blender/PairRM-hf checkpoint?"
+            )
+        self.model = model.eval()
         for attr in ("source_prefix_id", "cand1_prefix_id", "cand2_prefix_id", "n_tasks", "drop_out"):
             if getattr(self.model.config, attr, None) is None:
                 raise UserError(
@@ -127,6 +142,7 @@ class PairRMScorer(PairwiseScorer):
         return out
 
     def gaps(self, prompts: list[str], a: list[str], b: list[str]) -> list[float]:
-        """(logit(a, b) - logit(b, a)) / 2: both orders, so position bias cancels; the threshold's scale."""
+        """logit(a, b) - logit(b, a) (``blender``), or half of it (``logit``): both orders, so position bias cancels;
+        the threshold's scale."""
         forward, backward = self.logits(prompts, a, b), self.logits(prompts, b, a)
-        return [(f - r) / 2 for f, r in zip(forward, backward, strict=True)]
+        return [self.scale * (f - r) for f, r in zip(forward, backward, strict=True)]
