@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from synpo.data import DataConfig, data_file_problems, data_problems
 from synpo.errors import UserError
@@ -87,6 +87,35 @@ COMPONENT_PROBLEMS = (
     logger_problems,
     secret_problems,
 )
+
+
+# The defaults in conf/ are sized for the tiny world's 1M-parameter model. A real model keeps them only by oversight
+# (SFT at 1e-3 wrecked SmolLM2-135M's prompt generator in four steps; 48 new tokens cut most real answers), so
+# ``tiny_world_values`` names each one still in force when the model is not the tiny one.
+TINY_WORLD_VALUES = {
+    "trainer.learning_rate": (1.0e-4, 5.0e-5),  # simpo, dpo
+    "sft_trainer.learning_rate": (1.0e-3,),
+    "trainer.max_length": (192,),
+    "sft_trainer.max_length": (192,),
+    "generator.max_new_tokens": (48,),
+    "eval.max_new_tokens": (48,),
+}
+
+
+def tiny_world_values(cfg: DictConfig) -> list[str]:
+    """``key=value`` for each tiny-world default still in force while the model is not the tiny world's."""
+    if cfg.model.name_or_path == "builtin:tiny-sft":
+        return []
+    unused = set()
+    if cfg.trainer.lr_schedule is not None:
+        unused.add("trainer.learning_rate")
+    if cfg.method.name in METHODS and not METHODS[cfg.method.name].trains_sft:
+        unused |= {k for k in TINY_WORLD_VALUES if k.startswith("sft_trainer.")}
+    return [
+        f"{key}={OmegaConf.select(cfg, key)}"
+        for key, values in TINY_WORLD_VALUES.items()
+        if key not in unused and OmegaConf.select(cfg, key) in values
+    ]
 
 
 def collect_problems(cfg: DictConfig, read_files: bool = True) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from synpo.artifacts import METRICS, RunDir, atomic_write_text, read_jsonl, write_json
-from synpo.config import IDENTITY_KEYS
+from synpo.config import IDENTITY_KEYS, tiny_world_values
 from synpo.data import prepare_seed
 from synpo.errors import UserError
 from synpo.evaluation.suite import evaluate_groups
@@ -89,6 +89,13 @@ def run(cfg: DictConfig) -> float:
     """Run the configured method end to end in ``cfg.run_dir``; return the final validation score."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_libraries()
+    if stale := tiny_world_values(cfg):
+        log.warning(
+            "model.name_or_path=%s keeps values sized for the tiny world's 1M-parameter model: %s. Set ones that "
+            "suit this model (the experiment files for real models show them).",
+            cfg.model.name_or_path,
+            ", ".join(stale),
+        )
     rundir = RunDir(Path(cfg.run_dir))
     check_compatible(rundir, cfg)
     save_config(rundir, cfg)
@@ -100,14 +107,14 @@ def run(cfg: DictConfig) -> float:
         ev0 = validation_stage(ctx, "iter_0/eval", ctx.pi0, rundir.iter_dir(0), [ctx.seed_record], None)
         row0 = {"iteration": 0, **ev0.info, **evaluate_groups(ctx, 0, ctx.pi0, ctx.seed_record, None)}
         state = method.prepare(ctx, ev0.info)
-        row0["seconds"] = ctx.timings.take()
+        row0.update(ctx.timings.take())
         rows = [row0]
         tracker.log_iteration(0, row0)
         for t in range(1, cfg.method.iterations + 1):
             result: Iteration = method.iteration(ctx, t, state)
             state, row = result.state, result.row
             row.update(evaluate_groups(ctx, t, result.policy, result.policy_record, result.prompts_file))
-            row["seconds"] = ctx.timings.take()
+            row.update(ctx.timings.take())
             write_json(rundir.iter_file(t, METRICS), row)
             rows.append(row)
             tracker.log_iteration(t, row)

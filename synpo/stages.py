@@ -24,16 +24,21 @@ from synpo.training.config import hparams
 
 @dataclass
 class Timings:
-    """Wall seconds per stage kind in the current iteration (a skipped stage adds nothing)."""
+    """Per stage kind in the current iteration: wall seconds (a skipped stage adds nothing) and answers cut off at
+    the token limit (generation stages)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    truncated: dict[str, int] = field(default_factory=dict)
 
     def add(self, kind: str, record: StageRecord) -> None:
         self.seconds[kind] = self.seconds.get(kind, 0.0) + (0.0 if record.skipped else record.seconds)
+        if "n_truncated" in record.info:
+            self.truncated[kind] = self.truncated.get(kind, 0) + record.info["n_truncated"]
 
-    def take(self) -> dict[str, float]:
-        """This iteration's timings; the next iteration starts from zero."""
-        out, self.seconds = self.seconds, {}
+    def take(self) -> dict:
+        """This iteration's ``{"seconds": ..., "truncated": ...}``; the next iteration starts from zero."""
+        out = {"seconds": self.seconds, "truncated": self.truncated}
+        self.seconds, self.truncated = {}, {}
         return out
 
 
@@ -91,7 +96,8 @@ class Context:
         max_new_tokens: int | None = None,
         kind: str | None = None,
     ) -> StageRecord:
-        """Answers of ``model`` to ``prompts``, written to ``out`` as rows ``{prompt, response, **extra}``."""
+        """Answers of ``model`` to ``prompts``, written to ``out`` as rows ``{prompt, response, finish_reason,
+        **extra}``; the stage's info counts the answers cut off at the token limit (``n_truncated``)."""
         sampling = self.sampling(name, temperature, max_new_tokens)
         shard_dir = sibling(out, "shards")
         settings = {
@@ -104,12 +110,15 @@ class Context:
         def fn():
             keep_only_shards_of(shard_dir, settings)
             responses = self.generator.generate(model, prompts, sampling, shard_dir=shard_dir)
-            rows = [{"prompt": p, "response": r} for p, r in zip(prompts, responses, strict=True)]
+            rows = [
+                {"prompt": p, "response": str(r), "finish_reason": r.finish_reason}
+                for p, r in zip(prompts, responses, strict=True)
+            ]
             for row, more in zip(rows, extra or [{}] * len(rows), strict=True):
                 row.update(more)
             write_jsonl(out, rows)
             shutil.rmtree(shard_dir, ignore_errors=True)
-            return {"n": len(rows)}
+            return {"n": len(rows), "n_truncated": sum(r.truncated for r in responses)}
 
         return self.stage(name, settings, [out], fn, deps, kind or "generate")
 

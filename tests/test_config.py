@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONF, compose
+from omegaconf import OmegaConf
 
 from synpo.config import validate
 from synpo.errors import UserError
@@ -235,3 +236,17 @@ def test_gradient_checkpointing_reaches_the_trl_arguments(tmp_path):
         hp = hparams(cfg.trainer, cfg.model, seed=0)
         trainer, _ = build_simpo_trainer("builtin:tiny-sft", pairs, tmp_path / str(on), hp, beta=2.0, gamma=1.6)
         assert bool(trainer.args.activation_checkpointing) is on
+
+
+def test_tiny_world_values_are_named_for_another_model():
+    """The table of tiny-world defaults matches conf/, and each one is named when a real model keeps it."""
+    from synpo.config import TINY_WORLD_VALUES, tiny_world_values
+
+    assert tiny_world_values(compose([])) == []
+    for overrides in ([], ["experiment=tiny_spin"]):
+        cfg = compose(overrides)
+        for key, values in TINY_WORLD_VALUES.items():
+            assert OmegaConf.select(cfg, key) in values, key
+    other = compose(["model=mistral_7b_sft"])
+    assert "sft_trainer.learning_rate=0.001" in tiny_world_values(other) and len(tiny_world_values(other)) == 6
+    assert tiny_world_values(compose(["experiment=mistral_synpo"])) == []

@@ -126,3 +126,18 @@ def _sft_ids(path: str, hp, work: Path) -> list[int]:
     examples = [{"prompt": "add the numbers 3 and 4", "completion": "sum is 7"}]
     trainer, _ = build_sft_trainer(path, examples, work, hp)
     return list(trainer.train_dataset[0]["input_ids"])
+
+
+def test_finish_reasons_tell_cut_off_answers(tmp_path):
+    """An answer that hits max_new_tokens is marked ``length``, one that ends with EOS ``stop``; a resumed shard
+    keeps the reason."""
+    from synpo.generation.hf import HFGenerator
+    from synpo.generation.protocol import SamplingParams
+
+    gen, prompts = HFGenerator(batch_size=4), ["Add the numbers 3 and 4.", "Uppercase the word rose."]
+    short = gen.generate("builtin:tiny-sft", prompts, SamplingParams(temperature=0, max_new_tokens=1))
+    assert [c.finish_reason for c in short] == ["length", "length"]
+    full = gen.generate("builtin:tiny-sft", prompts, SamplingParams(temperature=0, max_new_tokens=48), tmp_path)
+    assert [c.finish_reason for c in full] == ["stop", "stop"]  # the tiny model ends these answers with EOS
+    again = gen.generate("builtin:tiny-sft", prompts, SamplingParams(temperature=0, max_new_tokens=48), tmp_path)
+    assert [(str(c), c.finish_reason) for c in again] == [(str(c), c.finish_reason) for c in full]

@@ -30,6 +30,8 @@ def validation_metrics(rows: list[dict]) -> dict:
         out["val_exact"] = round(sum(r["greedy_exact"] for r in rows) / n, 6)
     if "sampled_score" in rows[0]:
         out["val_score_sampled"] = round(sum(r["sampled_score"] for r in rows) / n, 6)
+    if "greedy_truncated" in rows[0]:
+        out["val_truncated"] = round(sum(r["greedy_truncated"] for r in rows) / n, 6)
     for kind, suffix in (("greedy", ""), ("sampled", "_sampled")):
         if f"{kind}_score" in rows[0]:
             gaps = [r[f"{kind}_vs_reference"] for r in rows] if f"{kind}_vs_reference" in rows[0] else [0.0] * n
@@ -59,7 +61,7 @@ def _answer_rows(ctx: Context, model: str, reference: Path | None) -> list[dict]
         exact = ctx.scorer.exact(prompts, texts) if kind == "greedy" else None
         direct = ctx.scorer.compare(prompts, texts, [r[kind] for r in ref_rows]).gaps if ref_rows else None
         for i, row in enumerate(rows):
-            row[kind], row[f"{kind}_score"] = texts[i], values[i]
+            row[kind], row[f"{kind}_score"], row[f"{kind}_truncated"] = str(texts[i]), values[i], texts[i].truncated
             if exact is not None:
                 row["greedy_exact"] = exact[i]
             if direct is not None:

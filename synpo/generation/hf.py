@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from synpo.artifacts import read_jsonl, write_jsonl
-from synpo.generation.protocol import SamplingParams
+from synpo.generation.protocol import Completion, SamplingParams
 from synpo.modeling import stop_token_ids
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class HFGenerator:
 
     def generate(
         self, model_path: str, prompts: list[str], sampling: SamplingParams, shard_dir: Path | None = None
-    ) -> list[str]:
+    ) -> list[Completion]:
         import torch
 
         from synpo.modeling import load_causal_lm, load_tokenizer
@@ -61,14 +61,14 @@ class HFGenerator:
             if shard_file is not None and shard_file.is_file():
                 rows = read_jsonl(shard_file)
                 if len(rows) == (hi - lo) * sampling.n:
-                    responses.extend(r["response"] for r in rows)
+                    responses.extend(Completion(r["response"], r.get("finish_reason", "stop")) for r in rows)
                     continue
             torch.manual_seed(sampling.seed * 1_000_003 + k)
             shard: list[str] = []
             for b in range(lo, hi, self.batch_size):
                 shard.extend(self._batch(model, tokenizer, rendered[b : min(hi, b + self.batch_size)], sampling))
             if shard_file is not None:
-                write_jsonl(shard_file, [{"response": r} for r in shard])
+                write_jsonl(shard_file, [{"response": r, "finish_reason": r.finish_reason} for r in shard])
             responses.extend(shard)
             log.info("generated %d/%d", hi, len(prompts))
         if len(responses) != len(prompts) * sampling.n:
@@ -76,7 +76,7 @@ class HFGenerator:
         return responses
 
     @staticmethod
-    def _batch(model, tokenizer, texts: list[str], sampling: SamplingParams) -> list[str]:
+    def _batch(model, tokenizer, texts: list[str], sampling: SamplingParams) -> list[Completion]:
         import torch
 
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
@@ -94,4 +94,7 @@ class HFGenerator:
                 eos_token_id=stop_token_ids(model, tokenizer),
             )
         new_tokens = out[:, enc["input_ids"].shape[1] :]
-        return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        stops = torch.tensor(stop_token_ids(model, tokenizer), device=new_tokens.device)
+        stopped = torch.isin(new_tokens, stops).any(dim=1).tolist()
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [Completion(t.strip(), "stop" if s else "length") for t, s in zip(texts, stopped, strict=True)]

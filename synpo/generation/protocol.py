@@ -16,10 +16,27 @@ class SamplingParams:
     n: int = 1  # samples per prompt; the backends return them prompt-major (prompt 0's n samples first)
 
 
+class Completion(str):
+    """A response's text that also says why it ended: ``stop`` (an EOS id) or ``length`` (``max_new_tokens`` ran
+    out: the answer is cut off, and training on it would teach that such text is complete). A ``str``, so code that
+    only needs the text uses it as one."""
+
+    finish_reason: str
+
+    def __new__(cls, text: str, finish_reason: str = "stop") -> Completion:
+        obj = super().__new__(cls, text)
+        obj.finish_reason = finish_reason
+        return obj
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
 class Generator(Protocol):
     def generate(
         self, model_path: str, prompts: list[str], sampling: SamplingParams, shard_dir: Path | None = None
-    ) -> list[str]:
+    ) -> list[Completion]:
         """``n`` responses per prompt (a user message, rendered with the model's chat template), prompt-major.
 
         With ``shard_dir``, finished shards are kept there and a rerun after a crash redoes only the missing ones.

@@ -21,7 +21,7 @@ from pathlib import Path
 from synpo.artifacts import atomic_write_text
 from synpo.errors import UserError
 from synpo.generation.hf import render_prompts
-from synpo.generation.protocol import SamplingParams
+from synpo.generation.protocol import Completion, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class VLLMGenerator:
 
     def generate(
         self, model_path: str, prompts: list[str], sampling: SamplingParams, shard_dir: Path | None = None
-    ) -> list[str]:
+    ) -> list[Completion]:
         """One response per prompt, or ``sampling.n`` per prompt, prompt-major (prompt 0's n samples first)."""
         from synpo.modeling import load_tokenizer, resolve_model_path
 
@@ -122,7 +122,7 @@ class VLLMGenerator:
             "prompt_token_ids": ids,
         }
 
-    def _run(self, path: str, ids: list[list[int]], sampling: SamplingParams, shard_dir: Path) -> list[str]:
+    def _run(self, path: str, ids: list[list[int]], sampling: SamplingParams, shard_dir: Path) -> list[Completion]:
         shard_dir.mkdir(parents=True, exist_ok=True)
         request_file = shard_dir / "request.json"
         atomic_write_text(request_file, json.dumps(self._request(path, ids, sampling, shard_dir)))
@@ -170,7 +170,7 @@ class VLLMGenerator:
             rc = proc.wait()
         return rc, error, list(tail)
 
-    def _collect(self, shard_dir: Path, n_prompts: int, n: int) -> list[str]:
+    def _collect(self, shard_dir: Path, n_prompts: int, n: int) -> list[Completion]:
         rows = []
         for f in sorted(shard_dir.glob("shard-*.jsonl")):
             with open(f, encoding="utf-8") as fh:
@@ -181,4 +181,8 @@ class VLLMGenerator:
                 f"The vLLM shards in {shard_dir} do not hold {n_prompts} prompts x {n} responses (stale shards from "
                 "another request?). Delete that directory and rerun."
             )
-        return [text.strip() for r in rows for text in r["responses"]]
+        return [
+            Completion(text.strip(), reason)
+            for r in rows
+            for text, reason in zip(r["responses"], r.get("finish_reasons") or ["stop"] * n, strict=True)
+        ]

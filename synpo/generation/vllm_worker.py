@@ -8,7 +8,7 @@ re-tokenizes a string (which would add a second BOS under templates that already
 Request (JSON): model, dtype, seed, tensor_parallel_size, gpu_memory_utilization, max_model_len,
 trust_remote_code, sampling {n, temperature, top_p, max_tokens, seed}, shard_size, shard_dir, prompt_token_ids.
 
-Output: ``shard_dir/shard-00000.jsonl`` ... with rows ``{"index": i, "responses": [...]}``; a shard is written
+Output: ``shard_dir/shard-00000.jsonl`` ... with rows ``{"index": i, "responses": [...], "finish_reasons": [...]}``; a shard is written
 atomically once complete, so a crash loses at most the shard in progress and a rerun skips finished shards.
 Progress goes to stdout as lines ``PROGRESS <done> <total>``; a readable failure as ``ERROR <message>`` and exit 3.
 """
@@ -101,7 +101,14 @@ def main(request_file: str) -> int:
         ]
         prompts = [{"prompt_token_ids": ids[i]} for i in range(lo, hi)]
         outputs = llm.generate(prompts, params, use_tqdm=False)
-        rows = [{"index": lo + j, "responses": [c.text for c in out.outputs]} for j, out in enumerate(outputs)]
+        rows = [
+            {
+                "index": lo + j,
+                "responses": [c.text for c in out.outputs],
+                "finish_reasons": ["length" if c.finish_reason == "length" else "stop" for c in out.outputs],
+            }
+            for j, out in enumerate(outputs)
+        ]
         _write_atomic(_shard_file(shard_dir, k), rows)
         done += hi - lo
         say(f"PROGRESS {done} {len(ids)}")

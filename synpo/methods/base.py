@@ -26,6 +26,7 @@ class Iteration:
 
 class Method(Protocol):
     columns: tuple[str, ...]  # the method's columns of the results table
+    trains_sft: bool  # whether it runs SFT jobs (sft_trainer), e.g. SynPO's prompt generator and improver
 
     def problems(self, cfg: DictConfig) -> list[str]:
         """How the config fails this method's needs (loss, scorer, data), one sentence each."""

@@ -28,6 +28,7 @@ class MethodConfig:
     pairs_per_iteration: int = spec(400, "kept pairs added to D each iteration; D accumulates", gt=0)
     max_repetition: float = spec(0.5, "drop a pair if either response repeats more than this share", gt=0, le=1)
     improver_filter: bool = spec(True, "keep an improver example only if score(y*) - score(draft) > threshold")
+    drop_truncated: bool = spec(True, "drop a pair whose chosen or rejected answer hit max_new_tokens (cut off)")
     keep_previous_if_worse: bool = spec(False, "keep pi_{t-1} if every beta candidate validates worse (paper: off)")
     generator_keywords: int = spec(3, "keywords per synthetic prompt request", gt=0)
     improver_max_length: int | None = spec(None, "the improver's SFT max length; null: sft_trainer.max_length", gt=0)

@@ -249,6 +249,8 @@ class Spin:
         "temperature",
     )
 
+    trains_sft = False
+
     def __init__(self, name: str):
         self.name = name
 

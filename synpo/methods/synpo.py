@@ -202,8 +202,12 @@ def score_rows(
     comparison of chosen with rejected; the policy's own scores (None from a scorer that only compares)."""
     rundir, cfg = ctx.rundir, ctx.cfg
     policy = [r["response"] for r in read_jsonl(rundir.iter_file(t, "policy.jsonl"))]
-    chosen = [r["response"] for r in read_jsonl(rundir.iter_file(t, "refined.jsonl"))]
-    rejected = [r["response"] for r in read_jsonl(rundir.iter_file(t, "initial.jsonl"))]
+    refined, initial = (
+        read_jsonl(rundir.iter_file(t, "refined.jsonl")),
+        read_jsonl(rundir.iter_file(t, "initial.jsonl")),
+    )
+    chosen, rejected = [r["response"] for r in refined], [r["response"] for r in initial]
+    cut = ["length" in (a.get("finish_reason"), b.get("finish_reason")) for a, b in zip(refined, initial, strict=True)]
     c = ctx.compare_now(prompts, chosen, rejected, scores_file)
     s_pol = ctx.scorer.scores(prompts, policy)
     rows = []
@@ -220,7 +224,10 @@ def score_rows(
                 "score_rejected": c.scores_b[i] if c.scores_b else None,
                 "gap": round(c.gaps[i], 6),
                 "repetition": round(rep, 4),
-                "kept": c.gaps[i] > cfg.scorer.threshold and rep <= cfg.method.max_repetition,
+                "truncated": cut[i],
+                "kept": c.gaps[i] > cfg.scorer.threshold
+                and rep <= cfg.method.max_repetition
+                and not (cut[i] and cfg.method.drop_truncated),
             }
         )
     return rows, c, s_pol
@@ -243,6 +250,7 @@ def pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord]
             "n_candidates": len(rows),
             "n_pairs_kept": len(kept),
             "n_pairs_added": len(added),
+            "n_truncated_pairs": sum(r["truncated"] for r in rows),
             "keep_ratio": round(len(kept) / max(1, len(rows)), 6),
             "score_policy": mean(s_pol),
             "score_refined": mean(c.scores_a),
@@ -253,6 +261,7 @@ def pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord]
     settings = {
         "threshold": cfg.scorer.threshold,
         "max_repetition": cfg.method.max_repetition,
+        "drop_truncated": cfg.method.drop_truncated,
         "n": cfg.method.pairs_per_iteration,
         "scorer": ctx.scorer_settings(),
     }
@@ -263,6 +272,7 @@ class SynPO:
     """SynPO as a ``Method``: prepare trains G once; each iteration builds pairs and selects a SimPO model."""
 
     columns = ("n_prompts", "n_pairs_kept", "keep_ratio", "d_size", "beta")
+    trains_sft = True
 
     def problems(self, cfg: DictConfig) -> list[str]:
         p = []
