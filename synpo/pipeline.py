@@ -104,17 +104,17 @@ def run(cfg: DictConfig) -> float:
     try:
         ctx = open_context(cfg, rundir)
         method = get_method(cfg.method.name)
-        ev0 = validation_stage(ctx, "iter_0/eval", ctx.pi0, rundir.iter_dir(0), [ctx.seed_record], None)
+        ev0 = validation_stage(ctx, rundir.iter_stage(0, "eval"), ctx.pi0, rundir.iter_dir(0), [ctx.seed_record], None)
         row0 = {"iteration": 0, **ev0.info, **evaluate_groups(ctx, 0, ctx.pi0, ctx.seed_record, None)}
         state = method.prepare(ctx, ev0.info)
-        row0.update(ctx.timings.take())
+        row0.update(ctx.stats.take())
         rows = [row0]
         tracker.log_iteration(0, row0)
         for t in range(1, cfg.method.iterations + 1):
             result: Iteration = method.iteration(ctx, t, state)
             state, row = result.state, result.row
             row.update(evaluate_groups(ctx, t, result.policy, result.policy_record, result.prompts_file))
-            row.update(ctx.timings.take())
+            row.update(ctx.stats.take())
             write_json(rundir.iter_file(t, METRICS), row)
             rows.append(row)
             tracker.log_iteration(t, row)

@@ -82,16 +82,3 @@ def schema_problems(node: DictConfig, schema: type, prefix: str) -> list[str]:
         else:
             problems += _field_problems(key, value, m)
     return problems
-
-
-def undocumented_fields(schema: type, prefix: str = "") -> list[str]:
-    """Fields of ``schema`` (recursively) without a help string: the config test keeps this list empty."""
-    missing = []
-    hints = typing.get_type_hints(schema)
-    for f in dataclasses.fields(schema):
-        key = f"{prefix}.{f.name}" if prefix else f.name
-        if dataclasses.is_dataclass(hints[f.name]):
-            missing += undocumented_fields(hints[f.name], key)
-        elif not f.metadata.get("help"):
-            missing.append(key)
-    return missing

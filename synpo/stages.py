@@ -3,7 +3,7 @@
 ``Context`` holds what every stage of a run needs (config, run directory, generator, scorer, pi_0, the seed split)
 and the stages that several methods share: generate answers, compare two answer sets, fine-tune pi_0. Each goes
 through ``Context.stage``, which runs or skips a resumable stage of the run directory (``RunDir.stage``) and adds its
-wall seconds to the iteration's timings under a kind (``generate``, ``scores``, ``sft``, ...).
+wall seconds (and, for generation, its truncated answers) to the iteration's stats under a kind (``generate``, ``scores``, ``sft``, ...).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from synpo.training.config import hparams
 
 
 @dataclass
-class Timings:
+class StageStats:
     """Per stage kind in the current iteration: wall seconds (a skipped stage adds nothing) and answers cut off at
     the token limit (generation stages)."""
 
@@ -54,7 +54,7 @@ class Context:
     seed_train: list[dict]
     seed_val: list[dict]
     seed_record: StageRecord
-    timings: Timings = field(default_factory=Timings)
+    stats: StageStats = field(default_factory=StageStats)
 
     def seed_for(self, name: str) -> int:
         return stage_seed(self.cfg.seed, name)
@@ -70,7 +70,7 @@ class Context:
     ) -> StageRecord:
         """``RunDir.stage``, timed under ``kind`` (default: the stage name's last part)."""
         record = self.rundir.stage(name, settings, outputs, fn, deps)
-        self.timings.add(kind or name.rsplit("/", 1)[-1], record)
+        self.stats.add(kind or name.rsplit("/", 1)[-1], record)
         return record
 
     # --- stages shared by the methods ---------------------------------------------------------------------------

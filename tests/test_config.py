@@ -229,7 +229,6 @@ def test_every_schema_field_has_help_and_sft_has_no_preference_fields():
     import dataclasses
 
     from synpo.config import SynpoConfig
-    from synpo.schema import undocumented_fields
     from synpo.training.config import SFTTrainerConfig
 
     assert undocumented_fields(SynpoConfig) == []
@@ -269,3 +268,19 @@ def test_a_real_model_with_tiny_world_settings_is_warned_about():
 
     stale = tiny_world_values(compose(["model=smollm2_135m"]))
     assert "sft_trainer.learning_rate=0.001" in stale and "generator.max_new_tokens=48" in stale
+
+
+def undocumented_fields(schema: type, prefix: str = "") -> list[str]:
+    """Fields of ``schema`` (recursively) without a help string."""
+    import dataclasses
+    import typing
+
+    missing = []
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            missing += undocumented_fields(hints[f.name], key)
+        elif not f.metadata.get("help"):
+            missing.append(key)
+    return missing
