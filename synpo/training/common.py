@@ -129,6 +129,7 @@ def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: i
     return {
         "train_loss": round(float(result.training_loss), 6),
         "steps": int(result.global_step),
+        "train_seconds": round(float(result.metrics.get("train_runtime", 0.0)), 3),
         "examples": n_examples,
         "deepspeed_zero_stage": _zero_stage(trainer),
         "processes": trainer.accelerator.num_processes,
