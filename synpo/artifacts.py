@@ -31,6 +31,7 @@ PROMPTS = "prompts.jsonl"  # synthetic prompts (methods that make them)
 VAL_ANSWERS = "val_answers.jsonl"  # validation answers and scores of a model
 METRICS = "metrics.json"  # a validation's metrics, or the iteration's results row
 POLICY_LINK = "policy"  # symlink to the iteration's selected model
+COMPUTE = "compute"  # the key of a stage's model arithmetic (synpo.compute) in its info; kept beside the info
 
 # Siblings of a stage output ``<out>``: what a stage keeps next to it while it works.
 SIBLINGS = {
@@ -149,6 +150,7 @@ class StageRecord:
     seconds: float
     skipped: bool
     info: dict = field(default_factory=dict)
+    compute: dict | None = None  # the model arithmetic it did (``synpo.compute``), when it ran a model
 
 
 class RunDir:
@@ -220,7 +222,7 @@ class RunDir:
         """Run ``fn`` unless a finished stage with the same fingerprint is on disk.
 
         ``fn`` writes ``outputs`` (each through a temporary name) and may return a dict of facts to keep in the
-        marker (counts, metrics). ``deps`` are the records, or literal digests, of what the stage reads.
+        marker (counts, metrics; its ``compute`` entry goes to ``StageRecord.compute``). ``deps`` are the records, or literal digests, of what the stage reads.
         """
         dep_prints = [d.fingerprint if isinstance(d, StageRecord) else str(d) for d in deps]
         # Paths inside the run directory count relative to it, so a moved run directory still resumes.
@@ -229,7 +231,7 @@ class RunDir:
         done = self.marker(name)
         if done and done.get("fingerprint") == fp and all(Path(o).exists() for o in outputs):
             log.info("stage %-28s done earlier (%.1fs), skipped", name, done.get("seconds", 0.0))
-            return StageRecord(name, fp, done.get("seconds", 0.0), True, done.get("info") or {})
+            return StageRecord(name, fp, done.get("seconds", 0.0), True, done.get("info") or {}, done.get(COMPUTE))
         if done:
             log.info("stage %-28s inputs or settings changed: redoing it", name)
         for o in outputs:
@@ -244,13 +246,15 @@ class RunDir:
         log.info("stage %-28s running", name)
         t0 = time.perf_counter()
         info = fn() or {}
+        compute = info.pop(COMPUTE, None)
         seconds = round(time.perf_counter() - t0, 3)
         missing = [str(o) for o in outputs if not Path(o).exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing {missing}: a bug in the stage")
-        write_json(marker_path, {"fingerprint": fp, "seconds": seconds, "info": info, "finished": time.time()})
+        marker = {"fingerprint": fp, "seconds": seconds, "info": info, COMPUTE: compute, "finished": time.time()}
+        write_json(marker_path, marker)
         log.info("stage %-28s finished in %.1fs", name, seconds)
-        return StageRecord(name, fp, seconds, False, info)
+        return StageRecord(name, fp, seconds, False, info, compute)
 
 
 def run_dir_problem(path: Path | str) -> str | None:

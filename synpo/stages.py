@@ -3,7 +3,8 @@
 ``Context`` holds what every stage of a run needs (config, run directory, generator, scorer, pi_0, the seed split)
 and the stages that several methods share: generate answers, compare two answer sets, fine-tune pi_0. Each goes
 through ``Context.stage``, which runs or skips a resumable stage of the run directory (``RunDir.stage``) and adds its
-wall seconds (and, for generation, its truncated answers) to the iteration's stats under a kind (``generate``, ``scores``, ``sft``, ...).
+wall seconds, its model arithmetic (``synpo.compute``) and, for generation, its truncated answers to the iteration's
+stats under a kind (``generate``, ``scores``, ``sft``, ...).
 """
 
 from __future__ import annotations
@@ -16,8 +17,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from synpo.artifacts import RunDir, StageRecord, keep_only_shards_of, read_jsonl, sibling, stage_seed, write_jsonl
-from synpo.generation.protocol import Generator, SamplingParams
+from synpo.artifacts import (
+    COMPUTE,
+    RunDir,
+    StageRecord,
+    keep_only_shards_of,
+    read_jsonl,
+    sibling,
+    stage_seed,
+    write_jsonl,
+)
+from synpo.compute import add_compute
+from synpo.generation.protocol import Generator, SamplingParams, generation_compute
 from synpo.scoring import Comparison, Scorer, compare_in_shards
 from synpo.training.config import hparams
 
@@ -29,16 +40,20 @@ class StageStats:
 
     seconds: dict[str, float] = field(default_factory=dict)
     truncated: dict[str, int] = field(default_factory=dict)
+    compute: dict[str, dict] = field(default_factory=dict)
 
     def add(self, kind: str, record: StageRecord) -> None:
         self.seconds[kind] = self.seconds.get(kind, 0.0) + (0.0 if record.skipped else record.seconds)
         if "n_truncated" in record.info:
             self.truncated[kind] = self.truncated.get(kind, 0) + record.info["n_truncated"]
+        if record.compute is not None and not record.skipped:
+            self.compute[kind] = add_compute(self.compute.get(kind), record.compute)
 
     def take(self) -> dict:
-        """This iteration's ``{"seconds": ..., "truncated": ...}``; the next iteration starts from zero."""
-        out = {"seconds": self.seconds, "truncated": self.truncated}
-        self.seconds, self.truncated = {}, {}
+        """This iteration's ``{"seconds", "truncated", "compute"}`` by stage kind (``compute``: the model arithmetic
+        of the stages that ran now, ``synpo.compute``); the next iteration starts from zero."""
+        out = {"seconds": self.seconds, "truncated": self.truncated, "compute": self.compute}
+        self.seconds, self.truncated, self.compute = {}, {}, {}
         return out
 
 
@@ -118,7 +133,11 @@ class Context:
                 row.update(more)
             write_jsonl(out, rows)
             shutil.rmtree(shard_dir, ignore_errors=True)
-            return {"n": len(rows), "n_truncated": sum(r.truncated for r in responses)}
+            return {
+                "n": len(rows),
+                "n_truncated": sum(r.truncated for r in responses),
+                COMPUTE: generation_compute(responses),
+            }
 
         return self.stage(name, settings, [out], fn, deps, kind or "generate")
 

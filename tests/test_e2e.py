@@ -102,6 +102,23 @@ def test_results_have_the_issue_fields(micro_run):
     assert "| iteration |" in proc.stderr + proc.stdout  # the table is printed
 
 
+def test_results_have_compute_by_stage_kind(micro_run):
+    """What the floor benchmark reads: compute for every stage kind that ran a model, none for scoring."""
+    from synpo.compute import sequence_compute
+
+    run_dir, _ = micro_run
+    rows = json.loads((run_dir / "results.json").read_text())["iterations"]
+    assert {"generator", "eval"} <= set(rows[0]["compute"])
+    ran_a_model = {"prompts", "improver", "policy", "refined", "initial", "simpo", "eval", "seed_policy"}
+    assert ran_a_model <= set(rows[1]["compute"])
+    assert not {"scores", "pairs"} & set(rows[1]["compute"])
+    marker = json.loads((run_dir / ".stages/iter_1__policy.json").read_text())
+    assert marker["compute"] == rows[1]["compute"]["policy"] and "compute" not in marker["info"]
+    answers = (run_dir / "iter_1/policy.jsonl").read_text().splitlines()
+    assert marker["compute"]["tokens"] > len(answers) * 5  # a rendered prompt alone is several tokens
+    assert marker["compute"] != sequence_compute([0])
+
+
 def test_wandb_offline_history_has_one_step_per_iteration(micro_run):
     run_dir, _ = micro_run
     files = offline_run_files(run_dir)
@@ -147,8 +164,8 @@ def test_resume_after_kill_does_not_retrain_generator(micro_run, tmp_path):
     assert "stage generator" in log and "done earlier" in log
     assert json.loads(marker.read_text())["finished"] == first["finished"]  # the generator was not retrained
 
-    def strip(rows):
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    def strip(rows):  # the wall seconds and model arithmetic of this attempt: a skipped stage adds neither
+        return [{k: v for k, v in r.items() if k not in ("seconds", "compute")} for r in rows]
 
     got = json.loads((run_dir / "results.json").read_text())["iterations"]
     want = json.loads((reference_dir / "results.json").read_text())["iterations"]

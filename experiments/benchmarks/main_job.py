@@ -1,10 +1,13 @@
-"""Time the README's main job (the default `python run.py`) from a fresh run directory, stage by stage.
+"""Time the README's main job (the default `python run.py`) from a fresh run directory, against its compute floor.
 
     python experiments/benchmarks/main_job.py [extra overrides...]
 
-Prints the wall time of the whole job (process start to exit, imports included), the per-iteration stage seconds
-recorded in results.json, and each as a share of the whole job and of the issue's 5-minute budget. The baseline
-measured in the same run is the job itself: stage times are printed as ratios to it.
+Prints the wall time of the whole job (process start to exit, imports included) and, per stage kind, the wall
+seconds recorded in results.json beside the stage's **floor**: the model arithmetic the stage did (tokens counted
+by the run itself, ``synpo.compute``; the model's shape from its config) divided by this machine's matmul
+throughput, measured in the same run (a 2048^3 fp32 matmul at torch's default thread count, best of 5, before and
+after the job). ``wall / floor`` is how far each stage, and the job, is from that limit; the 5-minute budget of the
+first issue is printed too.
 """
 
 import json
@@ -15,10 +18,44 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 BUDGET_S = 300.0
 
 
+def matmul_flops_per_s(n: int = 2048, reps: int = 5) -> float:
+    """This machine's fp32 matmul throughput now: the best of ``reps`` products of two n x n matrices."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def stage_totals(rows: list[dict]) -> tuple[dict, dict]:
+    """Seconds and compute per stage kind, summed over the iterations."""
+    from synpo.compute import add_compute
+
+    seconds, compute = {}, {}
+    for r in rows:
+        for k, v in r.get("seconds", {}).items():
+            seconds[k] = seconds.get(k, 0.0) + v
+        for k, v in (r.get("compute") or {}).items():
+            compute[k] = add_compute(compute.get(k), v)
+    return seconds, compute
+
+
 def main() -> None:
+    import torch
+
+    from synpo.compute import flops, model_shape
+    from synpo.modeling import resolve_model_path
+
+    peak_before = matmul_flops_per_s()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         cmd = [sys.executable, "run.py", f"run_dir={run_dir}", f"hydra.run.dir={run_dir}/.hydra_out", *sys.argv[1:]]
@@ -28,25 +65,32 @@ def main() -> None:
         if proc.returncode != 0:
             sys.exit(f"main job failed:\n{proc.stderr[-4000:]}")
         results = json.loads((run_dir / "results.json").read_text())
-    rows = results["iterations"]
-    stages = sorted({k for r in rows for k in r["seconds"]})
-    print(f"command: {' '.join(cmd[1:2] + sys.argv[1:])} (fresh run directory)")
-    print(f"wall: {wall:.1f}s = {wall / BUDGET_S:.2f} x the {BUDGET_S:.0f}s budget")
-    print("| iteration | val_score | " + " | ".join(stages) + " | sum |")
-    print("|---" * (len(stages) + 3) + "|")
-    for r in rows:
-        secs = [r["seconds"].get(s, 0.0) for s in stages]
-        print(
-            f"| {r['iteration']} | {r['val_score']:.3f} | "
-            + " | ".join(f"{x:.1f}" for x in secs)
-            + f" | {sum(secs):.1f} |"
-        )
-    totals = {s: sum(r["seconds"].get(s, 0.0) for r in rows) for s in stages}
+        config = (run_dir / "config.yaml").read_text()
+    peak = max(peak_before, matmul_flops_per_s())
+    from omegaconf import OmegaConf
+
+    shape = model_shape(resolve_model_path(OmegaConf.create(config).model.name_or_path))
+    seconds, compute = stage_totals(results["iterations"])
     print(
-        "share of wall time: "
-        + ", ".join(f"{s} {v / wall:.2f}" for s, v in sorted(totals.items(), key=lambda kv: -kv[1]))
+        f"command: {' '.join(cmd[1:2] + sys.argv[1:])} (fresh run directory), torch threads {torch.get_num_threads()}"
     )
-    print(f"overhead (imports, W&B, I/O): {(wall - sum(totals.values())) / wall:.2f}")
+    print(f"matmul throughput measured now: {peak / 1e9:.0f} GFLOP/s (fp32, best of before/after the job)")
+    print(f"model: {shape['matmul_params']:,} matmul parameters, {shape['layers']} layers, width {shape['width']}")
+    print("| stage | wall s | GFLOP | floor s | wall / floor |")
+    print("|---|---|---|---|---|")
+    total_flops = 0.0
+    for kind in sorted(seconds, key=lambda k: -seconds[k]):
+        f = flops(compute[kind], shape) if kind in compute else 0.0
+        total_flops += f
+        ratio = f"{seconds[kind] / (f / peak):.1f}" if f else "-"
+        print(f"| {kind} | {seconds[kind]:.1f} | {f / 1e9:.0f} | {f / peak:.2f} | {ratio} |")
+    floor = total_flops / peak
+    print(f"| **job** (process wall) | {wall:.1f} | {total_flops / 1e9:.0f} | {floor:.1f} | **{wall / floor:.1f}** |")
+    print(
+        f"stages sum {sum(seconds.values()):.1f}s; overhead outside stages (imports, W&B, I/O) "
+        f"{(wall - sum(seconds.values())) / wall:.2f} of wall; wall = {wall / BUDGET_S:.2f} x the {BUDGET_S:.0f}s budget"
+    )
+    print("val_score by iteration: " + " -> ".join(f"{r['val_score']:.3f}" for r in results["iterations"]))
 
 
 if __name__ == "__main__":

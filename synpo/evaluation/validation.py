@@ -7,8 +7,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from synpo.artifacts import METRICS, VAL_ANSWERS, StageRecord, read_jsonl, write_json, write_jsonl
-from synpo.generation.protocol import SamplingParams
+from synpo.artifacts import COMPUTE, METRICS, VAL_ANSWERS, StageRecord, read_jsonl, write_json, write_jsonl
+from synpo.compute import add_compute
+from synpo.generation.protocol import SamplingParams, generation_compute
 from synpo.scoring import values_against
 from synpo.stages import Context
 
@@ -50,13 +51,16 @@ def _answer(ctx: Context, model: str, prompts: list[str], kind: str) -> list[str
     return ctx.generator.generate(model, prompts, sampling)
 
 
-def _answer_rows(ctx: Context, model: str, reference: Path | None) -> list[dict]:
+def _answer_rows(ctx: Context, model: str, reference: Path | None) -> tuple[list[dict], dict | None]:
+    """The validation rows, and the compute of generating their answers."""
     prompts = [r["prompt"] for r in ctx.seed_val]
     golds = [r["answer"] for r in ctx.seed_val]
     ref_rows = read_jsonl(reference) if reference else None
     rows: list[dict] = [{"prompt": p} for p in prompts]
+    compute = None
     for kind in ("greedy", "sampled") if ctx.cfg.eval.sampled else ("greedy",):
         texts = _answer(ctx, model, prompts, kind)
+        compute = add_compute(compute, generation_compute(texts))
         values = values_against(ctx.scorer, prompts, texts, golds)
         exact = ctx.scorer.exact(prompts, texts) if kind == "greedy" else None
         direct = ctx.scorer.compare(prompts, texts, [r[kind] for r in ref_rows]).gaps if ref_rows else None
@@ -66,7 +70,7 @@ def _answer_rows(ctx: Context, model: str, reference: Path | None) -> list[dict]
                 row["greedy_exact"] = exact[i]
             if direct is not None:
                 row[f"{kind}_vs_reference"] = direct[i]
-    return rows
+    return rows, compute
 
 
 def validation_stage(ctx: Context, name: str, model: str, out_dir: Path, deps: list, reference: Path | None):
@@ -77,11 +81,11 @@ def validation_stage(ctx: Context, name: str, model: str, out_dir: Path, deps: l
     answers, metrics_file = out_dir / VAL_ANSWERS, out_dir / METRICS
 
     def fn():
-        rows = _answer_rows(ctx, model, reference)
+        rows, compute = _answer_rows(ctx, model, reference)
         write_jsonl(answers, rows)
         metrics = validation_metrics(rows)
         write_json(metrics_file, metrics)
-        return metrics
+        return {**metrics, COMPUTE: compute}
 
     prompts = [r["prompt"] for r in ctx.seed_val]
     settings = {"model": model, "eval": OmegaConf.to_container(ctx.cfg.eval), "val": prompts, "ref": str(reference)}

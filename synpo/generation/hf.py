@@ -61,14 +61,14 @@ class HFGenerator:
             if shard_file is not None and shard_file.is_file():
                 rows = read_jsonl(shard_file)
                 if len(rows) == (hi - lo) * sampling.n:
-                    responses.extend(Completion(r["response"], r.get("finish_reason", "stop")) for r in rows)
+                    responses.extend(Completion.from_shard_row(r) for r in rows)
                     continue
             torch.manual_seed(sampling.seed * 1_000_003 + k)
             shard: list[str] = []
             for b in range(lo, hi, self.batch_size):
                 shard.extend(self._batch(model, tokenizer, rendered[b : min(hi, b + self.batch_size)], sampling))
             if shard_file is not None:
-                write_jsonl(shard_file, [{"response": r, "finish_reason": r.finish_reason} for r in shard])
+                write_jsonl(shard_file, [r.shard_row() for r in shard])
             responses.extend(shard)
             log.info("generated %d/%d", hi, len(prompts))
         if len(responses) != len(prompts) * sampling.n:
@@ -95,6 +95,13 @@ class HFGenerator:
             )
         new_tokens = out[:, enc["input_ids"].shape[1] :]
         stops = torch.tensor(stop_token_ids(model, tokenizer), device=new_tokens.device)
-        stopped = torch.isin(new_tokens, stops).any(dim=1).tolist()
+        is_stop = torch.isin(new_tokens, stops)
+        stopped = is_stop.any(dim=1)
+        # Generated tokens up to and including the first stop (what follows is padding of a finished row).
+        n_new = torch.where(stopped, is_stop.int().argmax(dim=1) + 1, new_tokens.shape[1]).tolist()
+        n_prompt = enc["attention_mask"].sum(dim=1).repeat_interleave(sampling.n).tolist()
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [Completion(t.strip(), "stop" if s else "length") for t, s in zip(texts, stopped, strict=True)]
+        return [
+            Completion(t.strip(), "stop" if s else "length", p, g)
+            for t, s, p, g in zip(texts, stopped.tolist(), n_prompt, n_new, strict=True)
+        ]

@@ -22,15 +22,39 @@ class Completion(str):
     only needs the text uses it as one."""
 
     finish_reason: str
+    prompt_tokens: int  # the rendered prompt's tokens, and the answer's generated tokens (0: not known)
+    tokens: int
 
-    def __new__(cls, text: str, finish_reason: str = "stop") -> Completion:
+    def __new__(cls, text: str, finish_reason: str = "stop", prompt_tokens: int = 0, tokens: int = 0) -> Completion:
         obj = super().__new__(cls, text)
-        obj.finish_reason = finish_reason
+        obj.finish_reason, obj.prompt_tokens, obj.tokens = finish_reason, prompt_tokens, tokens
         return obj
+
+    def shard_row(self) -> dict:
+        """What a backend's resumable shard keeps of it (``from_shard_row`` reads it back)."""
+        return {
+            "response": str(self),
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "tokens": self.tokens,
+        }
+
+    @classmethod
+    def from_shard_row(cls, row: dict) -> Completion:
+        return cls(
+            row["response"], row.get("finish_reason", "stop"), row.get("prompt_tokens", 0), row.get("tokens", 0)
+        )
 
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+
+def generation_compute(completions: list[Completion]) -> dict:
+    """The forward compute (``synpo.compute``) of generating ``completions``: each prompt and answer once."""
+    from synpo.compute import sequence_compute
+
+    return sequence_compute(c.prompt_tokens + c.tokens for c in completions)
 
 
 class Generator(Protocol):

@@ -182,7 +182,9 @@ class VLLMGenerator:
                 "another request?). Delete that directory and rerun."
             )
         return [
-            Completion(text.strip(), reason)
+            Completion(text.strip(), reason, r.get("prompt_tokens", 0), k)
             for r in rows
-            for text, reason in zip(r["responses"], r.get("finish_reasons") or ["stop"] * n, strict=True)
+            for text, reason, k in zip(
+                r["responses"], r.get("finish_reasons") or ["stop"] * n, r.get("tokens") or [0] * n, strict=True
+            )
         ]

@@ -106,6 +106,8 @@ def main(request_file: str) -> int:
                 "index": lo + j,
                 "responses": [c.text for c in out.outputs],
                 "finish_reasons": ["length" if c.finish_reason == "length" else "stop" for c in out.outputs],
+                "prompt_tokens": len(out.prompt_token_ids or ids[lo + j]),
+                "tokens": [len(c.token_ids) for c in out.outputs],
             }
             for j, out in enumerate(outputs)
         ]

@@ -9,7 +9,8 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from synpo.artifacts import fingerprint, replace_dir, sibling
+from synpo.artifacts import COMPUTE, fingerprint, replace_dir, sibling
+from synpo.compute import TRAIN_PASSES, sequence_compute
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,40 @@ def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: i
         "examples": n_examples,
         "deepspeed_zero_stage": _zero_stage(trainer),
         "processes": trainer.accelerator.num_processes,
+        COMPUTE: trained_compute(trainer.train_dataset, trainer.args.max_length, _passes(trainer)),
     }
+
+
+# The token columns of each TRL trainer's tokenized dataset: the sequences one example trains, as sums of columns.
+SEQUENCE_COLUMNS = (
+    (("chosen_input_ids",), ("rejected_input_ids",)),  # CPO (SimPO): whole prompt + answer sequences
+    (("prompt_ids", "chosen_ids"), ("prompt_ids", "rejected_ids")),  # DPO: prompt and answer apart
+    (("input_ids",),),  # SFT
+)
+
+
+def trained_compute(dataset, max_length: int | None, passes: float) -> dict | None:
+    """The model arithmetic (``synpo.compute``) of ``passes`` forward-pass equivalents over ``dataset`` as the
+    trainer tokenized it, each sequence capped at ``max_length``; None for a layout not in ``SEQUENCE_COLUMNS``."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    names = set(dataset.column_names)
+    layout = next((seqs for seqs in SEQUENCE_COLUMNS if all(set(cols) <= names for cols in seqs)), None)
+    if layout is None:
+        return None
+    table = dataset.select_columns(sorted({c for cols in layout for c in cols})).with_format("arrow")[:]
+    lengths = []
+    for cols in layout:
+        n = sum(pc.list_value_length(table.column(c)).to_numpy(zero_copy_only=False) for c in cols)
+        lengths.append(np.minimum(n, max_length) if max_length else n)
+    return sequence_compute((int(x) for x in np.concatenate(lengths)), passes)
+
+
+def _passes(trainer) -> float:
+    """Forward-pass equivalents per example over the job: 3 per epoch, 4 with a frozen reference model (DPO)."""
+    per_epoch = TRAIN_PASSES + (1 if getattr(trainer, "ref_model", None) is not None else 0)
+    return per_epoch * float(trainer.state.epoch or 0.0)
 
 
 def _zero_stage(trainer) -> int | None:
