@@ -67,7 +67,9 @@ def main() -> None:
     points = [run_point(f, args) for f in factors]
     kinds = sorted({k for p in points for k in p["row"]["seconds"]})
     print(
-        "| factor | n_prompts | pairs kept | " + " | ".join(kinds) + " | growing s | growing GFLOP | s/GFLOP | peak RSS MiB |"
+        "| factor | n_prompts | pairs kept | "
+        + " | ".join(kinds)
+        + " | growing s | growing GFLOP | s/GFLOP | peak RSS MiB |"
     )
     print("|---" * (len(kinds) + 7) + "|")
     for p in points:
