@@ -6,13 +6,14 @@ python run.py -m trainer.beta=2,4,6,8,10,12     # one run per beta (Hydra multir
 """
 
 import logging
+import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
 import synpo.config  # noqa: F401  (registers the config schemas with Hydra's ConfigStore)
-from synpo.errors import UserError
+from synpo.errors import JobUserError, UserError
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -25,6 +26,8 @@ def main(cfg: DictConfig) -> float:
         return pipeline.run(cfg)
     except UserError as e:
         logging.getLogger("synpo").error("%s", e)
+        if os.environ.get("SUBMITIT_EXECUTOR"):  # a sweep point: the message must reach the driver
+            raise JobUserError(str(e)) from None
         sys.exit(2)
 
 

@@ -6,3 +6,10 @@ Its message is a full paragraph (what was wrong, where, how to fix it). ``run.py
 
 class UserError(ValueError):
     """Bad input from the user. The message names the key or file:line and says how to fix it."""
+
+
+class JobUserError(RuntimeError):
+    """A ``UserError`` inside a submitit job (a sweep point on SLURM or the local launcher), raised instead of
+    ``sys.exit(2)``: submitit pickles an exception as the job's result and re-raises it in the sweep driver, message
+    included, whereas a ``SystemExit`` leaves no result (the driver then reports only "has not produced any output",
+    or, without SLURM accounting, waits forever)."""

@@ -1,0 +1,87 @@
+"""Sweeps on a real single-node SLURM cluster (`bash sweeps/slurm_local_cluster.sh start`, which `.ci/run` runs
+first): a beta sweep as a job array on the CPU launcher profile, a bad point refused before anything is queued, and
+a point that fails at run time reporting its error text in the driver, with and without SLURM accounting.
+
+Marked ``slurm``. The fixture (re)starts the cluster through the same script; it fails, it never skips, when the
+cluster cannot be brought up.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+from test_e2e import MICRO
+
+pytestmark = pytest.mark.slurm
+
+CLUSTER = ROOT / "sweeps" / "slurm_local_cluster.sh"
+LAUNCHER = ["hydra/launcher=slurm_cpu", "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1"]
+POINT = [o for o in MICRO if not o.startswith(("trainer.beta_grid", "logger."))] + ["logger=none"]
+
+
+def cluster(*args: str) -> None:
+    proc = subprocess.run(["bash", str(CLUSTER), *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"the SLURM cluster did not start: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+
+
+@pytest.fixture
+def slurm():
+    cluster("start")
+    yield
+    cluster("start")  # leave it with accounting, as the next test expects
+
+
+def sweep(sweep_dir, *overrides: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "run.py", "-m", *LAUNCHER, *POINT, *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def job_ids(sweep_dir) -> list[str]:
+    return sorted(p.name for p in (sweep_dir / ".submitit").glob("*") if p.is_dir())
+
+
+def test_beta_sweep_runs_as_slurm_jobs(slurm, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = sweep(sweep_dir, "trainer.beta=2,10")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = sorted(sweep_dir.glob("*/results.json"))
+    assert len(results) == 2
+    assert sorted(json.loads(p.read_text())["iterations"][1]["beta"] for p in results) == [2.0, 10.0]
+    ids = job_ids(sweep_dir)
+    assert ids, "no submitit job folder: the points did not go through SLURM"
+    states = subprocess.run(
+        ["sacct", "-n", "-X", "-o", "JobID,State", "-j", ids[0].split("_")[0]], capture_output=True, text=True
+    ).stdout
+    assert states.count("COMPLETED") == 2, states  # two array tasks, both finished in SLURM's accounting
+
+
+def test_a_bad_point_fails_in_the_driver_before_anything_is_queued(slurm, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    before = subprocess.run(["sacct", "-n", "-X", "-a", "-o", "JobID"], capture_output=True, text=True).stdout
+    t0 = time.perf_counter()
+    proc = sweep(sweep_dir, "trainer.beta=2,-1", timeout=120)
+    seconds = time.perf_counter() - t0
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "trainer.beta=-1.0 must be > 0" in out and "nothing was launched" in out, out[-3000:]
+    assert seconds < 60, f"the driver took {seconds:.0f}s to refuse the sweep"
+    after = subprocess.run(["sacct", "-n", "-X", "-a", "-o", "JobID"], capture_output=True, text=True).stdout
+    assert after == before  # no job was submitted
+    assert not (sweep_dir / ".submitit").exists()
+
+
+@pytest.mark.parametrize("accounting", [True, False])
+def test_a_run_time_error_reaches_the_driver(slurm, tmp_path, accounting):
+    """Without accounting, submitit cannot ask SLURM whether a job ended; a job that exits without a result file
+    would leave the driver waiting forever. The job raises instead, so its result file carries the error."""
+    if not accounting:
+        cluster("start", "--no-accounting")
+    proc = sweep(tmp_path / "sweep", "scorer.threshold=0.99", "trainer.beta=2", timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "JobUserError: iteration 1: D is empty" in out and "Lower scorer.threshold" in out, out[-3000:]
