@@ -24,6 +24,7 @@ from synpo.results import summary, write_results
 from synpo.scoring import make_scorer
 from synpo.stages import Context
 from synpo.tracking import loggable_config, make_tracker
+from synpo.training.preemption import Preempted
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def run(cfg: DictConfig) -> float:
             log.info("iteration %d: %s", t, summary(row))
         write_results(rundir, cfg, rows, time.perf_counter() - started, method.columns)
         return float(rows[-1]["val_score"])
-    except UserError:
+    except (UserError, Preempted):
         raise
     except Exception:
         log.error(

@@ -36,6 +36,8 @@ CONFIG_CASES = [
     (["generator.top_p=0"], "generator.top_p=0"),
     (["launch.devices=[-1]"], "launch.devices=[-1] holds values outside >= 0"),
     (["launch.num_processes=0"], "launch.num_processes=0 must be > 0"),
+    (["launch.num_machines=2"], "set launch.launcher=accelerate"),
+    (["launch.num_machines=0"], "launch.num_machines=0 must be > 0"),
     (["eval.winrate.reference=bogus"], "eval.winrate.reference='bogus'"),
     (["trainer.warmup_ratio=1.5"], "trainer.warmup_ratio=1.5 must be in [0, 1)"),
     (["experiment=tiny_spin_noised", "method.noise.token_rate=1.0"], "method.noise.token_rate=1.0"),
@@ -53,6 +55,18 @@ CONFIG_CASES = [
 @pytest.mark.parametrize("overrides,needle", CONFIG_CASES, ids=[" ".join(c[0]) for c in CONFIG_CASES])
 def test_bad_config_values(overrides, needle):
     assert needle in problems_of(overrides)
+
+
+def test_an_srun_launch_outside_a_slurm_allocation_is_a_user_error(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from synpo.training.config import LaunchConfig
+    from synpo.training.launch import run_training_job
+
+    monkeypatch.delenv("SLURM_JOB_NODELIST", raising=False)
+    launch = OmegaConf.structured(LaunchConfig(launcher="accelerate", num_machines=2))
+    with pytest.raises(UserError, match="needs a SLURM allocation"):
+        run_training_job("simpo", tmp_path / "out", launch, model_path=str(TINY), pairs=[], beta=2.0, gamma=1.6)
 
 
 ENDPOINTS = ["localhost:8000", "http://[::1/v1", "http://host:port/v1", "ftp://127.0.0.1/v1", "http:///v1"]

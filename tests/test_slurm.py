@@ -54,10 +54,17 @@ def test_beta_sweep_runs_as_slurm_jobs(slurm, tmp_path):
     assert sorted(json.loads(p.read_text())["iterations"][1]["beta"] for p in results) == [2.0, 10.0]
     ids = job_ids(sweep_dir)
     assert ids, "no submitit job folder: the points did not go through SLURM"
-    states = subprocess.run(
-        ["sacct", "-n", "-X", "-o", "JobID,State", "-j", ids[0].split("_")[0]], capture_output=True, text=True
-    ).stdout
-    assert states.count("COMPLETED") == 2, states  # two array tasks, both finished in SLURM's accounting
+    array = ids[0].split("_")[0]
+    # The driver returns once the result files exist; the job steps then exit, and accounting follows.
+    for _ in range(240):
+        queued = subprocess.run(["squeue", "-h", "-j", array], capture_output=True, text=True).stdout.strip()
+        states = subprocess.run(
+            ["sacct", "-n", "-X", "-o", "JobID,State", "-j", array], capture_output=True, text=True
+        )
+        if not queued and states.stdout.count("COMPLETED") == 2:
+            break
+        time.sleep(1)
+    assert states.stdout.count("COMPLETED") == 2, states.stdout  # two array tasks, both finished per SLURM
 
 
 def test_a_bad_point_fails_in_the_driver_before_anything_is_queued(slurm, tmp_path):
@@ -85,3 +92,34 @@ def test_a_run_time_error_reaches_the_driver(slurm, tmp_path, accounting):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "JobUserError: iteration 1: D is empty" in out and "Lower scorer.threshold" in out, out[-3000:]
+
+
+def test_a_training_job_started_through_srun_trains_the_in_process_weights(slurm, tmp_path):
+    """The multi-node launch path (``launch.srun``: one ``accelerate launch`` per node via srun, machine rank from
+    ``SLURM_NODEID``, main process on the allocation's first node), exercised on this cluster's one node with 2
+    ZeRO-3 processes inside a real allocation (salloc)."""
+    script = f"""
+import sys; sys.path.insert(0, {str(ROOT / "tests")!r})
+from pathlib import Path
+from omegaconf import OmegaConf
+from synpo.training.config import LaunchConfig
+from synpo.training.launch import run_training_job
+from test_distributed import _check_complete_and_equal, _hp, _job
+out = Path({str(tmp_path)!r})
+local = run_training_job("simpo", out / "local", OmegaConf.structured(LaunchConfig()), hp=_hp(4), **_job("simpo"))
+launch = OmegaConf.structured(LaunchConfig(launcher="accelerate", accelerate_config="zero3", num_processes=2, srun=True))
+launched = run_training_job("simpo", out / "launched", launch, hp=_hp(2), **_job("simpo"))
+assert launched["processes"] == 2 and launched["deepspeed_zero_stage"] == 3, launched
+_check_complete_and_equal(out / "local", out / "launched")
+print("SRUN-OK")
+"""
+    proc = subprocess.run(
+        ["salloc", "--nodes=1", "--cpus-per-task=2", sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0 and "SRUN-OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((tmp_path / "launched.result.json").read_text())
+    assert result["slurm_step_id"] is not None  # the ranks ran in a job step that srun started

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from synpo.artifacts import COMPUTE, fingerprint, replace_dir, sibling
 from synpo.compute import TRAIN_PASSES, sequence_compute
+from synpo.training import preemption
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,13 @@ def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: i
     checkpoints = sorted(Path(work).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     if checkpoints:
         log.info("resuming training from %s", checkpoints[-1])
-    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    trainer.add_callback(preemption.stop_at_signal_callback())
+    with preemption.training():
+        result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    if preemption.requested() is not None:
+        trainer.accelerator.wait_for_everyone()
+        newest = sorted(Path(work).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        raise preemption.Preempted(preemption.requested(), str(newest[-1]) if newest else str(work))
     final = Path(work) / "final"
     trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the sharded weights here
     if trainer.accelerator.is_main_process:

@@ -75,6 +75,9 @@ class LaunchConfig:
     concurrent_candidates: bool = spec(
         False, "train an iteration's beta candidates at once, each on its own num_processes GPUs out of devices"
     )
+    num_machines: int = spec(1, "nodes one training job spans (num_processes on each), through srun", gt=0)
+    srun: bool = spec(False, "start each node's accelerate launch with srun inside run.py's SLURM allocation "
+                      "(implied by num_machines > 1)")  # fmt: skip
 
 
 def hparams(trainer: DictConfig, model: DictConfig, seed: int, t: int | None = None) -> HParams:
@@ -138,6 +141,13 @@ def launch_problems(cfg: DictConfig) -> list[str]:
         p.append(f"launch.devices={list(x.devices)} names fewer GPUs than launch.num_processes={x.num_processes}")
     if x.concurrent_candidates:
         p += _concurrency_problems(x)
+    if (x.num_machines > 1 or x.srun) and x.launcher != "accelerate":
+        p.append(
+            f"launch.num_machines={x.num_machines} (launch.srun={x.srun}) starts accelerate on each node with srun; "
+            "set launch.launcher=accelerate (and a multi-node profile, e.g. launch.accelerate_config=zero3_multinode)"
+        )
+    if x.num_machines > 1 and x.concurrent_candidates:
+        p.append("launch.concurrent_candidates=true needs launch.num_machines=1: a candidate spans all the nodes")
     if x.launcher == "accelerate":
         needs = ["accelerate"] + (["deepspeed"] if x.accelerate_config.startswith("zero") else [])
         for package in needs:

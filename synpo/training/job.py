@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from synpo.artifacts import read_json, write_json
+from synpo.training import preemption
 from synpo.training.common import HParams
 from synpo.training.launch import job_function
 
@@ -25,9 +26,19 @@ def main(argv: list[str] | None = None) -> None:
     kwargs = dict(job["kwargs"])
     kwargs["hp"] = HParams(**kwargs["hp"])
     started = time.time()
-    result = job_function(job["kind"])(out_dir=Path(job["out_dir"]), **kwargs)
+    preemption.install()
+    try:
+        result = job_function(job["kind"])(out_dir=Path(job["out_dir"]), **kwargs)
+    except preemption.Preempted as e:
+        logging.getLogger(__name__).warning("%s", e)
+        raise SystemExit(128 + e.signum) from None
     # Where and when it ran: concurrent beta candidates are checked against these.
-    result.update(cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), started=started, finished=time.time())
+    result.update(
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        slurm_step_id=os.environ.get("SLURM_STEP_ID"),  # set when srun started this node's launch
+        started=started,
+        finished=time.time(),
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(Path(job["result"]), result)
 

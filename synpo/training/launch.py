@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import asdict
@@ -19,6 +21,7 @@ from omegaconf import DictConfig
 
 from synpo.artifacts import atomic_write_text, read_json, sibling, write_json
 from synpo.errors import UserError
+from synpo.training import preemption
 from synpo.training.common import HParams
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,33 @@ def resolved_accelerate_config(name: str, out: Path) -> Path:
     return out
 
 
+def srun_command(accelerate: list[str], job: list[str], nodes: int) -> list[str]:
+    """``srun`` starting ``accelerate`` once per node of run.py's SLURM allocation: each node's machine rank is its
+    ``SLURM_NODEID`` and the main process is on the allocation's first node."""
+    if "SLURM_JOB_NODELIST" not in os.environ:
+        raise UserError(
+            f"launch.num_machines={nodes} / launch.srun=true starts training with srun, which needs a SLURM "
+            "allocation: run run.py inside one (sbatch --nodes=<n>, salloc, or hydra/launcher=slurm with "
+            "hydra.launcher.nodes=<n>), or set launch.num_machines=1 launch.srun=false."
+        )
+    have = int(os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", "1")))
+    if have < nodes:
+        raise UserError(
+            f"launch.num_machines={nodes}, but this SLURM allocation has {have} node(s) (SLURM_JOB_NUM_NODES). "
+            f"Allocate {nodes} nodes (sbatch --nodes={nodes}) or lower launch.num_machines."
+        )
+    hosts = subprocess.run(
+        ["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]], capture_output=True, text=True
+    )
+    if hosts.returncode != 0 or not hosts.stdout.split():
+        raise UserError(f"`scontrol show hostnames $SLURM_JOB_NODELIST` failed: {hosts.stderr.strip()}")
+    per_node = [*accelerate, "--num_machines", str(nodes), "--main_process_ip", hosts.stdout.split()[0]]
+    script = (
+        " ".join(map(shlex.quote, per_node)) + ' --machine_rank "$SLURM_NODEID" ' + " ".join(map(shlex.quote, job))
+    )
+    return ["srun", f"--nodes={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1", "bash", "-c", f"exec {script}"]
+
+
 def device_slots(launch: DictConfig, n_jobs: int) -> list[list[int] | None]:
     """Disjoint GPU sets for ``n_jobs`` training jobs that may run at once.
 
@@ -71,6 +101,21 @@ def device_slots(launch: DictConfig, n_jobs: int) -> list[list[int] | None]:
     devices, k = list(launch.devices), launch.num_processes
     slots = [devices[i : i + k] for i in range(0, len(devices) - k + 1, k)]
     return slots[: max(1, n_jobs)]
+
+
+def _wait_forwarding_preemption(proc: subprocess.Popen) -> None:
+    """Wait for the launched job; on a preemption signal to this process, pass SIGTERM on to ``accelerate launch``
+    (its agent signals the ranks, which checkpoint at their next step boundary) and keep waiting for it."""
+    forwarded = False
+    while proc.poll() is None:
+        if preemption.requested() is not None and not forwarded:
+            log.warning("passing the preemption signal on to the training job (pid %d)", proc.pid)
+            proc.send_signal(signal.SIGTERM)
+            forwarded = True
+        try:
+            proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def run_training_job(
@@ -94,21 +139,23 @@ def run_training_job(
         "--config_file",
         str(acc_cfg),
         "--num_processes",
-        str(launch.num_processes),
+        str(launch.num_processes * launch.num_machines),
         "--main_process_port",
         str(29500 + slot),
-        "-m",
-        "synpo.training.job",
-        str(job_file),
     ]
+    job = ["-m", "synpo.training.job", str(job_file)]
+    cmd = srun_command(cmd, job, launch.num_machines) if launch.srun or launch.num_machines > 1 else cmd + job
     env = dict(os.environ)
     devices = launch.devices if devices is None else devices
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
     log_file = sibling(out_dir, "launch_log")
-    log.info("launching %s (log: %s)", " ".join(cmd[2:]), log_file)
-    with open(log_file, "w") as f:
-        proc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+    log.info("launching %s (log: %s)", " ".join(cmd), log_file)
+    with open(log_file, "w") as f, preemption.training():
+        proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        _wait_forwarding_preemption(proc)
+    if preemption.requested() is not None:  # the ranks checkpointed at a step boundary (or were stopped before)
+        raise preemption.Preempted(preemption.requested(), str(sibling(out_dir, "partial")))
     if proc.returncode != 0:
         tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-30:])
         raise RuntimeError(
