@@ -5,15 +5,11 @@ python run.py experiment=tiny_synpo trainer.beta_grid=[2,6,10]
 python run.py -m trainer.beta=2,4,6,8,10,12     # one run per beta (Hydra multirun)
 """
 
-import logging
-import os
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
 import synpo.config  # noqa: F401  (registers the config schemas with Hydra's ConfigStore)
-from synpo.errors import JobUserError, UserError
+from synpo.errors import UserError
 from synpo.training import preemption
 
 
@@ -26,14 +22,8 @@ def main(cfg: DictConfig) -> float:
     try:
         validate(cfg)
         return pipeline.run(cfg)
-    except preemption.Preempted as e:
-        logging.getLogger("synpo").warning("%s; run the same command again to resume from it", e)
-        e.exit()
-    except UserError as e:
-        logging.getLogger("synpo").error("%s", e)
-        if os.environ.get("SUBMITIT_EXECUTOR"):  # a sweep point: the message must reach the driver
-            raise JobUserError(str(e)) from None
-        sys.exit(2)
+    except (preemption.Preempted, UserError) as e:
+        e.exit()  # a stop at a step boundary (resumable) or bad input: exit code, or the driver gets the message
 
 
 if __name__ == "__main__":

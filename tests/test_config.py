@@ -44,7 +44,7 @@ def test_accelerate_configs_are_complete(name, tmp_path):
     ds = (config.get("deepspeed_config") or {}).get("deepspeed_config_file")
     if config["distributed_type"] == "DEEPSPEED":
         stage = json.loads(Path(ds).read_text())["zero_optimization"]["stage"]
-        assert f"zero{stage}" == name
+        assert name.startswith(f"zero{stage}")
     validate(compose(["launch.launcher=accelerate", f"launch.accelerate_config={name}"]))
 
 

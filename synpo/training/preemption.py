@@ -37,6 +37,7 @@ class Preempted(Exception):
 
     def exit(self) -> None:
         """What the process does now: the previous handler of the signal (submitit requeues), or exit 128 + n."""
+        log.warning("%s; run the same command again to resume from it", self)
         forward(self.signum)
         raise SystemExit(128 + self.signum)
 
