@@ -123,3 +123,73 @@ print("SRUN-OK")
     assert proc.returncode == 0 and "SRUN-OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "launched.result.json").read_text())
     assert result["slurm_step_id"] is not None  # the ranks ran in a job step that srun started
+
+
+def _job_log(sweep_dir) -> str:
+    return "".join(p.read_text(errors="replace") for p in sorted((sweep_dir / ".submitit").glob("*/*_log.*")))
+
+
+def _comparable(sweep_dir) -> list[dict]:
+    """The results rows without what describes the attempt rather than the outcome: wall seconds, compute, and
+    train_loss (the trainer's mean over the steps run in the attempt that finished the job)."""
+    [results] = sweep_dir.glob("*/results.json")
+
+    def strip(d):
+        if isinstance(d, dict):
+            return {k: strip(v) for k, v in d.items() if k not in ("seconds", "compute", "train_loss")}
+        return d
+
+    return [strip(r) for r in json.loads(results.read_text())["iterations"]]
+
+
+LONG_TRAINING = ["trainer.beta=2", "trainer.batch_size=2", "trainer.epochs=8"]  # SimPO: 128 steps of 2 pairs
+
+
+def _preempt_mid_training(sweep_dir, action) -> subprocess.CompletedProcess:
+    """Run one point in the background; once its SimPO job has logged a loss (step 10: CPO's log has
+    ``rewards/chosen``), apply ``action(job_id)``; then let the requeued job start at once and wait for the driver."""
+    cmd = [sys.executable, "run.py", "-m", *LAUNCHER, *POINT, *LONG_TRAINING, f"hydra.sweep.dir={sweep_dir}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    driver = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and driver.poll() is None:
+        if (sweep_dir / ".submitit").is_dir() and "'rewards/chosen'" in _job_log(sweep_dir):
+            break
+        time.sleep(0.5)
+    [job] = job_ids(sweep_dir)
+    action(job)
+    time.sleep(5)
+    subprocess.run(["scontrol", "update", f"JobId={job.split('_')[0]}", "StartTime=now"], capture_output=True)
+    out, _ = driver.communicate(timeout=900)
+    return subprocess.CompletedProcess(cmd, driver.returncode, out, "")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    sweep_dir = tmp_path_factory.mktemp("reference") / "sweep"
+    proc = sweep(sweep_dir, *LONG_TRAINING)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return _comparable(sweep_dir)
+
+
+@pytest.mark.parametrize("how", ["scontrol requeue", "submitit USR2"], ids=["scontrol_requeue", "usr2"])
+def test_a_requeue_mid_training_resumes_from_the_step_checkpoint(slurm, uninterrupted, tmp_path, how):
+    """``scontrol requeue`` (SLURM sends SIGTERM, then requeues) and submitit's own path (USR2: submitit
+    checkpoints and requeues): the SimPO job saves a checkpoint at its next step boundary, the requeued job skips
+    the finished stages and resumes training from that step, and the results equal an uninterrupted run's."""
+    sweep_dir = tmp_path / "sweep"
+    if how == "scontrol requeue":
+        action = lambda job: subprocess.run(["scontrol", "requeue", job], check=True)  # noqa: E731
+    else:
+        action = lambda job: subprocess.run(["scancel", "--signal=USR2", job], check=True)  # noqa: E731
+    proc = _preempt_mid_training(sweep_dir, action)
+    log = _job_log(sweep_dir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + log[-3000:]
+    assert "checkpointing at the end of this training step" in log
+    assert "resuming training from" in log and "beta_2/model.partial/checkpoint-" in log, log[-3000:]
+    assert "done earlier" in log  # the requeued attempt skipped the stages finished before the signal
+    got = _comparable(sweep_dir)
+    diff = {
+        (i, k) for i, (g, w) in enumerate(zip(got, uninterrupted, strict=True)) for k in g | w if g.get(k) != w.get(k)
+    }
+    assert not diff, {(i, k): (got[i].get(k), uninterrupted[i].get(k)) for i, k in diff}
