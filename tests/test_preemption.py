@@ -99,6 +99,7 @@ def _interrupt(out: Path, launcher: str, sig: int, after_step: int) -> tuple[int
     return proc.returncode, seen + rest
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2])
 def test_a_signal_mid_training_checkpoints_at_the_step_and_resumes_there(tmp_path, sig):
     reference = tmp_path / "reference"
