@@ -222,7 +222,8 @@ class RunDir:
         """Run ``fn`` unless a finished stage with the same fingerprint is on disk.
 
         ``fn`` writes ``outputs`` (each through a temporary name) and may return a dict of facts to keep in the
-        marker (counts, metrics; its ``compute`` entry goes to ``StageRecord.compute``). ``deps`` are the records, or literal digests, of what the stage reads.
+        marker (counts, metrics; its ``compute`` entry goes to ``StageRecord.compute``). ``deps`` are the records, or
+        literal digests, of what the stage reads.
         """
         dep_prints = [d.fingerprint if isinstance(d, StageRecord) else str(d) for d in deps]
         # Paths inside the run directory count relative to it, so a moved run directory still resumes.

@@ -14,6 +14,7 @@ with 2 processes the trainer reports rank 0's share of each batch.
 import pytest
 import torch
 from omegaconf import OmegaConf
+from test_launch import PAIRS
 
 from synpo.modeling import load_causal_lm, load_tokenizer
 from synpo.training.common import HParams
@@ -23,14 +24,6 @@ from synpo.training.launch import run_training_job
 pytestmark = pytest.mark.distributed
 
 TINY = "builtin:tiny-sft"
-PAIRS = [
-    {
-        "prompt": f"Add the numbers {a} and {b}.",
-        "chosen": f"The sum of {a} and {b} is {a + b}.",
-        "rejected": f"{a + b + 1}",
-    }
-    for a, b in [(3, 4), (10, 9), (21, 5), (7, 7), (1, 30), (12, 12), (40, 2), (8, 0)]
-]
 # Measured here (fp32, 4 steps at lr 1e-3): the launched weights differed from the in-process ones by at most 7.9e-6
 # (ZeRO-3 SimPO) while training moved them by up to 2.5e-3; reduction order across ranks explains the difference.
 TOLERANCE = 5e-5

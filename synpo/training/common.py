@@ -116,7 +116,7 @@ def prepare_workdir(out_dir: Path, key: dict) -> Path:
 
 def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: int) -> dict:
     """Train (resuming from the newest checkpoint in ``work`` if any), then move the final model to ``out_dir``."""
-    checkpoints = sorted(Path(work).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    checkpoints = _checkpoints(work)
     if checkpoints:
         log.info("resuming training from %s", checkpoints[-1])
     trainer.add_callback(preemption.stop_at_signal_callback())
@@ -124,7 +124,7 @@ def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: i
         result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     if preemption.requested() is not None:
         trainer.accelerator.wait_for_everyone()
-        newest = sorted(Path(work).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        newest = _checkpoints(work)
         raise preemption.Preempted(preemption.requested(), str(newest[-1]) if newest else str(work))
     final = Path(work) / "final"
     trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the sharded weights here
@@ -169,6 +169,11 @@ def trained_compute(dataset, max_length: int | None, passes: float) -> dict | No
         n = sum(pc.list_value_length(table.column(c)).to_numpy(zero_copy_only=False) for c in cols)
         lengths.append(np.minimum(n, max_length) if max_length else n)
     return sequence_compute((int(x) for x in np.concatenate(lengths)), passes)
+
+
+def _checkpoints(work: Path) -> list[Path]:
+    """The step checkpoints in a job's work directory, oldest first."""
+    return sorted(Path(work).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
 
 
 def _passes(trainer) -> float:

@@ -30,8 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = job_function(job["kind"])(out_dir=Path(job["out_dir"]), **kwargs)
     except preemption.Preempted as e:
-        logging.getLogger(__name__).warning("%s", e)
-        raise SystemExit(128 + e.signum) from None
+        e.exit()  # a rank has no earlier handler: exit 128 + n
     # Where and when it ran: concurrent beta candidates are checked against these.
     result.update(
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
