@@ -69,6 +69,20 @@ def test_an_srun_launch_outside_a_slurm_allocation_is_a_user_error(tmp_path, mon
         run_training_job("simpo", tmp_path / "out", launch, model_path=str(TINY), pairs=[], beta=2.0, gamma=1.6)
 
 
+def test_an_srun_launch_without_scontrol_is_a_user_error(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from synpo.training.config import LaunchConfig
+    from synpo.training.launch import run_training_job
+
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "node1")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no SLURM client tools
+    launch = OmegaConf.structured(LaunchConfig(launcher="accelerate", srun=True))
+    with pytest.raises(UserError, match="`scontrol` is not on PATH"):
+        run_training_job("simpo", tmp_path / "out", launch, model_path=str(TINY), pairs=[], beta=2.0, gamma=1.6)
+
+
 ENDPOINTS = ["localhost:8000", "http://[::1/v1", "http://host:port/v1", "ftp://127.0.0.1/v1", "http:///v1"]
 
 

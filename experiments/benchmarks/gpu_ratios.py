@@ -284,6 +284,12 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["simpo", "dpo", "simpo_gc", "zero3", "generation"])
     ap.add_argument("--json", type=Path, help="also write every figure here")
     args = ap.parse_args()
+    if not (args.tokenizer / "tokenizer_config.json").is_file():
+        ap.error(
+            f"--tokenizer {args.tokenizer}: no tokenizer_config.json there. Give an HF tokenizer directory with a "
+            "chat template, e.g. the converted SmolLM2's (bash setup.sh --smol; python run.py model=smollm2_135m "
+            "converts it into $SYNPO_CACHE/models/smollm2-135m-instruct)."
+        )
     report = run(args)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

@@ -69,8 +69,8 @@ def srun_command(accelerate: list[str], job: list[str], nodes: int) -> list[str]
     if "SLURM_JOB_NODELIST" not in os.environ:
         raise UserError(
             f"launch.num_machines={nodes} / launch.srun=true starts training with srun, which needs a SLURM "
-            "allocation: run run.py inside one (sbatch --nodes=<n>, salloc, or hydra/launcher=slurm with "
-            "hydra.launcher.nodes=<n>), or set launch.num_machines=1 launch.srun=false."
+            "allocation: run run.py inside one (sbatch --nodes=<n> or salloc; not hydra.launcher.nodes=<n>, which "
+            "would run run.py once per node), or set launch.num_machines=1 launch.srun=false."
         )
     have = int(os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", "1")))
     if have < nodes:
@@ -78,9 +78,16 @@ def srun_command(accelerate: list[str], job: list[str], nodes: int) -> list[str]
             f"launch.num_machines={nodes}, but this SLURM allocation has {have} node(s) (SLURM_JOB_NUM_NODES). "
             f"Allocate {nodes} nodes (sbatch --nodes={nodes}) or lower launch.num_machines."
         )
-    hosts = subprocess.run(
-        ["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]], capture_output=True, text=True
-    )
+    try:
+        hosts = subprocess.run(
+            ["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]], capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        raise UserError(
+            "launch.srun / launch.num_machines > 1: `scontrol` is not on PATH, so the allocation's first node (the "
+            "main process) cannot be found. Run on a node with SLURM's client tools, or set launch.num_machines=1 "
+            "launch.srun=false."
+        ) from None
     if hosts.returncode != 0 or not hosts.stdout.split():
         raise UserError(f"`scontrol show hostnames $SLURM_JOB_NODELIST` failed: {hosts.stderr.strip()}")
     per_node = [*accelerate, "--num_machines", str(nodes), "--main_process_ip", hosts.stdout.split()[0]]
