@@ -2,13 +2,18 @@
 
 Builds, in Markdown (report.md) and LaTeX (report.tex), with per-iteration plots (PNG):
 
-- **Table 2**: AlpacaEval 2.0 (LC and raw win rate), Arena-Hard, MT-Bench per iteration. Official judgments placed in
-  ``iter_<t>/export/`` (alpaca_eval's annotations.json, Arena-Hard's model_judgment/, MT-Bench's
-  model_judgment/*single*.jsonl) take precedence; otherwise the run's own win rates (``eval=winrate``: its scorer or
-  LLM judge against the reference answers) fill the AlpacaEval columns, marked as such.
+- **Table 2**: the run's own validation, AlpacaEval 2.0 (LC and raw win rate), Arena-Hard, MT-Bench per iteration,
+  for SynPO, the baselines and SPIN. Official judgments placed in ``iter_<t>/export/`` (alpaca_eval's
+  annotations.json, Arena-Hard's model_judgment/, MT-Bench's model_judgment/*single*.jsonl) take precedence;
+  otherwise the run's own win rates (``eval=winrate``: its scorer or LLM judge against the reference answers) fill
+  the AlpacaEval columns, marked as such. **Table 3**: MT-Bench by turn.
 - **Table 4**: the Open LLM leaderboard (``eval=openllm``). **Table 5**: the six further harness tasks
   (``eval=harness6``). Other suites (the tiny world's) get a table of their own.
-- **Prompt diversity** (``eval=diversity``) and the Figure 5 plot of pairwise prompt similarity.
+- **Table 6**: the prompt source (``method.prompt_source``). **Table 7**: the seed ablations (``method=seed_*``).
+- **Figure 5**: prompt diversity (``eval=diversity``) and the plot of pairwise prompt similarity.
+
+Runs of one setting that differ only in their seed are averaged, with a 95% interval across seeds
+(``synpo.tables``).
 
 A source is a run directory (results.json), an offline W&B run (a ``run-*.wandb`` file or a directory holding
 ``wandb/offline-run-*``), or a synced run ``wandb:<entity>/<project>/<run id>`` (needs network and a key). The
@@ -19,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -27,145 +31,21 @@ import yaml
 
 from synpo.errors import UserError
 from synpo.sources import LoadedRun, load_source
+from synpo.tables import (
+    HARNESS6,
+    OPENLLM,
+    diversity_table,
+    group_runs,
+    other_suites,
+    suite_table,
+    table2,
+    table3,
+    table6,
+    table7,
+)
 
 log = logging.getLogger(__name__)
 PAPER_FILE = Path(__file__).resolve().parents[1] / "experiments" / "paper" / "synpo_published.yaml"
-
-OPENLLM = [
-    ("arc_challenge", "ARC"),
-    ("hellaswag", "HellaSwag"),
-    ("truthfulqa_mc2", "TruthfulQA"),
-    ("mmlu", "MMLU"),
-    ("winogrande", "Winogrande"),
-    ("gsm8k", "GSM8k"),
-]
-HARNESS6 = [
-    ("openbookqa", "OpenBookQA"),
-    ("haerae", "HAE-RAE"),
-    ("mathqa", "MathQA"),
-    ("xnli", "XNLI"),
-    ("toxigen", "ToxiGen"),
-    ("prost", "PROST"),
-]
-
-
-# --- tables -----------------------------------------------------------------------------------------------------------
-
-
-def _fmt(v, scale: float = 1.0, se=None, ci=None) -> str:
-    """A value with its error bar: the 95% interval when there is one, else ± the standard error."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    s = f"{v * scale:.1f}"
-    if ci is not None and None not in ci:
-        return s + f" [{ci[0] * scale:.1f}, {ci[1] * scale:.1f}]"
-    return s + (f" ± {se * scale:.1f}" if se is not None and not math.isnan(se) else "")
-
-
-def _pick(r: dict, official: bool, key: str):
-    return r.get(("alpaca_" if official else "wr_") + key)
-
-
-def table2(runs: list[LoadedRun], paper: dict) -> tuple[list[str], list[list[str]], list[str]]:
-    header = ["Run", "Iter", "AE2 LC (%)", "AE2 WR (%)", "Arena-Hard (%)", "MT-Bench"]
-    rows, notes = [], []
-    for run in runs:
-        for r in run.rows:
-            official = "alpaca_win_rate" in r
-            lc, wr = _pick(r, official, "length_controlled_winrate"), _pick(r, official, "win_rate")
-            if wr is not None and not official and run.label not in notes:
-                notes.append(run.label)
-            mark = "" if official or wr is None else "*"
-            rows.append(
-                [
-                    run.label + mark,
-                    str(r["iteration"]),
-                    _fmt(
-                        lc,
-                        se=_pick(r, official, "lc_standard_error"),
-                        ci=(_pick(r, official, "lc_ci_low"), _pick(r, official, "lc_ci_high")),
-                    ),
-                    _fmt(
-                        wr,
-                        se=_pick(r, official, "standard_error"),
-                        ci=(_pick(r, official, "ci_low"), _pick(r, official, "ci_high")),
-                    ),
-                    _fmt(r.get("arena_win_rate"), se=r.get("arena_standard_error")),
-                    _fmt(r.get("mt_bench_score")),
-                ]
-            )
-    rows += _paper_rows(paper, "table2", ["alpaca_lc", "alpaca_wr", "arena_hard", "mt_bench"])
-    foot = [
-        f"* {', '.join(notes)}: AlpacaEval columns are the run's own win rates against the reference answers "
-        "(eval=winrate; its scorer, not GPT-4 Turbo). Error bars: [95% bootstrap interval], else ± standard error."
-        if notes
-        else ""
-    ]
-    return header, rows, [f for f in foot if f]
-
-
-def suite_table(runs: list[LoadedRun], suite: str, tasks: list[tuple[str, str]], paper: dict, paper_key: str):
-    header = ["Run", "Iter"] + [name for _, name in tasks] + ["Avg"]
-    rows = []
-    for run in runs:
-        for r in run.rows:
-            values = [r.get(f"lm_{suite}_{task}") for task, _ in tasks]
-            if all(v is None for v in values):
-                continue
-            rows.append(
-                [run.label, str(r["iteration"])]
-                + [_fmt(v, 100) for v in values]
-                + [_fmt(r.get(f"lm_{suite}_average"), 100)]
-            )
-    rows += _paper_rows(paper, paper_key, [task for task, _ in tasks] + ["average"])
-    return header, rows, []
-
-
-def other_suites(runs: list[LoadedRun]) -> dict[str, tuple]:
-    """Tables for suites that are not the paper's (e.g. the tiny world's)."""
-    known = {"openllm", "harness6"}
-    suites: dict[str, list[str]] = {}
-    for run in runs:
-        for r in run.rows:
-            for k in r:
-                if k.startswith("lm_") and k.endswith("_average"):
-                    name = k[3 : -len("_average")]
-                    if name not in known:
-                        tasks = sorted(
-                            x[len(f"lm_{name}_") :]
-                            for x in r
-                            if x.startswith(f"lm_{name}_") and not x.endswith("_average")
-                        )
-                        suites.setdefault(name, tasks)
-    return {name: suite_table(runs, name, [(t, t) for t in tasks], {}, "") for name, tasks in suites.items()}
-
-
-def diversity_table(runs: list[LoadedRun]):
-    header = ["Run", "Prompts", "Mean cosine ↓", "distinct-1 ↑", "distinct-2 ↑", "Self-BLEU ↓", "n"]
-    rows = []
-    for run in runs:
-        for r in run.rows:
-            if "div_mean_cosine" not in r:
-                continue
-            which = "seed" if r["iteration"] == 0 else f"iteration {r['iteration']}"
-            rows.append(
-                [run.label, which]
-                + [f"{r[k]:.3f}" for k in ("div_mean_cosine", "div_distinct_1", "div_distinct_2", "div_self_bleu")]
-                + [str(r.get("div_n_prompts", ""))]
-            )
-    return header, rows, []
-
-
-def _paper_rows(paper: dict, key: str, columns: list[str]) -> list[list[str]]:
-    table = (paper.get("tables") or {}).get(key)
-    if not table:
-        return []
-    out = []
-    for row in table["rows"]:
-        values = row.get("values") or {}
-        cells = [("n/t" if values.get(c) is None else f"{values[c]:.1f}") for c in columns]
-        out.append([f"paper: {row['setting']}", str(row["iteration"])] + cells)
-    return out
 
 
 def markdown(title: str, header: list[str], rows: list[list[str]], notes: list[str]) -> str:
@@ -278,14 +158,19 @@ def build(sources: list[str], out_dir: Path, paper_file: Path | None = PAPER_FIL
     runs = [load_source(s) for s in sources]
     paper = yaml.safe_load(paper_file.read_text(encoding="utf-8")) if paper_file and paper_file.is_file() else {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = [("Table 2: instruction following (AlpacaEval 2.0, Arena-Hard, MT-Bench)", table2(runs, paper))]
-    sections.append(("Table 4: Open LLM leaderboard", suite_table(runs, "openllm", OPENLLM, paper, "table4")))
-    sections.append(
-        ("Table 5: six more LLM Harness tasks (5-shot)", suite_table(runs, "harness6", HARNESS6, paper, "table5"))
-    )
-    for name, table in other_suites(runs).items():
+    groups = group_runs(runs)
+    sections = [
+        ("Table 2: instruction following (AlpacaEval 2.0, Arena-Hard, MT-Bench), with the baselines",
+         table2(groups, paper)),
+        ("Table 3: MT-Bench by turn", table3(groups, paper)),
+        ("Table 4: Open LLM leaderboard", suite_table(groups, "openllm", OPENLLM, paper, "table4")),
+        ("Table 5: six more LLM Harness tasks (5-shot)", suite_table(groups, "harness6", HARNESS6, paper, "table5")),
+        ("Table 6: prompt source (one iteration)", table6(groups, paper)),
+        ("Table 7: seed-data ablations", table7(groups, paper)),
+    ]  # fmt: skip
+    for name, table in other_suites(groups).items():
         sections.append((f"lm-eval suite {name}", table))
-    sections.append(("Prompt diversity (all-MiniLM-L6-v2)", diversity_table(runs)))
+    sections.append(("Figure 5: prompt diversity (all-MiniLM-L6-v2)", diversity_table(groups, paper)))
 
     plots = _plots(runs, out_dir)
 

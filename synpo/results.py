@@ -28,7 +28,13 @@ def summary(row: dict) -> str:
 
 def write_results(rundir: RunDir, cfg: DictConfig, rows: list[dict], seconds: float, method_columns: tuple) -> None:
     """``results.json``, ``results.md`` and ``plots/val_score.png``; the table is also logged."""
-    write_json(rundir.results_file, {"name": cfg.name, "iterations": rows, "wall_seconds": round(seconds, 1)})
+    meta = {
+        "method": cfg.method.name,
+        "prompt_source": cfg.method.prompt_source,
+        "model": cfg.model.name,
+        "seed": cfg.seed,
+    }  # what the report groups runs by (seeds of one setting) and labels them with
+    write_json(rundir.results_file, {"name": cfg.name, **meta, "iterations": rows, "wall_seconds": round(seconds, 1)})
     columns = VALIDATION_COLUMNS + tuple(method_columns)
     header = "| " + " | ".join(columns) + " | seconds |"
     lines = [f"# {cfg.name}", "", header, "|" + "---|" * (len(columns) + 1)]

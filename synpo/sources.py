@@ -10,6 +10,8 @@ from pathlib import Path
 from synpo.errors import UserError
 from synpo.tracking import offline_run_files
 
+PROMPT_METHODS = ("synpo", "sampling_ranking", "self_rewarding")  # the methods whose prompts have a source
+
 
 @dataclass
 class LoadedRun:
@@ -17,6 +19,18 @@ class LoadedRun:
     source: str
     rows: list[dict]  # one per iteration, with "iteration"
     diversity: dict = field(default_factory=dict)  # iteration -> diversity.json (with the histogram)
+    method: str | None = None  # None: not recorded (an older run, or a W&B source)
+    prompt_source: str | None = None
+    seed: int | None = None
+
+
+def run_label(name: str, method: str | None, prompt_source: str | None) -> str:
+    """A run's label in the report: its name, plus the method where the name does not say it and the prompt source
+    where it is not SynPO's generator. Runs that differ only in their seed share a label (the report averages them)."""
+    label = name if not method or method in name else f"{name} ({method})"
+    if method in PROMPT_METHODS and prompt_source and prompt_source != "generator":
+        label += f" [{prompt_source} prompts]"
+    return label
 
 
 # --- loading --------------------------------------------------------------------------------------------------------
@@ -60,7 +74,8 @@ def _load_run_dir(p: Path) -> LoadedRun:
         if d.is_file():
             diversity[t] = json.loads(d.read_text(encoding="utf-8"))
         r.update(_official_judgments(p, results["name"], t))
-    return LoadedRun(results.get("name", p.name), str(p), rows, diversity)
+    name, method, source = results.get("name", p.name), results.get("method"), results.get("prompt_source")
+    return LoadedRun(run_label(name, method, source), str(p), rows, diversity, method, source, results.get("seed"))
 
 
 def _official_judgments(run_dir: Path, name: str, t: int) -> dict:

@@ -90,13 +90,14 @@ class Context:
 
     # --- stages shared by the methods ---------------------------------------------------------------------------
 
-    def sampling(self, name: str, temperature: float | None = None, max_new_tokens: int | None = None):
+    def sampling(self, name: str, temperature: float | None = None, max_new_tokens: int | None = None, n: int = 1):
         g = self.cfg.generator
         return SamplingParams(
             temperature=g.temperature if temperature is None else temperature,
             top_p=g.top_p,
             max_new_tokens=g.max_new_tokens if max_new_tokens is None else max_new_tokens,
             seed=self.seed_for(name),
+            n=n,
         )
 
     def generate(
@@ -110,10 +111,13 @@ class Context:
         extra: list[dict] | None = None,
         max_new_tokens: int | None = None,
         kind: str | None = None,
+        n: int = 1,
     ) -> StageRecord:
         """Answers of ``model`` to ``prompts``, written to ``out`` as rows ``{prompt, response, finish_reason,
-        **extra}``; the stage's info counts the answers cut off at the token limit (``n_truncated``)."""
-        sampling = self.sampling(name, temperature, max_new_tokens)
+        **extra}``; the stage's info counts the answers cut off at the token limit (``n_truncated``). With ``n`` > 1,
+        one generation call samples ``n`` answers per prompt: ``n`` rows per prompt, prompt-major, each with its
+        ``sample`` index."""
+        sampling = self.sampling(name, temperature, max_new_tokens, n)
         shard_dir = sibling(out, "shards")
         settings = {
             "model": model,
@@ -125,12 +129,11 @@ class Context:
         def fn():
             keep_only_shards_of(shard_dir, settings)
             responses = self.generator.generate(model, prompts, sampling, shard_dir=shard_dir)
-            rows = [
-                {"prompt": p, "response": str(r), "finish_reason": r.finish_reason}
-                for p, r in zip(prompts, responses, strict=True)
-            ]
-            for row, more in zip(rows, extra or [{}] * len(rows), strict=True):
-                row.update(more)
+            rows = []
+            for i, r in enumerate(responses):  # prompt-major: prompt i // n, its sample i % n
+                k, j = divmod(i, n)
+                row = {"prompt": prompts[k], "response": str(r), "finish_reason": r.finish_reason}
+                rows.append({**row, **({"sample": j} if n > 1 else {}), **(extra[k] if extra else {})})
             write_jsonl(out, rows)
             shutil.rmtree(shard_dir, ignore_errors=True)
             return {

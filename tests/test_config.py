@@ -1,10 +1,11 @@
 """Every file under conf/ composes and validates; bad values give one clear error naming every bad key."""
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import CONF, compose
+from conftest import CONF, ROOT, compose
 from omegaconf import OmegaConf
 
 from synpo.config import validate
@@ -284,3 +285,42 @@ def undocumented_fields(schema: type, prefix: str = "") -> list[str]:
         elif not f.metadata.get("help"):
             missing.append(key)
     return missing
+
+
+# --- the sweep scripts: every point of every `run.py -m` line composes and validates ----------------------------------
+
+
+def _sweep_points(script: Path, env: dict) -> list[list[str]]:
+    """The override lists of every point that ``script``'s ``run.py -m`` commands would launch (Hydra's launcher and
+    sweep-dir keys left out)."""
+    import itertools
+    import shlex
+
+    text = script.read_text().replace("\\\n", " ")
+    points = []
+    for line in text.splitlines():
+        if "run.py -m" not in line or line.lstrip().startswith("#"):
+            continue
+        args = line.split("run.py -m", 1)[1].replace('"$@"', "")
+        for k, v in env.items():
+            args = args.replace(f'"${k}"', v).replace(f"${k}", v)
+        choices = []
+        for token in shlex.split(args):
+            if token.startswith(("hydra/launcher=", "hydra.", "logger.mode=")):
+                continue
+            key, _, value = token.partition("=")
+            options = [value] if value.startswith("[") else value.split(",")
+            choices.append([f"{key}={o}" for o in options])
+        points += [list(p) for p in itertools.product(*choices)]
+    return points
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "sweeps").glob("*table*.sh")))
+def test_every_point_of_the_table_sweeps_composes_and_validates(script, tmp_path):
+    prefs, prompts = tmp_path / "prefs.jsonl", tmp_path / "prompts.jsonl"
+    prefs.write_text(json.dumps({"prompt": "Add the numbers 1 and 2.", "chosen": "3", "rejected": "4"}) + "\n")
+    prompts.write_text(json.dumps({"prompt": "Write a haiku about rain."}) + "\n")
+    points = _sweep_points(ROOT / "sweeps" / script, {"PREFERENCES": str(prefs), "MANUAL_PROMPTS": str(prompts)})
+    assert points, f"{script} launches no run.py -m point"
+    for overrides in points:
+        validate(compose([*overrides, ANY_PYTHON]), read_files=False)

@@ -13,11 +13,19 @@ __all__ = ["METHODS", "Iteration", "Method", "get_method"]
 
 
 def _registry() -> dict[str, Method]:
+    from synpo.methods.baselines import SamplingRanking, SelfRewarding
+    from synpo.methods.oneshot import Offline, SeedAblation
     from synpo.methods.spin import Spin
     from synpo.methods.synpo import SynPO
 
     return {
         "synpo": SynPO(),
+        "sampling_ranking": SamplingRanking(),
+        "self_rewarding": SelfRewarding(),
+        "offline": Offline(),
+        "seed_sft": SeedAblation("seed_sft"),
+        "seed_po": SeedAblation("seed_po"),
+        "seed_sft_po": SeedAblation("seed_sft_po"),
         "spin": Spin("spin"),
         "spin_judged": Spin("spin_judged"),
         "spin_noised": Spin("spin_noised"),

@@ -1,4 +1,4 @@
-"""The method config group's schema: the iteration recipe's knobs (SynPO's, then SPIN's). Each method's checks
+"""The method config group's schema: the iteration recipe's knobs (SynPO's and its baselines', then SPIN's). Each method's checks
 that relate these fields to the rest of the config are its ``problems`` (``synpo.methods``)."""
 
 from __future__ import annotations
@@ -32,6 +32,33 @@ class MethodConfig:
     keep_previous_if_worse: bool = spec(False, "keep pi_{t-1} if every beta candidate validates worse (paper: off)")
     generator_keywords: int = spec(3, "keywords per synthetic prompt request", gt=0)
     improver_max_length: int | None = spec(None, "the improver's SFT max length; null: sft_trainer.max_length", gt=0)
+    prompt_source: str = spec(
+        "generator",
+        "where each iteration's prompts come from (the paper's Table 6): SynPO's generator, self_instruct (the "
+        "policy, few-shot from seed prompts), seed (the seed prompts) or manual (method.manual_prompts)",
+        choices=("generator", "self_instruct", "seed", "manual"),
+    )
+    manual_prompts: str | None = spec(None, "prompt_source=manual: a JSONL of {'prompt'} rows, or tinyworld")
+    self_instruct_examples: int = spec(4, "prompt_source=self_instruct: seed prompts shown per request", gt=0)
+    # Sampling-Ranking and Self-Rewarding
+    samples_per_prompt: int = spec(5, "answers pi_{t-1} samples per prompt, in one generation call (paper: 5)", ge=2)
+    judge_template: str = spec(
+        "rubric",
+        "self_rewarding: the judge prompt; rubric (Yuan et al.'s additive 5 points) or short (small contexts)",
+        choices=("rubric", "short"),
+    )
+    judge_data: str | None = spec(
+        None,
+        "self_rewarding: judge-training (EFT) examples, a JSONL of {prompt, response, score 0-5} or tinyworld; "
+        "null: the policy judges without them",
+    )
+    judge_samples: int = spec(1, "self_rewarding: judgements per answer, averaged (1: greedy; more: sampled)", gt=0)
+    judge_max_new_tokens: int = spec(128, "self_rewarding: new tokens per judgement", gt=0)
+    # offline ("Manual")
+    preference_file: str | None = spec(
+        None, "offline: a JSONL of {prompt, chosen, rejected} (e.g. UltraFeedback binarized), or tinyworld"
+    )
+    n_preferences: int = spec(600, "offline with preference_file=tinyworld: the pairs drawn from the world", gt=0)
     # SPIN
     mix_previous: bool = spec(True, "train on this iteration's pairs plus the previous iteration's (SPIN)")
     noise: NoiseConfig = spec(help="SPIN's noise settings", factory=NoiseConfig)

@@ -45,12 +45,14 @@ def accumulated_pairs(ctx: Context, t: int) -> list[dict]:
 
 
 def train_candidates(
-    ctx: Context, t: int, dataset: list[dict], deps: list[StageRecord]
+    ctx: Context, t: int, dataset: list[dict], deps: list[StageRecord], base: str | None = None
 ) -> list[tuple[Candidate, StageRecord]]:
-    """One SimPO model from pi_0 on ``dataset`` per beta candidate, on the launch topology's device slots."""
+    """One SimPO model from ``base`` (default pi_0) on ``dataset`` per beta candidate, on the launch topology's
+    device slots."""
     from synpo.training.launch import device_slots, run_training_job
 
     cfg, rundir = ctx.cfg, ctx.rundir
+    base = base or ctx.pi0
     hp = hparams(cfg.trainer, cfg.model, ctx.seed_for(rundir.iter_stage(t, "simpo")), t)
     grid = [Candidate(b, g) for b, g in beta_candidates(cfg.trainer, t)]
     slots = device_slots(cfg.launch, len(grid))
@@ -64,7 +66,7 @@ def train_candidates(
         try:
             return ctx.stage(
                 rundir.iter_stage(t, c.name, "train"),
-                {"hp": hp.__dict__, "beta": c.beta, "gamma": c.gamma, "from": ctx.pi0},
+                {"hp": hp.__dict__, "beta": c.beta, "gamma": c.gamma, "from": base},
                 [model_dir],
                 lambda: run_training_job(
                     "simpo",
@@ -72,7 +74,7 @@ def train_candidates(
                     cfg.launch,
                     devices=devices,
                     slot=slot,
-                    model_path=ctx.pi0,
+                    model_path=base,
                     pairs=dataset,
                     hp=hp,
                     beta=c.beta,
@@ -92,13 +94,20 @@ def train_candidates(
 
 
 def train_and_select(
-    ctx: Context, t: int, pair_records: list[StageRecord], previous_val: dict, previous: tuple[str, StageRecord | str]
+    ctx: Context,
+    t: int,
+    pair_records: list[StageRecord],
+    previous_val: dict,
+    previous: tuple[str, StageRecord | str],
+    base: tuple[str, StageRecord | str] | None = None,
 ) -> Selected:
-    """Train every candidate on D, validate each, and point ``iter_<t>/policy`` at the best."""
+    """Train every candidate on D from ``base`` (model directory and record; default pi_0), validate each, and point
+    ``iter_<t>/policy`` at the best."""
     rundir = ctx.rundir
     dataset = accumulated_pairs(ctx, t)
     per_beta, records = {}, {}
-    for c, r_train in train_candidates(ctx, t, dataset, pair_records):
+    deps = [*pair_records, *([base[1]] if base and isinstance(base[1], StageRecord) else [])]
+    for c, r_train in train_candidates(ctx, t, dataset, deps, base[0] if base else None):
         model_dir = rundir.iter_file(t, c.name, "model")
         r_eval = validation_stage(
             ctx, rundir.iter_stage(t, c.name, "eval"), str(model_dir), rundir.iter_file(t, c.name), [r_train],

@@ -21,6 +21,7 @@ __all__ = [
     "Scorer",
     "compare_in_shards",
     "make_scorer",
+    "ranking_scores",
     "values_against",
 ]
 
@@ -58,6 +59,29 @@ def values_against(scorer: Scorer, prompts: list[str], texts: list[str], referen
     against the prompt's reference text (PairRM's validation score is its verdict against the gold answer)."""
     scores = scorer.scores(prompts, texts)
     return scores if scores is not None else scorer.compare(prompts, texts, references).gaps
+
+
+def ranking_scores(scorer: Scorer, prompts: list[str], groups: list[list[str]]) -> list[list[float]]:
+    """One number per candidate of each prompt's group, to rank the group: its pointwise score, or, from a scorer that
+    only compares, its mean gap against each other candidate of the group (a round robin, as PairRM ranks a list:
+    k(k-1)/2 comparisons per prompt, in one ``compare`` call)."""
+    flat = [x for x, g in zip(prompts, groups, strict=True) for _ in g]
+    scores = scorer.scores(flat, [c for g in groups for c in g])
+    if scores is not None:
+        out, k = [], 0
+        for g in groups:
+            out.append(scores[k : k + len(g)])
+            k += len(g)
+        return out
+    pairs = [(n, i, j) for n, g in enumerate(groups) for i in range(len(g)) for j in range(i + 1, len(g))]
+    gaps = scorer.compare(
+        [prompts[n] for n, _, _ in pairs], [groups[n][i] for n, i, _ in pairs], [groups[n][j] for n, _, j in pairs]
+    ).gaps if pairs else []  # fmt: skip
+    out = [[0.0] * len(g) for g in groups]
+    for (n, i, j), gap in zip(pairs, gaps, strict=True):
+        out[n][i] += gap / (len(groups[n]) - 1)
+        out[n][j] -= gap / (len(groups[n]) - 1)
+    return out
 
 
 def make_scorer(cfg: DictConfig) -> Scorer:

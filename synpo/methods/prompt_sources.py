@@ -1,0 +1,239 @@
+"""Where an iteration's prompts come from (``method.prompt_source``; the paper's Table 6 compares them):
+
+- ``generator``: SynPO's self-prompt generator G, fine-tuned once from pi_0 on the seed set (keywords in,
+  ``<question>`` out), asked with ``generator_keywords`` random keywords per request;
+- ``self_instruct``: the policy pi_{t-1} itself writes a new task, few-shot from ``self_instruct_examples`` random
+  seed prompts (Self-Instruct, Wang et al. 2023; the paper's Table 6 baseline);
+- ``seed``: a random sample of the seed prompts (the prompts SynPO's own data already has);
+- ``manual``: a prompt set written by people (``method.manual_prompts``: a JSONL file of ``{"prompt"}`` rows, e.g.
+  UltraFeedback's prompts, or ``tinyworld`` for fresh tasks drawn from the tiny world's own distribution).
+
+Every source's prompts go through the same filter: parsed from untrusted model text by bounded regular expressions
+(never evaluated), accepted by the scorer, not a validation prompt, not a duplicate. The stage's info counts what
+was dropped and, where the tiny world can tell, the task family of each kept prompt (``family_*``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from synpo.artifacts import PROMPTS, StageRecord, file_digest, iter_jsonl, read_jsonl, write_jsonl
+from synpo.data import corpus_keyword_rows, generator_examples, keyword_function
+from synpo.errors import UserError
+from synpo.prompts import generator_prompt, parse_instruction, parse_question, self_instruct_prompt
+from synpo.stages import Context
+
+SOURCES = ("generator", "self_instruct", "seed", "manual")
+
+
+@dataclass
+class PromptSource:
+    """What a source needs across iterations: for ``generator``, G's model directory and the keyword pool."""
+
+    kind: str
+    generator: str | None = None
+    generator_record: StageRecord | None = None
+    keywords_record: StageRecord | None = None
+
+
+def source_problems(cfg: DictConfig) -> list[str]:
+    """What is wrong with ``method.prompt_source`` and its settings (files are read here, before any heavy work)."""
+    m, p = cfg.method, []
+    if m.prompt_source == "generator" and cfg.data.keywords == "corpus" and not cfg.data.keyword_corpus:
+        p.append("data.keyword_corpus is null but data.keywords=corpus: give a local text file of paragraphs")
+    if m.prompt_source == "manual":
+        if not m.manual_prompts:
+            p.append("method.manual_prompts is null but method.prompt_source=manual: give a JSONL of {'prompt'} rows")
+        elif m.manual_prompts == "tinyworld" and cfg.data.source != "tinyworld":
+            p.append("method.manual_prompts=tinyworld needs data=tinyworld (fresh tasks of the same world)")
+        elif m.manual_prompts != "tinyworld":
+            try:
+                load_prompt_file(m.manual_prompts)
+            except UserError as e:
+                p.append(f"method.manual_prompts: {e}")
+    return p
+
+
+def load_prompt_file(path: str | Path) -> list[str]:
+    """The prompts of a JSONL file of ``{"prompt": str}`` rows; every bad row is reported with ``file:line``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found. Give a JSONL file with one {{'prompt': str}} object per line.")
+    prompts, bad = [], []
+    for lineno, row in iter_jsonl(path):
+        value = row.get("prompt")
+        if isinstance(value, str) and value.strip():
+            prompts.append(value)
+        else:
+            bad.append(f"{path}:{lineno}")
+    if bad:
+        raise UserError(
+            f"{len(bad)} row(s) have no non-empty string 'prompt': {', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}. Fix or remove those lines."
+        )
+    if not prompts:
+        raise UserError(f"{path}: no prompt rows. Give a JSONL file with one {{'prompt': str}} object per line.")
+    return prompts
+
+
+def prepare_source(ctx: Context) -> PromptSource:
+    """Before iteration 1: for ``generator``, train G once from pi_0 on the seed set and write the keyword pool."""
+    kind = ctx.cfg.method.prompt_source
+    if kind != "generator":
+        return PromptSource(kind)
+    keywords_of = keyword_function(ctx.cfg.data.keywords)
+    examples = generator_examples(ctx.seed_train, keywords_of, ctx.seed_for("generator_examples"))
+    if not examples:
+        raise UserError(
+            f"The prompt generator has no training example: none of the {len(ctx.seed_train)} seed prompts has "
+            f"2 keywords (data.keywords={ctx.cfg.data.keywords!r}) or there are fewer than 2 seed rows. Give more "
+            "seed data (data.n_train, data.path)."
+        )
+    out = ctx.rundir.path("generator", "model")
+    rec = ctx.train_sft("generator", examples, out, [ctx.seed_record])
+    return PromptSource(kind, str(out), rec, keyword_pool(ctx))
+
+
+def keyword_pool(ctx: Context) -> StageRecord:
+    """``keywords.jsonl``: the pool K from which each synthetic prompt's keywords are drawn."""
+    out = ctx.rundir.path("keywords.jsonl")
+    d = ctx.cfg.data
+
+    def fn():
+        if d.keywords == "tinyworld":
+            from synpo.tinyworld.tasks import keyword_pool as world_pool
+
+            rows = [{"keywords": [k]} for k in world_pool()]  # single words, drawn 3 at a time
+        else:  # 3 keywords per paragraph of a local corpus, drawn together (the paper's keyword lists)
+            rows = corpus_keyword_rows(d.keyword_corpus, ctx.seed_for("keywords"))
+        return {"n": write_jsonl(out, rows)}
+
+    corpus_file = Path(d.keyword_corpus) if d.keywords == "corpus" and d.keyword_corpus else None
+    corpus = file_digest(corpus_file) if corpus_file and corpus_file.is_file() else None
+    return ctx.stage("keywords", {"keywords": d.keywords, "corpus": corpus}, [out], fn, [ctx.seed_record])
+
+
+def keyword_requests(ctx: Context, t: int) -> list[list[str]]:
+    """The keyword list of each of the iteration's ``n_prompts`` generator requests."""
+    m = ctx.cfg.method
+    groups = [r["keywords"] for r in read_jsonl(ctx.rundir.path("keywords.jsonl"))]
+    rng = random.Random(ctx.seed_for(ctx.rundir.iter_stage(t, "keywords")))
+    k = m.generator_keywords
+    if all(len(g) >= k for g in groups):  # one paragraph's keywords per request
+        return [rng.choice(groups)[:k] for _ in range(m.n_prompts)]
+    pool = [w for g in groups for w in g]  # single-word pool: k distinct words per request
+    return [rng.sample(pool, min(k, len(pool))) for _ in range(m.n_prompts)]
+
+
+def family_counts(prompts: list[str]) -> dict:
+    """``family_<name>``: how many of ``prompts`` ask for each tiny-world task family (``family_other``: none)."""
+    from synpo.tinyworld.tasks import parse_prompt
+
+    counts = Counter((task.family if (task := parse_prompt(p)) else "other") for p in prompts)
+    return {f"family_{k}": v for k, v in sorted(counts.items())}
+
+
+def filter_prompts(ctx: Context, rows: list[dict], parse, out: Path) -> dict:
+    """``rows`` (``{"response", ...}``) parsed with ``parse``, kept when the scorer accepts them and they are neither
+    a validation prompt nor a duplicate; the kept ones (``{"prompt", **the row's other fields}``) into ``out``."""
+    held_out = {r["prompt"] for r in ctx.seed_val}
+    seen: set[str] = set()
+    kept, counts = [], {"n_invalid": 0, "n_duplicate": 0, "n_validation_overlap": 0}
+    for row in rows:
+        question = parse(row["response"])
+        if question is None or not ctx.scorer.accepts(question):
+            counts["n_invalid"] += 1
+        elif question in held_out:
+            counts["n_validation_overlap"] += 1
+        elif question in seen:
+            counts["n_duplicate"] += 1
+        else:
+            seen.add(question)
+            extra = {k: v for k, v in row.items() if k not in ("prompt", "response", "finish_reason", "sample")}
+            kept.append({"prompt": question, **extra})
+    write_jsonl(out, kept)
+    info = {"n_generated": len(rows), **counts, "n_prompts": len(kept)}
+    if ctx.cfg.data.source == "tinyworld":
+        info.update(family_counts([r["prompt"] for r in kept]))
+    return info
+
+
+def _model_requests(ctx: Context, t: int, source: PromptSource, policy: str, policy_record) -> tuple:
+    """The generation requests of a model-written source: (model, user messages, extra fields, deps, parser)."""
+    m = ctx.cfg.method
+    if source.kind == "generator":
+        requests = keyword_requests(ctx, t)
+        messages = [generator_prompt(kw) for kw in requests]
+        deps = [source.generator_record, source.keywords_record]
+        return source.generator, messages, [{"keywords": kw} for kw in requests], deps, parse_question
+    rng = random.Random(ctx.seed_for(ctx.rundir.iter_stage(t, "self_instruct")))
+    pool = [r["prompt"] for r in ctx.seed_train]
+    shots = [rng.sample(pool, min(m.self_instruct_examples, len(pool))) for _ in range(m.n_prompts)]
+    messages = [self_instruct_prompt(s) for s in shots]
+    return policy, messages, None, [policy_record, ctx.seed_record], parse_instruction
+
+
+def _given_prompts(ctx: Context, t: int) -> list[str]:
+    """A ``seed`` or ``manual`` source's ``n_prompts`` prompts for iteration t (a fresh random sample each time)."""
+    m = ctx.cfg.method
+    rng = random.Random(ctx.seed_for(ctx.rundir.iter_stage(t, "prompt_sample")))
+    if m.prompt_source == "seed":
+        pool = [r["prompt"] for r in ctx.seed_train]
+    elif m.manual_prompts == "tinyworld":  # people's prompts of the same world: tasks outside the seed split
+        from synpo.tinyworld.tasks import sample_distinct_tasks
+
+        exclude = {r["prompt"] for r in ctx.seed_train + ctx.seed_val}
+        return [task.prompt for task in sample_distinct_tasks(rng, m.n_prompts, exclude)]
+    else:
+        pool = load_prompt_file(m.manual_prompts)
+    return rng.sample(pool, min(m.n_prompts, len(pool)))
+
+
+def iteration_prompts(
+    ctx: Context, t: int, source: PromptSource, policy: str, policy_record: StageRecord | str
+) -> tuple[list[str], StageRecord]:
+    """The iteration's prompts (``iter_<t>/prompts.jsonl``) from ``source``; ``policy`` is pi_{t-1}, which writes
+    them for ``self_instruct``."""
+    rundir, m = ctx.rundir, ctx.cfg.method
+    out, raw = rundir.iter_file(t, PROMPTS), rundir.iter_file(t, "prompts_raw.jsonl")
+    if source.kind in ("generator", "self_instruct"):
+        model, messages, extra, deps, parse = _model_requests(ctx, t, source, policy, policy_record)
+        r_raw = ctx.generate(
+            rundir.iter_stage(t, "generate_prompts"), model, messages, raw, deps, extra=extra, kind="prompts"
+        )
+        rec = ctx.stage(
+            rundir.iter_stage(t, "prompts"),
+            {"scorer": ctx.cfg.scorer.name, "source": source.kind},
+            [out],
+            lambda: filter_prompts(ctx, read_jsonl(raw), parse, out),
+            [r_raw, ctx.seed_record],
+        )
+    else:
+        manual = m.manual_prompts if source.kind == "manual" else None
+        digest = file_digest(Path(manual)) if manual and manual != "tinyworld" else manual
+        rec = ctx.stage(
+            rundir.iter_stage(t, "prompts"),
+            {"scorer": ctx.cfg.scorer.name, "source": source.kind, "n": m.n_prompts, "manual": digest},
+            [out],
+            lambda: filter_prompts(ctx, [{"response": p} for p in _given_prompts(ctx, t)], _strip, out),
+            [ctx.seed_record],
+        )
+    prompts = [r["prompt"] for r in read_jsonl(out)]
+    if not prompts:
+        raise UserError(
+            f"iteration {t}: the prompt source method.prompt_source={source.kind!r} gave no valid prompt out of "
+            f"{rec.info.get('n_generated', m.n_prompts)} (see {raw if raw.exists() else out}; the counts of what "
+            f"was dropped are {rec.info}). A prompt must parse and be accepted by the scorer; check that the "
+            "generator trained (sft_trainer.learning_rate, epochs), raise method.n_prompts, or choose another source."
+        )
+    return prompts, rec
+
+
+def _strip(text: str) -> str | None:
+    text = " ".join(text.split())
+    return text or None
