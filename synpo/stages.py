@@ -74,6 +74,10 @@ class Context:
     def seed_for(self, name: str) -> int:
         return stage_seed(self.cfg.seed, name)
 
+    def seed_prompts(self) -> set[str]:
+        """Every prompt of the seed split, train and validation (what fresh prompts of the world must avoid)."""
+        return {r["prompt"] for r in self.seed_train + self.seed_val}
+
     def stage(
         self,
         name: str,

@@ -26,13 +26,31 @@ def test_partial_credit_by_hand():
     # two of three positions right ("3 9 5" -> 3 matches; "5 9" wrong): 1/3 content, lead and clean form
     v = verify(task, "The sorted numbers are: 3 9 5.")
     assert v.content == pytest.approx(1 / 3) and v.form == pytest.approx(1.0)
-    assert v.score == pytest.approx(0.7 / 3 + 0.3)
+    assert v.score == pytest.approx(0.5 * (0.7 / 3 + 0.3), abs=1e-6)  # wrong content: half of what it would earn
     add = Task("add", (10, 9))  # 19; answer 18 is off by one: 0.5 * (1 - 1/20)
     assert verify(add, "18").content == pytest.approx(0.5 * (1 - 1 / 20))
     upper = Task("uppercase", ("apple",))
     assert verify(upper, "apple").content == pytest.approx(0.4)
     # the lead phrase alone earns 2/3 of the form; a repeated answer loses the clean 1/3
     assert verify(add, "The sum of 10 and 9 is 19. 19.").form == pytest.approx(2 / 3)
+
+
+def test_a_wrong_answer_never_beats_a_right_one_on_style():
+    """The world's reward model: every exactly right answer (at least 0.7, terse) outscores every wrong one (at most
+    0.5 * (0.7 * content + 0.3) < 0.5), however well formed; among wrong ones, more content still scores higher."""
+    from synpo.tinyworld.build_sft import corrupt
+
+    rng = random.Random(1)
+    for _ in range(2000):
+        task = sample_task(rng)
+        right = verify(task, task.terse())
+        wrong = verify(task, corrupt(task, rng))
+        assert right.exact and right.score >= 0.7
+        if not wrong.exact:
+            assert wrong.score < 0.5 < right.score
+    task = Task("sort", (5, 3, 9, 1))  # 1 3 5 9: three of four right in gold form vs all four right tersely
+    assert verify(task, "The sorted numbers are: 1 3 5 8.").score < verify(task, "1 3 5 9").score
+    assert verify(task, "1 3 5 8").score > verify(task, "1 3 9 8").score
 
 
 def test_repetition_loses_form():
@@ -139,3 +157,24 @@ def test_shipped_manifest_records_per_family_accuracy():
     manifest = json.loads((BUILTIN_MODELS["tiny-sft"] / "manifest.json").read_text())
     assert set(manifest["accuracy"]) == set(FAMILIES)
     assert "build_sft" in manifest["command"]
+
+
+def test_the_harness_generation_task_checks_content_in_either_form():
+    """tinyworld_gen's exact match (lm-eval's own metric with the task's settings) accepts the right content terse or
+    in the gold sentence, and refuses wrong content in either form."""
+    import yaml
+    from lm_eval.api.metrics import exact_match_hf_evaluate
+
+    from synpo.evaluation.harness import _GEN_YAML
+    from synpo.tinyworld.build_sft import corrupt
+
+    metric = yaml.safe_load(_GEN_YAML.format(data='"x"'))["metric_list"][0]
+    settings = {k: metric[k] for k in ("regexes_to_ignore", "ignore_case", "ignore_punctuation")}
+    rng = random.Random(3)
+    for _ in range(300):
+        task = sample_task(rng)
+        for answer in (task.gold(), task.terse(), " " + task.gold()):
+            assert exact_match_hf_evaluate([answer], [task.terse()], **settings)["exact_match"] == 1.0, answer
+        wrong = corrupt(task, rng)
+        if not verify(task, wrong).exact:
+            assert exact_match_hf_evaluate([wrong], [task.terse()], **settings)["exact_match"] == 0.0, wrong

@@ -52,13 +52,23 @@ metric_list:
   - metric: exact_match
     aggregation: mean
     higher_is_better: true
-    ignore_case: true
+    ignore_case: false  # the uppercase family's content is its case
+    ignore_punctuation: true
+    regexes_to_ignore:  # the gold sentences' lead phrases: the task checks the content, in either form
+      - '^ *The (reversed words|sorted numbers) are: '
+      - '^ *The sum of [0-9]+ and [0-9]+ is '
+      - '^ *The word in uppercase is '
+      - '^ *The largest number is '
+      - '^ *The word [a-z]+ has '
+      - ' letters'
 """
 
 
 def write_tinyworld_tasks(out_dir: Path, n: int = 48, seed: int = 1234) -> Path:
     """Two lm-eval tasks over local JSONL, from tiny-world tasks the SFT data never held (a fixed seed):
-    ``tinyworld_mc`` (pick the gold answer among 4 of the same family) and ``tinyworld_gen`` (exact terse answer)."""
+    ``tinyworld_mc`` (pick the gold answer among 4 of the same family) and ``tinyworld_gen`` (the exact content,
+    terse or in the gold sentence: the lead phrases and punctuation are ignored, so that it measures content, not
+    form; until 2026-12-01 it matched the terse rendering only and scored a right gold-form answer as wrong)."""
     from synpo.tinyworld.tasks import sample_distinct_tasks
 
     out_dir = Path(out_dir)

@@ -88,7 +88,7 @@ class Offline:
         if m.preference_file == "tinyworld":
             from synpo.tinyworld.human import manual_preferences
 
-            exclude = {r["prompt"] for r in ctx.seed_train + ctx.seed_val}
+            exclude = ctx.seed_prompts()
             return manual_preferences(m.n_preferences, ctx.seed_for("manual_preferences"), exclude)
         return load_preference_file(m.preference_file)
 

@@ -29,6 +29,7 @@ from synpo.prompts import generator_prompt, parse_instruction, parse_question, s
 from synpo.stages import Context
 
 SOURCES = ("generator", "self_instruct", "seed", "manual")
+WORLD_CORPUS_ROWS = 2000  # the tiny world's keyword corpus: "paragraphs" (tasks), 3 keywords each
 
 
 @dataclass
@@ -105,17 +106,19 @@ def keyword_pool(ctx: Context) -> StageRecord:
     d = ctx.cfg.data
 
     def fn():
-        if d.keywords == "tinyworld":
-            from synpo.tinyworld.tasks import keyword_pool as world_pool
+        if d.keywords == "tinyworld":  # 3 keywords per task of the world's own text, drawn together
+            from synpo.tinyworld.tasks import keyword_corpus
 
-            rows = [{"keywords": [k]} for k in world_pool()]  # single words, drawn 3 at a time
+            exclude = ctx.seed_prompts()
+            rows = [{"keywords": k} for k in keyword_corpus(WORLD_CORPUS_ROWS, ctx.seed_for("keywords"), exclude)]
         else:  # 3 keywords per paragraph of a local corpus, drawn together (the paper's keyword lists)
             rows = corpus_keyword_rows(d.keyword_corpus, ctx.seed_for("keywords"))
         return {"n": write_jsonl(out, rows)}
 
     corpus_file = Path(d.keyword_corpus) if d.keywords == "corpus" and d.keyword_corpus else None
     corpus = file_digest(corpus_file) if corpus_file and corpus_file.is_file() else None
-    return ctx.stage("keywords", {"keywords": d.keywords, "corpus": corpus}, [out], fn, [ctx.seed_record])
+    settings = {"keywords": d.keywords, "corpus": corpus, "world_rows": WORLD_CORPUS_ROWS}
+    return ctx.stage("keywords", settings, [out], fn, [ctx.seed_record])
 
 
 def keyword_requests(ctx: Context, t: int) -> list[list[str]]:
@@ -187,7 +190,7 @@ def _given_prompts(ctx: Context, t: int) -> list[str]:
     elif m.manual_prompts == "tinyworld":  # people's prompts of the same world: tasks outside the seed split
         from synpo.tinyworld.tasks import sample_distinct_tasks
 
-        exclude = {r["prompt"] for r in ctx.seed_train + ctx.seed_val}
+        exclude = ctx.seed_prompts()
         return [task.prompt for task in sample_distinct_tasks(rng, m.n_prompts, exclude)]
     else:
         pool = load_prompt_file(m.manual_prompts)

@@ -111,6 +111,26 @@ def keyword_pool() -> list[str]:
     return verbs + list(NOUNS) + [str(n) for n in range(MAX_NUMBER + 1)]
 
 
+def keyword_corpus(n: int, seed: int, exclude: set[str], per_row: int = 3) -> list[list[str]]:
+    """The world's analogue of the paper's keyword corpus (3 keywords per web paragraph): per fresh task (none of
+    ``exclude``, round-robin over the families), ``per_row`` of its keywords drawn at random, padded with a keyword of
+    another task where it has fewer (like the noise keyword of the generator's training examples). Drawn from text
+    of the world, so its keywords follow the world's mix of task words, nouns and numbers."""
+    rng = random.Random(seed)
+    tasks = sample_distinct_tasks(rng, n, exclude)
+    rows = []
+    for task in tasks:
+        own = task.keywords()
+        words = rng.sample(own, min(per_row, len(own)))
+        while len(words) < per_row:
+            other = [w for w in rng.choice(tasks).keywords() if w not in words]
+            if other:
+                words.append(rng.choice(other))
+        rng.shuffle(words)
+        rows.append(words)
+    return rows
+
+
 def sample_task(rng: random.Random, family: str | None = None) -> Task:
     family = family or rng.choice(FAMILIES)
     if family == "reverse":

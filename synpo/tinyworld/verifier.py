@@ -1,6 +1,12 @@
 """Exact, partial-credit verification of tiny-world answers.
 
-score = 0.7 * content + 0.3 * form (the verifier rewards content and quality together; docs/ARCHITECTURE.md, "The tiny world").
+score = 0.7 * content + 0.3 * form for an answer whose content is exactly right, and half of that for any other
+(the verifier rewards content and quality together; docs/ARCHITECTURE.md, "The tiny world"). The halving is the
+world's model of a real reward model: a wrong answer does not beat a right one on style. Without it a well-formed
+answer with most of a list right (0.7 * 0.75 + 0.3 = 0.825) outscored the right answer said tersely (0.7), and 46 of
+the 287 pairs SynPO kept in its first iteration preferred worse content for better form (experiments/LOG.md,
+2026-12-01). Every right answer now scores at least 0.7 and every wrong one below 0.5; among right answers form
+decides, among wrong ones partial content and form.
 
 - content in [0, 1]: positional token accuracy for the list families; for the single-value families 1 when exact,
   partial credit when close (numbers) or right but wrongly cased (uppercase).
@@ -21,6 +27,7 @@ from synpo.tinyworld.tasks import LEADS, Task
 
 CONTENT_WEIGHT = 0.7
 FORM_WEIGHT = 0.3
+WRONG_FACTOR = 0.5  # a wrong answer's share of the score its content and form would earn if it were right
 MAX_RESPONSE_CHARS = 400
 _TOKEN = re.compile(r"[A-Za-z]+|\d{1,6}")
 _INT = re.compile(r"\d{1,6}")
@@ -77,5 +84,6 @@ def verify(task: Task, response: object) -> Verdict:
         return Verdict(0.0, 0.0, 0.0, False)
     content = _content(task, text)
     form = _form(task, text)
-    score = CONTENT_WEIGHT * content + FORM_WEIGHT * form
-    return Verdict(round(score, 6), round(content, 6), round(form, 6), content == 1.0)
+    exact = content == 1.0
+    score = (CONTENT_WEIGHT * content + FORM_WEIGHT * form) * (1.0 if exact else WRONG_FACTOR)
+    return Verdict(round(score, 6), round(content, 6), round(form, 6), exact)
