@@ -132,24 +132,52 @@ def prepare_seed(cfg: DictConfig, rundir: RunDir) -> StageRecord:
     return rundir.stage("seed", settings, [train, val], fn)
 
 
-def load_seed_file(path: str | Path) -> list[dict]:
-    """Seed rows ``{"prompt": str, "answer": str}`` from a JSONL file; every bad row is reported with file:line."""
+def load_text_rows(
+    path: str | Path, fields: tuple[str, ...], what: str, check: Callable[[dict], str | None] | None = None, keep=()
+) -> list[dict]:
+    """The rows of a user's JSONL file: each must have non-empty string ``fields`` and pass ``check`` (None, or what
+    is wrong with the row); every bad row is reported with ``file:line``, and a missing or empty file too. Returns
+    the ``fields`` and ``keep`` fields of each row."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found. Give the {what}: a JSONL file with {list(fields)} per line.")
     rows, problems = [], []
-    for lineno, row in iter_jsonl(Path(path)):
-        missing = [k for k in SEED_FIELDS if not isinstance(row.get(k), str) or not row.get(k).strip()]
-        if missing:
-            problems.append(f"{path}:{lineno}: missing or empty string field(s) {missing}")
+    for lineno, row in iter_jsonl(path):
+        missing = [k for k in fields if not isinstance(row.get(k), str) or not row.get(k).strip()]
+        problem = f"missing or empty string field(s) {missing}" if missing else (check(row) if check else None)
+        if problem:
+            problems.append(f"{path}:{lineno}: {problem}")
             continue
-        rows.append({"prompt": row["prompt"], "answer": row["answer"]})
+        rows.append({k: row[k] for k in (*fields, *keep)})
     if problems:
         shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
         raise UserError(
-            f"The seed file has {len(problems)} bad row(s):\n  {shown}\nEach line must be a JSON object "
-            f"with non-empty string fields {list(SEED_FIELDS)}. Fix those lines or remove them."
+            f"The {what} has {len(problems)} bad row(s):\n  {shown}\nEach line must be a JSON object "
+            f"with non-empty string fields {list(fields)}. Fix those lines or remove them."
         )
     if not rows:
-        raise UserError(f"{path}: the seed file holds no rows. Give a JSONL file with {list(SEED_FIELDS)} per line.")
+        raise UserError(f"{path}: the {what} holds no rows. Give a JSONL file with {list(fields)} per line.")
     return rows
+
+
+def world_or_file_problem(cfg: DictConfig, key: str, load: Callable, required: bool = True) -> str | None:
+    """What is wrong with an option that names ``tinyworld`` (the tiny world's own data, which needs data=tinyworld)
+    or a user's JSONL file (read now with ``load``, so that every bad row is reported before any heavy work)."""
+    value = OmegaConf.select(cfg, key)
+    if not value:
+        return f"{key} is null: give a JSONL file, or tinyworld for the tiny world's own" if required else None
+    if value == "tinyworld":
+        return None if cfg.data.source == "tinyworld" else f"{key}=tinyworld needs data=tinyworld (the world's data)"
+    try:
+        load(value)
+    except UserError as e:
+        return f"{key}: {e}"
+    return None
+
+
+def load_seed_file(path: str | Path) -> list[dict]:
+    """Seed rows ``{"prompt": str, "answer": str}`` from a JSONL file; every bad row is reported with file:line."""
+    return load_text_rows(path, SEED_FIELDS, "seed file")
 
 
 def load_hf_seed(

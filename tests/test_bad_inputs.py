@@ -49,12 +49,45 @@ CONFIG_CASES = [
     (["trainer.max_prompt_length=400", "trainer.max_length=256"], "must be below trainer.max_length=256"),
     (["trainer.beta_grid=[]"], "trainer.beta_grid is empty"),
     (["scorer=reward_model"], "scorer.name_or_path is null"),
+    (["method=sampling_ranking", "trainer=dpo"], "sampling_ranking trains with SimPO like SynPO"),
+    (["method=sampling_ranking", "method.samples_per_prompt=1"], "method.samples_per_prompt=1 must be >= 2"),
+    (["method=self_rewarding", "method.judge_template=long"], "method.judge_template='long' is not allowed"),
+    (["method=offline", "method.iterations=2"], "offline is one round of training; set method.iterations=1"),
+    (["method=seed_po", "method.iterations=3"], "seed_po is one round of training"),
+    (["method=offline", "method.preference_file=null"], "method.preference_file is null"),
+    (["method.prompt_source=manual"], "method.manual_prompts is null"),
+    (["method.prompt_source=web"], "method.prompt_source='web' is not allowed"),
+    (
+        ["method.prompt_source=manual", "method.manual_prompts=/nonexistent.jsonl"],
+        "/nonexistent.jsonl: file not found",
+    ),
+    (["data=ultrafeedback", "method=offline"], "method.preference_file=tinyworld needs data=tinyworld"),
 ]
 
 
 @pytest.mark.parametrize("overrides,needle", CONFIG_CASES, ids=[" ".join(c[0]) for c in CONFIG_CASES])
 def test_bad_config_values(overrides, needle):
     assert needle in problems_of(overrides)
+
+
+USER_FILES = {  # option -> (a good row, a bad row and what the error must say about it)
+    "method.preference_file": ({"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "p", "chosen": ""}, "['chosen', 'rejected']"),
+    "method.manual_prompts": ({"prompt": "Write a poem."}, {"text": "no prompt"}, "['prompt']"),
+    "method.judge_data": ({"prompt": "p", "response": "r", "score": 4}, {"prompt": "p", "response": "r", "score": 9}, "'score' must be a number from 0 to 5, not 9"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("key", list(USER_FILES))
+def test_bad_rows_of_a_methods_data_file_are_named_by_file_and_line(key, tmp_path):
+    good, bad, needle = USER_FILES[key]
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    method = {"method.preference_file": "method=offline", "method.judge_data": "method=self_rewarding"}
+    extra = [method.get(key, "method.prompt_source=manual"), f"{key}={path}"]
+    text = problems_of(extra)
+    assert f"{key}: The " in text and f"{path}:2" in text and needle in text, text
+    path.write_text(json.dumps(good) + "\n{not json\n")
+    assert f"{path}:2: not valid JSON" in problems_of(extra)
 
 
 def test_an_srun_launch_outside_a_slurm_allocation_is_a_user_error(tmp_path, monkeypatch):

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from synpo.artifacts import PROMPTS, iter_jsonl, read_jsonl
-from synpo.errors import UserError
+from synpo.artifacts import PROMPTS, read_jsonl
+from synpo.data import load_text_rows, world_or_file_problem
 from synpo.methods.base import Iteration
 from synpo.methods.preference import State, add_pairs, mean, pair_filter, select_on_d
 from synpo.methods.prompt_sources import iteration_prompts, prepare_source, source_problems
@@ -126,26 +126,16 @@ def _filters(ctx: Context) -> dict:
 # --- Self-Rewarding -----------------------------------------------------------------------------------------------
 
 
+def _judge_score_problem(row: dict) -> str | None:
+    score = row.get("score")
+    ok = isinstance(score, int | float) and not isinstance(score, bool) and 0 <= score <= 5
+    return None if ok else f"'score' must be a number from 0 to 5, not {score!r}"
+
+
 def load_judge_file(path: str | Path) -> list[dict]:
     """EFT rows ``{"prompt", "response", "score"}`` (score 0-5) from a JSONL file; bad rows reported ``file:line``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found. Give a JSONL of {{'prompt', 'response', 'score' (0-5)}} rows.")
-    rows, bad = [], []
-    for lineno, row in iter_jsonl(path):
-        ok = all(isinstance(row.get(k), str) and row[k].strip() for k in ("prompt", "response"))
-        score = row.get("score")
-        if ok and isinstance(score, int | float) and not isinstance(score, bool) and 0 <= score <= 5:
-            rows.append({"prompt": row["prompt"], "response": row["response"], "score": round(score)})
-        else:
-            bad.append(f"{path}:{lineno}")
-    if bad or not rows:
-        raise UserError(
-            f"{path}: {len(bad)} bad row(s) {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}"
-            f"{'' if rows else ' and no good one'}. Each line must be a JSON object with non-empty strings 'prompt' "
-            "and 'response' and a number 'score' from 0 to 5."
-        )
-    return rows
+    rows = load_text_rows(path, ("prompt", "response"), "judge file", _judge_score_problem, keep=("score",))
+    return [{**r, "score": round(r["score"])} for r in rows]
 
 
 def judge_training_rows(ctx: Context) -> list[dict]:
@@ -177,15 +167,8 @@ class SelfRewarding:
     trains_sft = True
 
     def problems(self, cfg: DictConfig) -> list[str]:
-        p, m = base_problems(cfg, "self_rewarding"), cfg.method
-        if m.judge_data == "tinyworld" and cfg.data.source != "tinyworld":
-            p.append("method.judge_data=tinyworld needs data=tinyworld (its judge examples are the world's)")
-        elif m.judge_data and m.judge_data != "tinyworld":
-            try:
-                load_judge_file(m.judge_data)
-            except UserError as e:
-                p.append(f"method.judge_data: {e}")
-        return p
+        problem = world_or_file_problem(cfg, "method.judge_data", load_judge_file, required=False)
+        return base_problems(cfg, "self_rewarding") + ([problem] if problem else [])
 
     def prepare(self, ctx: Context, pi0_val: dict) -> State:
         """The prompt source, and M_1 = pi_0 after evaluation fine-tuning on ``method.judge_data`` (if given)."""

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from synpo.artifacts import POLICY_LINK, StageRecord, file_digest, iter_jsonl, point_link, read_jsonl
-from synpo.errors import UserError
+from synpo.artifacts import POLICY_LINK, StageRecord, file_digest, point_link, read_jsonl
+from synpo.data import load_text_rows, world_or_file_problem
 from synpo.evaluation.validation import validation_stage
 from synpo.methods.base import Iteration
 from synpo.methods.preference import State, add_pairs, mean, pair_filter, select_on_d
@@ -42,23 +42,9 @@ def one_round_problems(cfg: DictConfig, name: str, loss: str | None = "simpo") -
 
 
 def load_preference_file(path: str | Path) -> list[dict]:
-    """Rows ``{prompt, chosen, rejected}`` of a JSONL file (extra fields ignored); bad rows reported ``file:line``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found. Give a JSONL of {{'prompt', 'chosen', 'rejected'}} rows.")
-    rows, bad = [], []
-    for lineno, row in iter_jsonl(path):
-        if all(isinstance(row.get(k), str) and row[k].strip() for k in PREFERENCE_FIELDS):
-            rows.append({k: row[k] for k in PREFERENCE_FIELDS})
-        else:
-            bad.append(f"{path}:{lineno}")
-    if bad or not rows:
-        raise UserError(
-            f"{path}: {len(bad)} bad row(s) {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}"
-            f"{'' if rows else ' and no good one'}. Each line must be a JSON object with non-empty string fields "
-            f"{list(PREFERENCE_FIELDS)} (UltraFeedback binarized's chat columns must be flattened to their text)."
-        )
-    return rows
+    """Rows ``{prompt, chosen, rejected}`` of a JSONL file (extra fields ignored); bad rows reported ``file:line``
+    (UltraFeedback binarized's chat columns must be flattened to their text first)."""
+    return load_text_rows(path, PREFERENCE_FIELDS, "preference file")
 
 
 class Offline:
@@ -68,17 +54,8 @@ class Offline:
     trains_sft = False
 
     def problems(self, cfg: DictConfig) -> list[str]:
-        p, m = one_round_problems(cfg, "offline"), cfg.method
-        if not m.preference_file:
-            p.append("method.preference_file is null: give a JSONL of {prompt, chosen, rejected} rows, or tinyworld")
-        elif m.preference_file == "tinyworld" and cfg.data.source != "tinyworld":
-            p.append("method.preference_file=tinyworld needs data=tinyworld (its pairs are the world's)")
-        elif m.preference_file != "tinyworld":
-            try:
-                load_preference_file(m.preference_file)
-            except UserError as e:
-                p.append(f"method.preference_file: {e}")
-        return p
+        problem = world_or_file_problem(cfg, "method.preference_file", load_preference_file)
+        return one_round_problems(cfg, "offline") + ([problem] if problem else [])
 
     def prepare(self, ctx: Context, pi0_val: dict) -> State:
         return State(PromptSource("none"), ctx.pi0, "pi_0", dict(pi0_val))

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from synpo.artifacts import PROMPTS, StageRecord, file_digest, iter_jsonl, read_jsonl, write_jsonl
-from synpo.data import corpus_keyword_rows, generator_examples, keyword_function
+from synpo.artifacts import PROMPTS, StageRecord, file_digest, read_jsonl, write_jsonl
+from synpo.data import corpus_keyword_rows, generator_examples, keyword_function, load_text_rows, world_or_file_problem
 from synpo.errors import UserError
 from synpo.prompts import generator_prompt, parse_instruction, parse_question, self_instruct_prompt
 from synpo.stages import Context
@@ -47,39 +47,16 @@ def source_problems(cfg: DictConfig) -> list[str]:
     m, p = cfg.method, []
     if m.prompt_source == "generator" and cfg.data.keywords == "corpus" and not cfg.data.keyword_corpus:
         p.append("data.keyword_corpus is null but data.keywords=corpus: give a local text file of paragraphs")
-    if m.prompt_source == "manual":
-        if not m.manual_prompts:
-            p.append("method.manual_prompts is null but method.prompt_source=manual: give a JSONL of {'prompt'} rows")
-        elif m.manual_prompts == "tinyworld" and cfg.data.source != "tinyworld":
-            p.append("method.manual_prompts=tinyworld needs data=tinyworld (fresh tasks of the same world)")
-        elif m.manual_prompts != "tinyworld":
-            try:
-                load_prompt_file(m.manual_prompts)
-            except UserError as e:
-                p.append(f"method.manual_prompts: {e}")
+    if m.prompt_source == "manual" and (
+        problem := world_or_file_problem(cfg, "method.manual_prompts", load_prompt_file)
+    ):
+        p.append(problem)
     return p
 
 
 def load_prompt_file(path: str | Path) -> list[str]:
     """The prompts of a JSONL file of ``{"prompt": str}`` rows; every bad row is reported with ``file:line``."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found. Give a JSONL file with one {{'prompt': str}} object per line.")
-    prompts, bad = [], []
-    for lineno, row in iter_jsonl(path):
-        value = row.get("prompt")
-        if isinstance(value, str) and value.strip():
-            prompts.append(value)
-        else:
-            bad.append(f"{path}:{lineno}")
-    if bad:
-        raise UserError(
-            f"{len(bad)} row(s) have no non-empty string 'prompt': {', '.join(bad[:5])}"
-            f"{' ...' if len(bad) > 5 else ''}. Fix or remove those lines."
-        )
-    if not prompts:
-        raise UserError(f"{path}: no prompt rows. Give a JSONL file with one {{'prompt': str}} object per line.")
-    return prompts
+    return [r["prompt"] for r in load_text_rows(path, ("prompt",), "prompt file")]
 
 
 def prepare_source(ctx: Context) -> PromptSource:
