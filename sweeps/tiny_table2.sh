@@ -5,5 +5,5 @@
 set -euo pipefail
 PY=${PYTHON:-python}
 "$PY" run.py -m experiment=tiny_synpo,tiny_sampling_ranking,tiny_self_rewarding,tiny_offline seed=0,1,2 \
-  hydra.sweep.dir=multirun/tiny_table2 logger.mode=offline "$@"
+  'eval=[validation,winrate,diversity,tinyharness]' hydra.sweep.dir=multirun/tiny_table2 logger.mode=offline "$@"
 "$PY" -m synpo.report multirun/tiny_table2/*/ --out reports/tiny_table2

@@ -5,6 +5,6 @@
 set -euo pipefail
 PY=${PYTHON:-python}
 "$PY" run.py -m experiment=tiny_synpo method.iterations=1 method.prompt_source=generator,self_instruct,manual \
-  method.manual_prompts=tinyworld seed=0,1,2 'eval=[validation,diversity]' \
+  method.manual_prompts=tinyworld seed=0,1,2 'eval=[validation,winrate,diversity,tinyharness]' \
   hydra.sweep.dir=multirun/tiny_table6 logger.mode=offline "$@"
 "$PY" -m synpo.report multirun/tiny_table6/*/ --out reports/tiny_table6
