@@ -98,16 +98,18 @@ def test_bad_judgment_files_name_the_line(tmp_path):
 
 
 def test_local_lm_eval_tasks_run_offline_through_the_config(tmp_path):
-    """eval=tinyharness: a multiple-choice and a generation task, local YAML over local JSONL, one code path."""
+    """eval=tinyharness: a multiple-choice and a generation task, local YAML over local JSONL, one code path; in a
+    sweep point's run directory too, whose name holds glob characters (datasets globs its data files)."""
     cfg = compose(["eval=tinyharness"])
     validate(cfg)
     suite = cfg.eval.lm_eval.suites.tinyworld
     tasks = [dict(t) for t in suite.tasks]
-    got = run_suite("builtin:tiny-sft", tasks, tmp_path, apply_chat_template=suite.apply_chat_template, limit=16)
+    work = tmp_path / "eval=[validation,tinyharness],seed=0*?"
+    got = run_suite("builtin:tiny-sft", tasks, work, apply_chat_template=suite.apply_chat_template, limit=16)
     assert set(got) == {"tinyworld_mc", "tinyworld_gen", "average"}
     assert 0.25 < got["tinyworld_mc"] <= 1.0  # above chance (1 in 4): the SFT model knows the gold form
     assert 0.0 <= got["tinyworld_gen"] <= 1.0
-    assert (tmp_path / "tinyworld_tasks" / "tinyworld_mc.yaml").is_file()
+    assert (work / "tinyworld_tasks" / "tinyworld_mc.yaml").is_file()
 
 
 def test_unknown_lm_eval_tasks_are_named(tmp_path):

@@ -8,6 +8,7 @@ few-shot count per call, so tasks are grouped by it. The backend is ``hf`` (tran
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import random
@@ -89,12 +90,11 @@ def write_tinyworld_tasks(out_dir: Path, n: int = 48, seed: int = 1234) -> Path:
         gen.append({"prompt": t.prompt, "answer": t.terse()})
     write_jsonl(out_dir / "tinyworld_mc.jsonl", mc)
     write_jsonl(out_dir / "tinyworld_gen.jsonl", gen)
-    atomic_write_text(
-        out_dir / "tinyworld_mc.yaml", _MC_YAML.format(data=json.dumps(str(out_dir / "tinyworld_mc.jsonl")))
-    )
-    atomic_write_text(
-        out_dir / "tinyworld_gen.yaml", _GEN_YAML.format(data=json.dumps(str(out_dir / "tinyworld_gen.jsonl")))
-    )
+    # datasets reads data_files as glob patterns: a sweep point's directory (eval=[validation,tinyharness],seed=0)
+    # would match nothing unless its [ ] * ? are escaped.
+    for name, template in (("tinyworld_mc", _MC_YAML), ("tinyworld_gen", _GEN_YAML)):
+        data = json.dumps(glob.escape(str(out_dir / f"{name}.jsonl")))
+        atomic_write_text(out_dir / f"{name}.yaml", template.format(data=data))
     return out_dir
 
 
