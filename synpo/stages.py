@@ -176,18 +176,22 @@ class Context:
         record = self.stage(name, settings, [out], fn, deps, "scores")
         return record, Comparison.from_rows(read_jsonl(out))
 
-    def train_sft(self, name: str, examples: list[dict], out: Path, deps: list, max_length: int | None = None):
-        """SFT of pi_0 on ``examples`` (sft_trainer settings; ``max_length`` overrides its max length)."""
+    def train(self, kind: str, out: Path, **kwargs) -> dict:
+        """A training job (``synpo.training.launch.run_training_job``) under the run's launch topology, after the
+        generator has freed the model it kept from the last generation stage."""
         from synpo.training.launch import run_training_job
 
+        self.generator.release()
+        return run_training_job(kind, out, self.cfg.launch, **kwargs)
+
+    def train_sft(self, name: str, examples: list[dict], out: Path, deps: list, max_length: int | None = None):
+        """SFT of pi_0 on ``examples`` (sft_trainer settings; ``max_length`` overrides its max length)."""
         hp = hparams(self.cfg.sft_trainer, self.cfg.model, self.seed_for(name))
         if max_length is not None:
             hp.max_length = max_length
         tr = self.cfg.model.trust_remote_code
 
         def fn():
-            return run_training_job(
-                "sft", out, self.cfg.launch, model_path=self.pi0, examples=examples, hp=hp, trust_remote_code=tr
-            )
+            return self.train("sft", out, model_path=self.pi0, examples=examples, hp=hp, trust_remote_code=tr)
 
         return self.stage(name, {"hp": hp.__dict__, "examples": examples, "from": self.pi0}, [out], fn, deps)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from synpo.artifacts import read_jsonl, write_jsonl
 from synpo.generation.protocol import Completion, SamplingParams
-from synpo.modeling import stop_token_ids
+from synpo.modeling import resolve_model_path, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,22 @@ def render_prompts(tokenizer, prompts: list) -> list[str]:
     ]
 
 
+def weights_fingerprint(model_path: str) -> tuple:
+    """What identifies a checkpoint's contents cheaply: its resolved directory and the name, size and modification
+    time of each file in it (a retrained model written to the same directory differs)."""
+    path = Path(resolve_model_path(model_path))
+    if not path.is_dir():  # a hub id: its files live in the hub cache, which does not change under a running job
+        return (str(path),)
+    return (str(path.resolve()), *sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in path.iterdir()))
+
+
 class HFGenerator:
     """Batched sampling with ``model.generate``. Each shard reseeds torch, so a shard's output does not depend on
-    which shards ran before it in this process: a resumed run reproduces an uninterrupted one."""
+    which shards ran before it in this process: a resumed run reproduces an uninterrupted one.
+
+    The last model loaded stays in memory, so that consecutive stages that generate with the same checkpoint
+    (validation's greedy and sampled answers, pi_0 answering again) load it once; ``release`` frees it, and the
+    run releases it before every training job (``Context.train``)."""
 
     def __init__(
         self, batch_size: int = 64, shard_size: int = 256, dtype: str = "float32", trust_remote_code: bool = False
@@ -37,21 +50,45 @@ class HFGenerator:
         self.shard_size = shard_size
         self.dtype = dtype
         self.trust_remote_code = trust_remote_code
+        self.loads = 0  # checkpoints read from disk by this generator
+        self._loaded: tuple | None = None  # (fingerprint, tokenizer, model)
+
+    def release(self) -> None:
+        """Free the model kept from the last call (its memory goes back before training needs it)."""
+        if self._loaded is None:
+            return
+        import gc
+
+        import torch
+
+        self._loaded = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _model(self, model_path: str):
+        import torch
+
+        from synpo.modeling import load_causal_lm, load_tokenizer
+
+        key = weights_fingerprint(model_path)
+        if self._loaded is None or self._loaded[0] != key:
+            self.release()
+            tokenizer = load_tokenizer(model_path, self.trust_remote_code)
+            tokenizer.padding_side = "left"
+            model = load_causal_lm(model_path, self.dtype, self.trust_remote_code).eval()
+            model.to("cuda" if torch.cuda.is_available() else "cpu")
+            self._loaded, self.loads = (key, tokenizer, model), self.loads + 1
+        return self._loaded[1], self._loaded[2]
 
     def generate(
         self, model_path: str, prompts: list[str], sampling: SamplingParams, shard_dir: Path | None = None
     ) -> list[Completion]:
         import torch
 
-        from synpo.modeling import load_causal_lm, load_tokenizer
-
         if not prompts:
             return []
-        tokenizer = load_tokenizer(model_path, self.trust_remote_code)
-        tokenizer.padding_side = "left"
-        model = load_causal_lm(model_path, self.dtype, self.trust_remote_code).eval()
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        model.to(device)
+        tokenizer, model = self._model(model_path)
         rendered = render_prompts(tokenizer, prompts)
         responses: list[str] = []
         n_shards = (len(prompts) + self.shard_size - 1) // self.shard_size

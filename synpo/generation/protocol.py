@@ -66,3 +66,7 @@ class Generator(Protocol):
         With ``shard_dir``, finished shards are kept there and a rerun after a crash redoes only the missing ones.
         """
         ...
+
+    def release(self) -> None:
+        """Free whatever the backend keeps loaded between calls (called before every training job)."""
+        ...

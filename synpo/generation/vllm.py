@@ -81,6 +81,9 @@ class VLLMGenerator:
         self.enforce_eager = enforce_eager
         self.trust_remote_code = trust_remote_code
 
+    def release(self) -> None:
+        """Nothing to free: each call's child process exits with its model (and its GPU memory) when it ends."""
+
     def generate(
         self, model_path: str, prompts: list[str], sampling: SamplingParams, shard_dir: Path | None = None
     ) -> list[Completion]:

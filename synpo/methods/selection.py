@@ -49,7 +49,7 @@ def train_candidates(
 ) -> list[tuple[Candidate, StageRecord]]:
     """One SimPO model from ``base`` (default pi_0) on ``dataset`` per beta candidate, on the launch topology's
     device slots."""
-    from synpo.training.launch import device_slots, run_training_job
+    from synpo.training.launch import device_slots
 
     cfg, rundir = ctx.cfg, ctx.rundir
     base = base or ctx.pi0
@@ -68,10 +68,9 @@ def train_candidates(
                 rundir.iter_stage(t, c.name, "train"),
                 {"hp": hp.__dict__, "beta": c.beta, "gamma": c.gamma, "from": base},
                 [model_dir],
-                lambda: run_training_job(
+                lambda: ctx.train(
                     "simpo",
                     model_dir,
-                    cfg.launch,
                     devices=devices,
                     slot=slot,
                     model_path=base,

@@ -203,8 +203,6 @@ def pairs_stage(ctx: Context, t: int, state: State, judged: Judged, resampled: d
 
 def train_dpo_stage(ctx: Context, t: int, state: State, r_pairs: StageRecord):
     """Step 3: DPO from pi_{t-1} against pi_{t-1} frozen, on this iteration's pairs (plus the previous ones)."""
-    from synpo.training.launch import run_training_job
-
     cfg, rundir = ctx.cfg, ctx.rundir
     dataset = read_jsonl(rundir.iter_file(t, PAIRS))
     deps = [r_pairs]
@@ -218,10 +216,9 @@ def train_dpo_stage(ctx: Context, t: int, state: State, r_pairs: StageRecord):
         rundir.iter_stage(t, "train"),
         {"hp": hp.__dict__, "beta": beta, "from": state.policy},
         [model_dir],
-        lambda: run_training_job(
+        lambda: ctx.train(
             "dpo",
             model_dir,
-            cfg.launch,
             model_path=state.policy,
             ref_path=state.policy,
             pairs=dataset,
