@@ -385,6 +385,17 @@ def test_a_threshold_that_keeps_no_pair(tmp_path):
     )
 
 
+@pytest.mark.slow
+def test_a_generator_that_writes_no_valid_prompt(tmp_path):
+    """The generator's output parses to nothing (one new token is no question): the run stops at the prompt filter
+    with the counts and what to change, not with a traceback from deeper in the iteration."""
+    _fails_cleanly(
+        run_cli(tmp_path / "r", "generator.max_new_tokens=1", "eval.max_new_tokens=8"),
+        "gave no valid prompt out of 48",
+        "'n_invalid': 48",
+    )
+
+
 def test_a_seed_set_too_small_for_the_generator(tmp_path):
     seed = tmp_path / "seed.jsonl"
     seed.write_text(GOOD_ROW + "\n" + json.dumps({"prompt": "Uppercase the word rose.", "answer": "ROSE."}) + "\n")

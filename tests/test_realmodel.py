@@ -43,3 +43,35 @@ def test_chatml_ids_and_stop(smol_dir):
     assert im_end in stop_token_ids(model, tok)
     [answer] = HFGenerator().generate(SMOL, ["Add the numbers 27 and 21."], SamplingParams(0.0, 1.0, 64, 0))
     assert answer.finish_reason == "stop" and len(answer) > 0  # it ends its turn with <|im_end|>
+
+
+SMOL_MICRO = {  # each experiment at a size that runs in a few minutes, with its own SFT and preference settings
+    "smol_synpo": ["data.n_train=16", "method.n_prompts=16", "method.pairs_per_iteration=8", "sft_trainer.batch_size=4",
+                   "trainer.beta_grid=[2.0]"],
+    "smol_spin": ["data.n_train=8"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("experiment", list(SMOL_MICRO))
+def test_micro_run_on_smollm2_end_to_end(experiment, smol_dir, tmp_path):
+    """experiment=smol_synpo / smol_spin through `python run.py` at micro size: every stage runs on the real chat
+    model, the iteration trains a new policy, and no tiny-world default is left in force."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "run.py", f"experiment={experiment}", *SMOL_MICRO[experiment], "data.n_val=4",
+           "method.iterations=1", "generator.max_new_tokens=32", "eval.max_new_tokens=32", "logger.mode=offline",
+           f"run_dir={run_dir}", f"hydra.run.dir={run_dir}/.hydra_out"]  # fmt: skip
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "keeps values sized for the tiny world" not in proc.stderr + proc.stdout
+    rows = json.loads((run_dir / "results.json").read_text())["iterations"]
+    assert [r["iteration"] for r in rows] == [0, 1]
+    policy = run_dir / "iter_1" / "policy"
+    assert (policy / "config.json").is_file() and json.loads((policy / "config.json").read_text())[
+        "vocab_size"
+    ] == 49152

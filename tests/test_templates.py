@@ -141,3 +141,18 @@ def test_finish_reasons_tell_cut_off_answers(tmp_path):
     assert [c.finish_reason for c in full] == ["stop", "stop"]  # the tiny model ends these answers with EOS
     again = gen.generate("builtin:tiny-sft", prompts, SamplingParams(temperature=0, max_new_tokens=48), tmp_path)
     assert [(str(c), c.finish_reason) for c in again] == [(str(c), c.finish_reason) for c in full]
+
+
+def test_a_cut_off_pair_is_not_trained_on_unless_asked(composed):
+    """SynPO's pair filter drops a pair with a side cut off at max_new_tokens (CPO would append EOS to it and train
+    it as a complete answer); method.drop_truncated=false keeps it."""
+    from types import SimpleNamespace
+
+    from synpo.methods.preference import pair_filter
+
+    good, other = "The sum of 3 and 4 is 7.", "7"
+    drop = SimpleNamespace(cfg=composed(["scorer.threshold=0.1"]))
+    keep = SimpleNamespace(cfg=composed(["scorer.threshold=0.1", "method.drop_truncated=false"]))
+    assert pair_filter(drop, 0.3, good, other, truncated=False)[0]
+    assert not pair_filter(drop, 0.3, good, other, truncated=True)[0]
+    assert pair_filter(keep, 0.3, good, other, truncated=True)[0]

@@ -116,6 +116,56 @@ def test_parse_prompt_rejects_off_world_and_oversized():
     assert parse_prompt("Tell me a joke") is None
 
 
+NATURAL_PROMPTS = [  # how a real chat model asks for the world's tasks
+    ("Add 27 and 21.", Task("add", (27, 21))),
+    ("What is 27 plus 21?", Task("add", (27, 21))),
+    ("What is the sum of 27 and 21?", Task("add", (27, 21))),
+    ("How many letters are in the word tiger?", Task("count", ("tiger",))),
+    ("Write the word Tiger in capital letters.", Task("uppercase", ("tiger",))),
+    ("Write these words in reverse order: apple, river, stone", Task("reverse", ("apple", "river", "stone"))),
+    ("Sort these from smallest to largest: 3, 9, 5", Task("sort", (3, 9, 5))),
+    ("Arrange 3, 9, 5 in increasing order.", Task("sort", (3, 9, 5))),
+    ("Which is the biggest number: 3, 9 or 5?", Task("largest", (3, 9, 5))),
+]
+NOT_THE_WORLDS = [
+    "Sort the numbers 3 9 5 and then pick the largest",  # two operations
+    "Uppercase tiger and count its letters.",
+    "Add 3 and 4 and 5",  # three numbers to add
+    "Reverse the letters of the word tiger",  # one word's letters: not a task of the world
+    "Count 3 5 9",  # numbers to a word family
+    "Reverse the words: apple 3 river",  # objects of two kinds
+    "What is 2.5 plus 3?",  # decimals
+    "What is -3 plus 4?",
+    "Add 3 and 4, then write a long story about a dragon who loves numbers and explain every step in detail",
+]
+
+
+@pytest.mark.parametrize("text,task", NATURAL_PROMPTS)
+def test_natural_phrasings_of_a_task_are_judged(text, task):
+    assert parse_prompt(text) == task
+    assert verify(task, task.gold()).score == 1.0
+
+
+@pytest.mark.parametrize("text", NOT_THE_WORLDS)
+def test_requests_the_world_cannot_check_are_refused(text):
+    assert parse_prompt(text) is None
+
+
+def test_natural_answers_are_read_for_their_content():
+    right = [
+        (Task("reverse", ("apple", "river")), "Sure! In reverse order: river, apple."),
+        (Task("sort", (3, 9, 5)), "Here they are, in order: 3, 5 and 9."),
+        (Task("sort", (3, 9, 5)), "Sorting the 3 numbers gives 3 5 9"),
+        (Task("uppercase", ("tiger",)), "Sure! TIGER is the word in capitals."),
+        (Task("add", (27, 21)), "27 + 21 = 48"),
+    ]
+    for task, answer in right:
+        v = verify(task, answer)
+        assert v.exact and 0.7 <= v.score < 1.0, (answer, v)  # right content, not the gold form
+    hedged = verify(Task("sort", (3, 9, 5)), "3 5 9 or maybe 9 5 3")  # only the last list counts
+    assert not hedged.exact and hedged.score < 0.5
+
+
 def test_distinct_tasks_and_keywords():
     tasks = sample_distinct_tasks(random.Random(0), 120)
     assert len({t.prompt for t in tasks}) == 120

@@ -177,44 +177,67 @@ def sample_distinct_tasks(rng: random.Random, n: int, exclude: set[str] = frozen
     return tasks
 
 
-_WORD = r"([a-z]+)"
-_NUMS = r"(\d{1,3}(?: \d{1,3})*)"
-_PATTERNS = {
-    "reverse": re.compile(r"reverse the words: ([a-z]+(?: [a-z]+)*)"),
-    "sort": re.compile(r"sort the numbers: " + _NUMS),
-    "add": re.compile(r"add the numbers (\d{1,3}) and (\d{1,3})\.?"),
-    "count": re.compile(r"count the letters in the word " + _WORD + r"\.?"),
-    "uppercase": re.compile(r"uppercase the word " + _WORD + r"\.?"),
-    "largest": re.compile(r"pick the largest number: " + _NUMS),
+# Natural phrasings of each family's request: the cue words that name the operation. A prompt names exactly one
+# operation and objects of one kind (the world's nouns or its numbers), so "Add 27 and 21.", "What is 27 plus 21?",
+# "How many letters are in the word tiger?" and "Sort these from smallest to largest: 3, 9, 5" are all judged.
+_CUES = {
+    "reverse": re.compile(r"\brevers(?:e|ed|ing)\b|\bbackwards?\b|\bopposite order\b"),
+    "sort": re.compile(
+        r"\bsort(?:ed|ing)?\b|\bascending\b|\bincreasing\b|\barrange\b|\bin order\b|\bto (?:the )?<top>"
+    ),
+    "add": re.compile(r"\badd(?:ed|ing)?\b|\bsum\b|\bplus\b|\+|\btotal\b"),
+    "count": re.compile(r"\bcount\b|\bhow many letters\b|\bnumber of letters\b|\blength of\b"),
+    "uppercase": re.compile(r"\bupper ?case\b|\bcapital letters\b|\bcapitali[sz]e\b|\ball caps\b"),
+    "largest": re.compile(r"\blargest\b|\bbiggest\b|\bgreatest\b|\bmaximum\b|\bhighest\b|\bmax\b"),
 }
+_ASCENDING = re.compile(r"\b(?:smallest|lowest|least) to (?:the )?(?:largest|highest|greatest|biggest)\b")
+_NOUN_FAMILIES = ("reverse", "count", "uppercase")
+_NUMBER_FAMILIES = ("sort", "add", "largest")
 MAX_PROMPT_CHARS = 200
+MAX_OTHER_WORDS = 14  # words beside the objects: a request, not a paragraph that also asks for something else
+
+
+def _prompt_family(s: str, nouns: list[str], numbers: list[int]) -> str | None:
+    """The one family whose operation ``s`` names and whose objects it holds; None when none or several fit."""
+    s = _ASCENDING.sub(" to <top>", s)  # "from smallest to largest" asks for an order, not for the largest
+    cued = [f for f, cue in _CUES.items() if cue.search(s)]
+    if nouns and not numbers:
+        fits = [f for f in cued if f in _NOUN_FAMILIES and (len(nouns) == 1) == (f != "reverse")]
+    elif numbers and not nouns:
+        fits = [f for f in cued if f in _NUMBER_FAMILIES and (len(numbers) == 2) == (f == "add")]
+    else:
+        return None
+    return fits[0] if len(fits) == 1 else None
 
 
 def parse_prompt(text: str) -> Task | None:
-    """The task a prompt asks for, or None when the text is not a well-formed tiny-world prompt.
+    """The task a prompt asks for, or None when the text is not a request the tiny world can check.
 
-    Used for synthetic prompts, which are untrusted model output: only bounded regular expressions are applied.
-    Objects must come from the world's vocabulary and list lengths from its ranges, so that the verifier can check
-    the answer exactly.
+    The world's own templates parse, and so do natural phrasings of the same requests (``_CUES``): a real model's
+    synthetic prompts are judged, not discarded. Used for synthetic prompts, which are untrusted model output: the
+    text is bounded and read with bounded regular expressions only. Objects must come from the world's vocabulary
+    and list lengths from its ranges (2-4 distinct nouns to reverse, 3-5 distinct numbers up to 99 to sort or pick
+    from, two to add), so that the verifier can check the answer exactly.
     """
     if not isinstance(text, str) or len(text) > MAX_PROMPT_CHARS:
         return None
-    s = " ".join(text.strip().split())
-    for family, pattern in _PATTERNS.items():
-        m = pattern.fullmatch(s.lower())
-        if not m:
-            continue
-        if family == "reverse":
-            words = tuple(m.group(1).split())
-            ok = 2 <= len(words) <= 4 and all(w in NOUNS for w in words) and len(set(words)) == len(words)
-            return Task(family, words) if ok else None
-        if family in ("sort", "largest"):
-            nums = tuple(int(x) for x in m.group(1).split())
-            ok = 3 <= len(nums) <= 5 and all(n <= MAX_NUMBER for n in nums) and len(set(nums)) == len(nums)
-            return Task(family, nums) if ok else None
-        if family == "add":
-            a, b = int(m.group(1)), int(m.group(2))
-            return Task(family, (a, b)) if a <= MAX_NUMBER and b <= MAX_NUMBER else None
-        word = m.group(1)
-        return Task(family, (word,)) if word in NOUNS else None
-    return None
+    s = " ".join(text.strip().split()).lower()
+    if re.search(r"\d[.]\d|-\d", s):  # decimals and negative numbers are outside the world
+        return None
+    tokens = re.findall(r"[a-z]+|\d+", s)
+    nouns = [t for t in tokens if t in NOUNS]
+    numbers = [int(t) for t in tokens if t.isdigit()]
+    if len(tokens) - len(nouns) - len(numbers) > MAX_OTHER_WORDS or any(n > MAX_NUMBER for n in numbers):
+        return None
+    family = _prompt_family(s, nouns, numbers)
+    if family is None:
+        return None
+    if family == "reverse":
+        ok = 2 <= len(nouns) <= 4 and len(set(nouns)) == len(nouns)
+        return Task(family, tuple(nouns)) if ok else None
+    if family in ("sort", "largest"):
+        ok = 3 <= len(numbers) <= 5 and len(set(numbers)) == len(numbers)
+        return Task(family, tuple(numbers)) if ok else None
+    if family == "add":
+        return Task(family, tuple(numbers))
+    return Task(family, (nouns[0],))

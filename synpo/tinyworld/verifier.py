@@ -9,7 +9,10 @@ the 287 pairs SynPO kept in its first iteration preferred worse content for bett
 decides, among wrong ones partial content and form.
 
 - content in [0, 1]: positional token accuracy for the list families; for the single-value families 1 when exact,
-  partial credit when close (numbers) or right but wrongly cased (uppercase).
+  partial credit when close (numbers) or right but wrongly cased (uppercase). A natural answer, as a real chat
+  model writes it, is read too: a list answer is exactly right when its last run of the world's nouns or numbers
+  is ("Sure! In reverse order: river, apple."), an uppercase answer when its last word in capitals is, and the
+  single-number families read the last number ("27 + 21 = 48").
 - form in [0, 1]: 2/3 for opening with the family's lead phrase, 1/3 for a clean answer: one sentence, ending in a
   period, without repeated n-grams.
 
@@ -23,7 +26,7 @@ import re
 from dataclasses import dataclass
 
 from synpo.text import repetition_ratio
-from synpo.tinyworld.tasks import LEADS, Task
+from synpo.tinyworld.tasks import LEADS, NOUNS, Task
 
 CONTENT_WEIGHT = 0.7
 FORM_WEIGHT = 0.3
@@ -43,6 +46,25 @@ class Verdict:
     exact: bool  # the content is exactly right, whatever the form
 
 
+def _last_run(tokens: list[str], in_kind) -> list[str]:
+    """The last maximal run of tokens of the answer's kind ("and" inside a run is skipped): the list a natural
+    answer ends with ("Here they are, in order: 3, 5 and 9.")."""
+    runs: list[list[str]] = [[]]
+    for token in tokens:
+        if in_kind(token):
+            runs[-1].append(token)
+        elif not (runs[-1] and token.lower() == "and") and runs[-1]:
+            runs.append([])
+    return next((r for r in reversed(runs) if r), [])
+
+
+def _natural_list(task: Task, tokens: list[str]) -> bool:
+    """Whether a natural answer's last run of the world's nouns (reverse) or numbers (sort) is exactly right."""
+    if task.family == "reverse":
+        return [t.lower() for t in _last_run(tokens, lambda t: t.lower() in NOUNS)] == task.content()
+    return _last_run(tokens, str.isdigit) == task.content()
+
+
 def _content(task: Task, text: str) -> float:
     expected = task.content()
     lead = LEADS[task.family]
@@ -52,12 +74,15 @@ def _content(task: Task, text: str) -> float:
         if not predicted:
             return 0.0
         hits = sum(p == e for p, e in zip(predicted, expected, strict=False))
+        if hits == len(predicted) == len(expected) or _natural_list(task, predicted):
+            return 1.0
         return hits / max(len(predicted), len(expected))
     if task.family == "uppercase":
         words = _ALPHA.findall(body)
         if not words:
             return 0.0
-        if words[-1] == expected[0]:
+        shouted = [w for w in words if len(w) > 1 and w.isupper()]  # "Sure! TIGER is the word in capitals."
+        if words[-1] == expected[0] or (shouted and shouted[-1] == expected[0]):
             return 1.0
         return 0.4 if words[-1].upper() == expected[0] else 0.0
     numbers = _INT.findall(body)
