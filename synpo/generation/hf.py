@@ -79,6 +79,7 @@ class HFGenerator:
             model = load_causal_lm(model_path, self.dtype, self.trust_remote_code).eval()
             model.to("cuda" if torch.cuda.is_available() else "cpu")
             self._loaded, self.loads = (key, tokenizer, model), self.loads + 1
+            log.info("loaded %s for generation (checkpoint load %d of this run)", model_path, self.loads)
         return self._loaded[1], self._loaded[2]
 
     def generate(
