@@ -1,7 +1,8 @@
 """Does SynPO's tiny-world gain come from content or from form? Per group of runs (one per seed), per iteration:
 validation score and exact content, the tiny harness's generation and multiple-choice accuracy, the diversity of the
 synthetic prompts (iteration 0: the seed prompts), and, in the kept pairs, how often the chosen answer's content is
-worse than the rejected one's, how often the improver's rewrite lost the draft's content, and the prompt families.
+worse than the rejected one's, how often the improver's rewrite lost the draft's content, how often both sides are
+wrong; over all candidates, how often the improver's rewrite of a right draft is wrong; and the prompt families.
 
     python experiments/tiny_world_content.py before=/tmp/study/before_s0 before=/tmp/study/before_s1 after=<run dir>
 
@@ -27,14 +28,22 @@ def pair_counts(run: Path, t: int) -> dict:
     """Counts over iteration t's kept pairs, judged by the verifier's content (not its score)."""
     rows = [json.loads(x) for x in (run / f"iter_{t}" / "scores.jsonl").read_text().splitlines()]
     kept = [r for r in rows if r["kept"]]
-    worse = lost = 0
+    worse = lost = both_wrong = broken = drafts_right = 0
     for r in kept:
         task = parse_prompt(r["prompt"])
         chosen, rejected, draft = (verify(task, r[k]) for k in ("chosen", "rejected", "policy"))
         worse += chosen.content < rejected.content
         lost += chosen.content < draft.content
+        both_wrong += not chosen.exact and not rejected.exact
+    for r in rows:  # every candidate: how often the improver's rewrite of a right draft is wrong
+        task = parse_prompt(r["prompt"])
+        if verify(task, r["policy"]).exact:
+            drafts_right += 1
+            broken += not verify(task, r["chosen"]).exact
     families = Counter(parse_prompt(r["prompt"]).family for r in rows)
-    out = {"kept": len(kept), "content_worse": worse / max(1, len(kept)), "improver_lost": lost / max(1, len(kept))}
+    n = max(1, len(kept))
+    out = {"kept": len(kept), "content_worse": worse / n, "improver_lost": lost / n, "both_wrong": both_wrong / n}
+    out["right_draft_broken"] = broken / max(1, drafts_right)
     out.update({f"share_{f}": families.get(f, 0) / max(1, len(rows)) for f in FAMILIES})
     return out
 
@@ -56,6 +65,8 @@ COLUMNS = [
     ("kept", 1, 0),
     ("content_worse", 1, 3),
     ("improver_lost", 1, 3),
+    ("both_wrong", 1, 3),
+    ("right_draft_broken", 1, 3),
     ("share_sort", 1, 2),
     ("share_count", 1, 2),
 ]

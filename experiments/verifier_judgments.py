@@ -35,7 +35,7 @@ def judgments(run: Path):
         for i, line in enumerate(path.read_text().splitlines()):
             row = json.loads(line)
             task = parse_prompt(row["prompt"])
-            for key in keys:
+            for key in (k for k in keys if isinstance(row.get(k), str)):  # the baselines' rows have fewer
                 v = verify(task, row[key]) if task else None
                 yield {"file": str(path), "i": i, "kind": key, "score": v and v.score, "exact": v and v.exact}
 

@@ -46,16 +46,26 @@ class Verdict:
     exact: bool  # the content is exactly right, whatever the form
 
 
+def _is_object(token: str) -> bool:
+    return token.isdigit() or token.lower() in NOUNS
+
+
 def _last_run(tokens: list[str], in_kind) -> list[str]:
     """The last maximal run of tokens of the answer's kind ("and" inside a run is skipped): the list a natural
-    answer ends with ("Here they are, in order: 3, 5 and 9.")."""
+    answer ends with ("Here they are, in order: 3, 5 and 9."). Empty when any of the world's objects (a noun or a
+    number) follows it: "rocket zebra 77" does not end with the list."""
     runs: list[list[str]] = [[]]
     for token in tokens:
         if in_kind(token):
             runs[-1].append(token)
+        elif _is_object(token):
+            runs.append([])
+            runs.append([token])  # an object of the other kind: what follows it is no longer the same list
+            runs.append([])
         elif not (runs[-1] and token.lower() == "and") and runs[-1]:
             runs.append([])
-    return next((r for r in reversed(runs) if r), [])
+    last = next((r for r in reversed(runs) if r), [])
+    return last if last and in_kind(last[0]) else []
 
 
 def _natural_list(task: Task, tokens: list[str]) -> bool:
