@@ -6,5 +6,5 @@ set -euo pipefail
 PY=${PYTHON:-python}
 "$PY" run.py -m experiment=tiny_synpo method=seed_sft,seed_po,seed_sft_po seed=0,1,2 \
   'eval=[validation,winrate,diversity,tinyharness]' hydra.sweep.dir=multirun/tiny_table7 logger.mode=offline "$@"
-"$PY" -m synpo.report multirun/tiny_table7/*/ $(ls -d multirun/tiny_table2/experiment=tiny_synpo,*/ 2>/dev/null) \
+"$PY" -m synpo.report multirun/tiny_table7/*/ $(ls -d multirun/tiny_table2/*experiment=tiny_synpo,*/ 2>/dev/null) \
   --out reports/tiny_table7

@@ -22,6 +22,32 @@ class LoadedRun:
     method: str | None = None  # None: not recorded (an older run, or a W&B source)
     prompt_source: str | None = None
     seed: int | None = None
+    settings: dict = field(default_factory=dict)  # the run's config, flattened, without what a seed or a path is
+
+
+# Config keys that do not make a different setting: the seed (the report averages over it), where the run lives,
+# what is measured and logged, and the topology and batching of generation and scoring.
+NOT_A_SETTING = ("seed", "run_dir", "name", "logger.", "eval.", "launch.", "hydra.", "generator.shard_size",
+                 "generator.batch_size", "generator.python", "scorer.shard_size", "scorer.batch_size")  # fmt: skip
+
+
+def run_settings(config_file: Path) -> dict:
+    """``{dotted key: value}`` of a run's saved config, without the keys in ``NOT_A_SETTING``."""
+    from omegaconf import OmegaConf
+
+    if not config_file.is_file():
+        return {}
+    flat: dict = {}
+
+    def walk(node, prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[f"{prefix}{k}"] = v
+
+    walk(OmegaConf.to_container(OmegaConf.load(config_file)), "")
+    return {k: v for k, v in flat.items() if not k.startswith(NOT_A_SETTING) and k not in NOT_A_SETTING}
 
 
 def run_label(name: str, method: str | None, prompt_source: str | None) -> str:
@@ -75,7 +101,10 @@ def _load_run_dir(p: Path) -> LoadedRun:
             diversity[t] = json.loads(d.read_text(encoding="utf-8"))
         r.update(_official_judgments(p, results["name"], t))
     name, method, source = results.get("name", p.name), results.get("method"), results.get("prompt_source")
-    return LoadedRun(run_label(name, method, source), str(p), rows, diversity, method, source, results.get("seed"))
+    label = run_label(name, method, source)
+    return LoadedRun(
+        label, str(p), rows, diversity, method, source, results.get("seed"), run_settings(p / "config.yaml")
+    )
 
 
 def _official_judgments(run_dir: Path, name: str, t: int) -> dict:

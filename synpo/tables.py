@@ -72,9 +72,22 @@ class Group:
 
 
 def group_runs(runs: list[LoadedRun]) -> list[Group]:
-    groups: dict[str, Group] = {}
+    """One group per setting: runs with one label and the same config but for the seed (``LoadedRun.settings``).
+    Where settings share a label (a one-iteration run of Table 6 beside Table 2's four), each label is followed by
+    the keys that tell them apart, ``tiny_synpo [method.iterations=1]``."""
+    groups: dict[tuple, Group] = {}
     for run in runs:
-        groups.setdefault(run.label, Group(run.label, [])).runs.append(run)
+        key = (run.label, tuple(sorted((k, repr(v)) for k, v in run.settings.items())))
+        groups.setdefault(key, Group(run.label, [])).runs.append(run)
+    by_label: dict[str, list[Group]] = {}
+    for g in groups.values():
+        by_label.setdefault(g.label, []).append(g)
+    for label, same in by_label.items():
+        if len(same) > 1:
+            keys = sorted({k for g in same for k in g.runs[0].settings})
+            differ = [k for k in keys if len({repr(g.runs[0].settings.get(k)) for g in same}) > 1]
+            for g in same:
+                g.label = f"{label} [{', '.join(f'{k}={g.runs[0].settings.get(k)}' for k in differ)}]"
     return list(groups.values())
 
 

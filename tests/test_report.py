@@ -74,3 +74,21 @@ def test_a_bad_source_is_one_readable_error(tmp_path):
     )
     assert proc.returncode == 2
     assert "not a finished run directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_runs_of_one_label_but_different_settings_are_not_averaged():
+    """Table 6's one-iteration SynPO runs share Table 2's label: they form their own group, each label names the
+    keys that differ, and runs that differ only in their seed still average."""
+    from synpo.sources import LoadedRun
+    from synpo.tables import group_runs
+
+    def run(seed, iterations):
+        settings = {"method.iterations": iterations, "trainer.beta_grid": [2.0, 10.0]}
+        return LoadedRun("tiny_synpo", f"r{seed}{iterations}", [{"iteration": 0}], seed=seed, settings=settings)
+
+    groups = group_runs([run(0, 4), run(1, 4), run(0, 1), run(1, 1), run(2, 1)])
+    assert sorted((g.label, len(g.runs)) for g in groups) == [
+        ("tiny_synpo [method.iterations=1]", 3),
+        ("tiny_synpo [method.iterations=4]", 2),
+    ]
+    assert [g.label for g in group_runs([run(0, 4), run(1, 4)])] == ["tiny_synpo"]
