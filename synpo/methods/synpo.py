@@ -66,28 +66,34 @@ def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict
     return str(out), rec, info
 
 
-def responses(ctx: Context, t: int, prompts: list[str], state: State, improver_dir: str, deps: dict) -> dict:
-    """Steps 3 and 4: pi_{t-1}'s answers, R_t's rewrites of them (chosen) and pi_0's answers (rejected)."""
+def drafts(ctx: Context, t: int, prompts: list[str], state: State, r_prompts: StageRecord) -> dict:
+    """Steps 3 and 4, the untrained half: pi_0's answers (rejected) and pi_{t-1}'s (the drafts R_t rewrites). Both
+    come before the improver's training, pi_{t-1} last, so that its seed answers (``improver``) reuse the loaded
+    model; in iteration 1, pi_{t-1} is pi_0 and all three stages load one checkpoint."""
     rundir = ctx.rundir
-    policy_file = rundir.iter_file(t, "policy.jsonl")
-    r_policy = ctx.generate(
-        rundir.iter_stage(t, "policy"), state.policy, prompts, policy_file, [state.policy_record, deps["prompts"]],
-        kind="policy",
-    )  # fmt: skip
-    drafts = [r["response"] for r in read_jsonl(policy_file)]
-    r_refined = ctx.generate(
-        rundir.iter_stage(t, "refined"),
-        improver_dir,
-        [improver_prompt(x, d) for x, d in zip(prompts, drafts, strict=True)],
-        rundir.iter_file(t, "refined.jsonl"),
-        [deps["improver"], r_policy],
-        kind="refined",
-    )
     r_initial = ctx.generate(
-        rundir.iter_stage(t, "initial"), ctx.pi0, prompts, rundir.iter_file(t, "initial.jsonl"), [deps["prompts"]],
+        rundir.iter_stage(t, "initial"), ctx.pi0, prompts, rundir.iter_file(t, "initial.jsonl"), [r_prompts],
         kind="initial",
     )  # fmt: skip
-    return {"policy": r_policy, "refined": r_refined, "initial": r_initial}
+    r_policy = ctx.generate(
+        rundir.iter_stage(t, "policy"), state.policy, prompts, rundir.iter_file(t, "policy.jsonl"),
+        [state.policy_record, r_prompts], kind="policy",
+    )  # fmt: skip
+    return {"policy": r_policy, "initial": r_initial}
+
+
+def rewrites(ctx: Context, t: int, prompts: list[str], improver_dir: str, r_improver, r_policy) -> StageRecord:
+    """Step 3, the chosen side: R_t's rewrites of pi_{t-1}'s answers."""
+    rundir = ctx.rundir
+    texts = [r["response"] for r in read_jsonl(rundir.iter_file(t, "policy.jsonl"))]
+    return ctx.generate(
+        rundir.iter_stage(t, "refined"),
+        improver_dir,
+        [improver_prompt(x, d) for x, d in zip(prompts, texts, strict=True)],
+        rundir.iter_file(t, "refined.jsonl"),
+        [r_improver, r_policy],
+        kind="refined",
+    )
 
 
 def score_rows(ctx: Context, prompts: list[str], t: int, scores_file: Path) -> tuple[list[dict], dict]:
@@ -160,8 +166,10 @@ class SynPO:
 
     def iteration(self, ctx: Context, t: int, state: State) -> Iteration:
         prompts, r_prompts = iteration_prompts(ctx, t, state.source, state.policy, state.policy_record)
+        answers = drafts(ctx, t, prompts, state, r_prompts)
         improver_dir, r_improver, improver_info = improver(ctx, t, state)
-        deps = {"prompts": r_prompts, "improver": r_improver}
-        r_pairs = pairs(ctx, t, prompts, responses(ctx, t, prompts, state, improver_dir, deps))
+        r_refined = rewrites(ctx, t, prompts, improver_dir, r_improver, answers["policy"])
+        deps = {"policy": answers["policy"], "refined": r_refined, "initial": answers["initial"]}  # their old order
+        r_pairs = pairs(ctx, t, prompts, deps)
         row = {**r_prompts.info, **improver_info}
         return select_on_d(ctx, t, state, r_pairs, row, ctx.rundir.iter_file(t, PROMPTS))
