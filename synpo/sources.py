@@ -46,7 +46,13 @@ def run_settings(config_file: Path) -> dict:
             else:
                 flat[f"{prefix}{k}"] = v
 
-    walk(OmegaConf.to_container(OmegaConf.load(config_file)), "")
+    try:
+        walk(OmegaConf.to_container(OmegaConf.load(config_file)), "")
+    except Exception as e:  # YAML errors of several kinds, or a file that is not a mapping
+        raise UserError(
+            f"{config_file} cannot be read ({type(e).__name__}), so the report cannot tell this run's setting from "
+            "the others'. Rerun the job with the same command to rewrite it, or leave the run out of the report."
+        ) from None
     return {k: v for k, v in flat.items() if not k.startswith(NOT_A_SETTING) and k not in NOT_A_SETTING}
 
 

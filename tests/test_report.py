@@ -92,3 +92,15 @@ def test_runs_of_one_label_but_different_settings_are_not_averaged():
         ("tiny_synpo [method.iterations=4]", 2),
     ]
     assert [g.label for g in group_runs([run(0, 4), run(1, 4)])] == ["tiny_synpo"]
+
+
+def test_a_corrupt_saved_config_is_one_readable_error(tmp_path):
+    import pytest
+
+    from synpo.errors import UserError
+    from synpo.sources import run_settings
+
+    bad = tmp_path / "config.yaml"
+    bad.write_text("method: [unclosed\n")
+    with pytest.raises(UserError, match=r"config.yaml cannot be read .* Rerun the job"):
+        run_settings(bad)

@@ -40,7 +40,8 @@ class HFGenerator:
     which shards ran before it in this process: a resumed run reproduces an uninterrupted one.
 
     The last model loaded stays in memory, so that consecutive stages that generate with the same checkpoint
-    (validation's greedy and sampled answers, pi_0 answering again) load it once; ``release`` frees it, and the
+    (SynPO's pi_0 and pi_{t-1} answers before the improver trains, Self-Rewarding's samples and judgements) load it
+    once; ``release`` frees it, and the
     run releases it before every training job (``Context.train``)."""
 
     def __init__(
