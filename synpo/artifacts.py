@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synpo import memory
 from synpo.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -245,16 +246,29 @@ class RunDir:
         if marker_path.exists():
             marker_path.unlink()
         log.info("stage %-28s running", name)
+        window = memory.start()
         t0 = time.perf_counter()
-        info = fn() or {}
+        try:
+            info = fn() or {}
+        except BaseException:
+            memory.finish(window)  # closes the window
+            raise
         compute = info.pop(COMPUTE, None)
         seconds = round(time.perf_counter() - t0, 3)
+        used = memory.finish(window)
         missing = [str(o) for o in outputs if not Path(o).exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing {missing}: a bug in the stage")
-        marker = {"fingerprint": fp, "seconds": seconds, "info": info, COMPUTE: compute, "finished": time.time()}
+        marker = {
+            "fingerprint": fp,
+            "seconds": seconds,
+            "info": info,
+            COMPUTE: compute,
+            "memory": used,
+            "finished": time.time(),
+        }
         write_json(marker_path, marker)
-        log.info("stage %-28s finished in %.1fs", name, seconds)
+        log.info("stage %-28s finished in %.1fs (peak RSS %.0f MiB)", name, seconds, used["peak_rss_mib"])
         return StageRecord(name, fp, seconds, False, info, compute)
 
 

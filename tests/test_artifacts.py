@@ -67,3 +67,37 @@ def test_shards_are_reused_only_by_the_same_request(tmp_path):
     assert (shards / "shard-00000.jsonl").is_file()
     keep_only_shards_of(shards, {"temperature": 1.0})  # another request must not read them
     assert not (shards / "shard-00000.jsonl").exists() and shards.is_dir()
+
+
+def test_each_marker_records_the_peak_memory_of_its_own_stage(tmp_path):
+    run = RunDir(tmp_path)
+    mib = 2**20
+
+    def alloc(n_mib, inner=None):
+        def fn():
+            block = bytearray(n_mib * mib)
+            block[::4096] = b"x" * len(block[::4096])  # touch every page: resident, not only reserved
+            del block
+            if inner:
+                inner()
+            write_jsonl(run.path(f"{n_mib}.jsonl"), [{}])
+
+        return fn
+
+    def memory(name):
+        return json.loads((tmp_path / ".stages" / f"{name}.json").read_text())["memory"]
+
+    run.stage("big", {}, [run.path("400.jsonl")], alloc(400))
+    run.stage("small", {}, [run.path("1.jsonl")], alloc(1))
+    big, small = memory("big"), memory("small")
+    if big["peak_since"] != "stage":  # only Linux lets a process reset its peak
+        assert small["peak_rss_mib"] >= big["peak_rss_mib"] >= 400
+        return
+    assert big["peak_rss_mib"] >= small["peak_rss_mib"] + 350  # the second stage's window began after the first
+    run.stage(
+        "outer",
+        {},
+        [run.path("2.jsonl")],
+        alloc(2, lambda: run.stage("inner", {}, [run.path("300.jsonl")], alloc(300))),
+    )
+    assert memory("outer")["peak_rss_mib"] >= memory("inner")["peak_rss_mib"] >= small["peak_rss_mib"] + 250

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from synpo.modeling import load_causal_lm
 from synpo.training.common import HParams
 from synpo.training.config import LaunchConfig
-from synpo.training.launch import run_training_job
+from synpo.training.launch import failure_excerpt, run_training_job
 
 PAIRS = [
     {
@@ -76,3 +76,17 @@ def test_pipeline_trains_through_accelerate(tmp_path):
     assert {a["cuda_visible_devices"], b["cuda_visible_devices"]} == {"0", "1"}  # disjoint device sets
     assert a["started"] < b["finished"] and b["started"] < a["finished"]  # the two trainings overlapped
     assert json.loads((run_dir / "results.json").read_text())["iterations"][1]["beta"] in (2.0, 10.0)
+
+
+def test_a_failed_launch_reports_the_ranks_traceback_not_only_the_launchers_summary():
+    rank = ["noise\n"] * 50 + [
+        "Traceback (most recent call last):\n",
+        '  File "synpo/training/job.py", line 9, in <module>\n',
+        "ValueError: the rank's own cause\n",
+    ]
+    launcher = ["more noise\n"] * 20 + ["Traceback (most recent call last):\n"]
+    launcher += ['  File "torch/distributed/run.py"\n'] * 30 + ["ChildFailedError:\n", "rank 0 exitcode 1\n"]
+    excerpt = failure_excerpt("".join(rank + launcher))
+    assert "the rank's own cause" in excerpt and "rank 0 exitcode 1" in excerpt
+    assert "the rank's own cause" not in "".join((rank + launcher)[-40:])  # the old last-40-lines tail lost it
+    assert failure_excerpt("short log\n") == "short log\n"

@@ -11,6 +11,7 @@ import logging
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import asdict
@@ -61,6 +62,13 @@ def resolved_accelerate_config(name: str, out: Path) -> Path:
         config["deepspeed_config"]["deepspeed_config_file"] = str((src.parent / ds).resolve())
     atomic_write_text(out, yaml.safe_dump(config))
     return out
+
+
+def free_port() -> int:
+    """A TCP port on this machine that no one listens on now (the OS's choice), for a one-node rendezvous."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def srun_command(accelerate: list[str], job: list[str], nodes: int) -> list[str]:
@@ -130,8 +138,9 @@ def run_training_job(
 ) -> dict:
     """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``launch.launcher``.
 
-    ``devices`` (a slot of ``device_slots``) overrides ``launch.devices``; ``slot`` offsets the rendezvous port so
-    that concurrent multi-process jobs do not collide."""
+    ``devices`` (a slot of ``device_slots``) overrides ``launch.devices``; on one node each launch
+    rendezvouses on a port free at launch; across nodes (srun) on ``29500 + slot``, so that concurrent multi-node
+    jobs do not collide."""
     if launch.launcher == "inprocess":
         return job_function(kind)(out_dir=out_dir, **kwargs)
     out_dir = Path(out_dir)
@@ -147,11 +156,12 @@ def run_training_job(
         str(acc_cfg),
         "--num_processes",
         str(launch.num_processes * launch.num_machines),
-        "--main_process_port",
-        str(29500 + slot),
     ]
     job = ["-m", "synpo.training.job", str(job_file)]
-    cmd = srun_command(cmd, job, launch.num_machines) if launch.srun or launch.num_machines > 1 else cmd + job
+    if launch.srun or launch.num_machines > 1:  # every node must name the same port: a fixed one per slot
+        cmd = srun_command([*cmd, "--main_process_port", str(29500 + slot)], job, launch.num_machines)
+    else:  # one node: a port free now, so two runs on one machine (or a port still held) never collide
+        cmd = [*cmd, "--main_process_port", str(free_port()), *job]
     env = dict(os.environ)
     devices = launch.devices if devices is None else devices
     if devices is not None:
@@ -164,8 +174,19 @@ def run_training_job(
     if preemption.requested() is not None:  # the ranks checkpointed at a step boundary (or were stopped before)
         raise preemption.Preempted(preemption.requested(), str(sibling(out_dir, "partial")))
     if proc.returncode != 0:
-        tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-30:])
         raise RuntimeError(
-            f"training job {job_file} failed under accelerate (exit {proc.returncode}); the end of {log_file}:\n{tail}"
+            f"training job {job_file} failed under accelerate (exit {proc.returncode}); from {log_file}:\n"
+            + failure_excerpt(log_file.read_text(errors="replace"))
         )
     return read_json(result_file)
+
+
+def failure_excerpt(log_text: str, max_lines: int = 40) -> str:
+    """What a failed launch's log says about the cause: from the first traceback in it (a rank's; the launcher's
+    own ``ChildFailedError`` summary comes last and names no cause) for ``max_lines`` lines, then the log's last
+    lines; with no traceback, the log's last ``max_lines`` lines."""
+    lines = log_text.splitlines(keepends=True)
+    first = next((i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line), None)
+    if first is None or first >= len(lines) - max_lines:
+        return "".join(lines[-max_lines:])
+    return "".join(lines[first : first + max_lines]) + "[...]\n" + "".join(lines[-max_lines // 4 :])
