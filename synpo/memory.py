@@ -1,66 +1,85 @@
-"""Resident memory of this process, per stage.
+"""Resident memory of this process, per stage, without disturbing the process's own peak.
 
-Linux keeps a process's peak resident set size (``VmHWM``) and lets the process reset it (``/proc/self/clear_refs``,
-value 5), so each stage's marker records the peak *during that stage*, not the largest of the run so far. Windows may
-nest or overlap (candidate trainings in threads): each reset first folds the peak so far into every open window, so
-an outer stage's peak includes its inner stages'. Where the peak cannot be reset (not Linux, ``/proc`` read-only),
-the peak is ``ru_maxrss``, the process's lifetime peak, and ``peak_since`` says so. Children (training jobs under
-``accelerate launch``, the vLLM worker) are not counted: each is its own process.
+A background thread samples the resident size (``/proc/self/statm``) every ``INTERVAL_S`` into every open window.
+At a window's end, if the process's lifetime peak (``VmHWM``) rose during it, that new peak is the window's exact
+peak; otherwise the sampled maximum is (a peak shorter than the interval can then be missed, and the marker says
+``"sampled"``). Nothing is reset, so ``ru_maxrss`` and ``/usr/bin/time -v`` still report the whole run's peak.
+Windows may nest or overlap (candidate trainings in threads). Children (training jobs under ``accelerate launch``,
+the vLLM worker) are other processes and are not counted. Where ``/proc`` is missing (not Linux) the figure is
+``ru_maxrss``, the process's lifetime peak (``"process"``).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import resource
 import sys
 import threading
 from pathlib import Path
 
-_STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
+INTERVAL_S = 0.02
+_PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 0.0
 _lock = threading.Lock()
-_open: dict[int, float] = {}  # window id -> the largest peak seen in it so far (MiB)
+_open: dict[int, list[float]] = {}  # window id -> [lifetime peak at its start, largest sample in it]
 _ids = itertools.count()
+_sampler: threading.Thread | None = None
 
 
-def _status_mib(key: str) -> float | None:
+def _rss_mib() -> float | None:
     try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith(key + ":"):
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE_MIB
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _hwm_mib() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024  # kB
-    except OSError:
+    except (OSError, ValueError, IndexError):
         return None
     return None
 
 
-def _fold() -> None:
-    peak = _status_mib("VmHWM") or 0.0
-    for k in _open:
-        _open[k] = max(_open[k], peak)
+def _sample_forever() -> None:
+    event = threading.Event()
+    while not event.wait(INTERVAL_S):
+        rss = _rss_mib()
+        with _lock:
+            for w in _open.values():
+                w[1] = max(w[1], rss or 0.0)
 
 
 def start() -> int | None:
-    """Open a peak window; None where the peak cannot be reset (``finish`` then reports the lifetime peak)."""
+    """Open a window; None where this OS has no ``/proc`` (``finish`` then reports the lifetime peak)."""
+    global _sampler
+    hwm, rss = _hwm_mib(), _rss_mib()
+    if hwm is None or rss is None:
+        return None
     with _lock:
-        _fold()
-        try:
-            _CLEAR_REFS.write_text("5")
-        except OSError:
-            return None
+        if _sampler is None:
+            _sampler = threading.Thread(target=_sample_forever, name="synpo-memory", daemon=True)
+            _sampler.start()
         window = next(_ids)
-        _open[window] = 0.0
+        _open[window] = [hwm, rss]
         return window
 
 
 def finish(window: int | None) -> dict:
-    """``{"peak_rss_mib", "rss_mib", "peak_since"}`` for a window from ``start``: the peak resident size during it
-    (``peak_since: "stage"``) or over the process's life (``"process"``), and the resident size now."""
+    """``{"peak_rss_mib", "rss_mib", "peak_how"}`` for a window from ``start``: its peak resident size (``"exact"``:
+    a new lifetime peak was set in it; ``"sampled"``: the largest sample; ``"process"``: the lifetime peak, where
+    there is no ``/proc``) and the resident size now."""
+    rss, hwm = _rss_mib(), _hwm_mib()
     with _lock:
-        if window in _open:
-            _fold()
-            peak, since = _open.pop(window), "stage"
-        else:
-            scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, kB on Linux
-            peak, since = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, "process"
-    rss = _status_mib("VmRSS")
-    return {"peak_rss_mib": round(peak, 1), "rss_mib": None if rss is None else round(rss, 1), "peak_since": since}
+        opened = _open.pop(window, None) if window is not None else None
+    if opened is None or hwm is None:
+        scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, kB on Linux
+        peak, how = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, "process"
+    elif hwm > opened[0]:
+        peak, how = hwm, "exact"
+    else:
+        peak, how = max(opened[1], rss or 0.0), "sampled"
+    return {"peak_rss_mib": round(peak, 1), "rss_mib": None if rss is None else round(rss, 1), "peak_how": how}
