@@ -78,7 +78,7 @@ def test_nothing_below_the_loop_imports_the_loop_or_the_methods():
 
 def test_the_stage_toolkit_sits_below_methods_and_evaluation():
     assert not {d for d in GRAPH["synpo.stages"] if d.startswith(("synpo.evaluation", "synpo.methods"))}
-    lower = ("synpo.artifacts", "synpo.errors", "synpo.schema")
+    lower = ("synpo.artifacts", "synpo.errors", "synpo.memory", "synpo.schema")
     for m in lower:
         assert {d for d in GRAPH[m] if d not in lower} == set(), m
 
