@@ -1,8 +1,9 @@
 """Does SynPO's tiny-world gain come from content or from form? Per group of runs (one per seed), per iteration:
-validation score and exact content, the tiny harness's generation and multiple-choice accuracy, the diversity of the
-synthetic prompts (iteration 0: the seed prompts), and, in the kept pairs, how often the chosen answer's content is
-worse than the rejected one's, how often the improver's rewrite lost the draft's content, how often both sides are
-wrong; over all candidates, how often the improver's rewrite of a right draft is wrong; and the prompt families.
+validation score, exact content, the greedy answers' mean content and form (the verifier's two parts), the tiny
+harness's generation and multiple-choice accuracy, the diversity of the synthetic prompts (iteration 0: the seed
+prompts), and, in the kept pairs (SynPO's), how often the chosen answer's content is worse than the rejected one's,
+how often the improver's rewrite lost the draft's content, how often both sides are wrong; over all candidates, how
+often the improver's rewrite of a right draft is wrong; and the prompt families.
 
     python experiments/tiny_world_content.py before=/tmp/study/before_s0 before=/tmp/study/before_s1 after=<run dir>
 
@@ -48,10 +49,31 @@ def pair_counts(run: Path, t: int) -> dict:
     return out
 
 
+def val_answers(run: Path, row: dict) -> Path | None:
+    """The selected policy's validation answers: ``iter_t/val_answers.jsonl``, or its beta candidate's."""
+    it = run / f"iter_{row['iteration']}"
+    beta = row.get("beta")
+    for path in [it / "val_answers.jsonl"] + ([it / f"beta_{beta:g}" / "val_answers.jsonl"] if beta else []):
+        if path.is_file():
+            return path
+    return None
+
+
+def content_and_form(path: Path) -> dict:
+    """Mean content and mean form (the verifier's two parts) of the greedy validation answers."""
+    verdicts = [verify(parse_prompt(r["prompt"]), r["greedy"]) for r in map(json.loads, path.read_text().splitlines())]
+    n = max(1, len(verdicts))
+    return {"val_content": sum(v.content for v in verdicts) / n, "val_form": sum(v.form for v in verdicts) / n}
+
+
 def rows_of(run: Path) -> list[dict]:
     rows = json.loads((run / "results.json").read_text())["iterations"]
     for r in rows:
-        if r["iteration"] > 0:
+        answers = val_answers(run, r)
+        if answers is not None:
+            r.update(content_and_form(answers))
+        scores = run / f"iter_{r['iteration']}" / "scores.jsonl"
+        if r["iteration"] > 0 and scores.is_file() and '"policy"' in scores.read_text():  # SynPO's pairs
             r.update(pair_counts(run, r["iteration"]))
     return rows
 
@@ -59,6 +81,8 @@ def rows_of(run: Path) -> list[dict]:
 COLUMNS = [
     ("val_score", 1, 3),
     ("val_exact", 1, 3),
+    ("val_content", 1, 3),
+    ("val_form", 1, 3),
     ("lm_tinyworld_tinyworld_gen", 1, 3),
     ("lm_tinyworld_tinyworld_mc", 1, 3),
     ("div_mean_cosine", 1, 3),
