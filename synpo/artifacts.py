@@ -250,12 +250,10 @@ class RunDir:
         t0 = time.perf_counter()
         try:
             info = fn() or {}
-        except BaseException:
-            memory.finish(window)  # closes the window
-            raise
+        finally:
+            used = memory.finish(window)  # closes the window, also when fn raises
         compute = info.pop(COMPUTE, None)
         seconds = round(time.perf_counter() - t0, 3)
-        used = memory.finish(window)
         missing = [str(o) for o in outputs if not Path(o).exists()]
         if missing:
             raise RuntimeError(f"stage {name} finished without writing {missing}: a bug in the stage")

@@ -34,7 +34,8 @@ def _rss_mib() -> float | None:
         return None
 
 
-def _hwm_mib() -> float | None:
+def peak_mib() -> float | None:
+    """This process's lifetime peak resident size (``VmHWM``), or None without ``/proc``."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -47,6 +48,8 @@ def _hwm_mib() -> float | None:
 def _sample_forever() -> None:
     event = threading.Event()
     while not event.wait(INTERVAL_S):
+        if not _open:  # between stages: nothing to sample for
+            continue
         rss = _rss_mib()
         with _lock:
             for w in _open.values():
@@ -56,7 +59,7 @@ def _sample_forever() -> None:
 def start() -> int | None:
     """Open a window; None where this OS has no ``/proc`` (``finish`` then reports the lifetime peak)."""
     global _sampler
-    hwm, rss = _hwm_mib(), _rss_mib()
+    hwm, rss = peak_mib(), _rss_mib()
     if hwm is None or rss is None:
         return None
     with _lock:
@@ -72,7 +75,7 @@ def finish(window: int | None) -> dict:
     """``{"peak_rss_mib", "rss_mib", "peak_how"}`` for a window from ``start``: its peak resident size (``"exact"``:
     a new lifetime peak was set in it; ``"sampled"``: the largest sample; ``"process"``: the lifetime peak, where
     there is no ``/proc``) and the resident size now."""
-    rss, hwm = _rss_mib(), _hwm_mib()
+    rss, hwm = _rss_mib(), peak_mib()
     with _lock:
         opened = _open.pop(window, None) if window is not None else None
     if opened is None or hwm is None:

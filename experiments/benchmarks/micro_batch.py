@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = r"""
 import json, sys
 from pathlib import Path
+from synpo import memory
 from synpo.artifacts import read_jsonl
 from synpo.prompts import improver_prompt
 from synpo.training.common import HParams
@@ -41,7 +42,7 @@ else:
     pairs = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for f in sorted(run.glob("iter_*/pairs.jsonl"))
              for p in read_jsonl(f)]
     res = job_function("simpo")(out_dir=Path(out), model_path=model, pairs=pairs, hp=hp, beta=2.0, gamma=1.6)
-peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+peak = memory.peak_mib()
 print("RESULT " + json.dumps({"peak_mib": peak, "runtime": res["train_seconds"], "loss": res["train_loss"]}))
 """
 
