@@ -178,10 +178,13 @@ class Context:
 
     def train(self, kind: str, out: Path, **kwargs) -> dict:
         """A training job (``synpo.training.launch.run_training_job``) under the run's launch topology, after the
-        generator has freed the model it kept from the last generation stage."""
+        generator has freed the model it kept from the last generation stage, and what is alive is frozen out of the
+        garbage collector's later passes (``synpo.memory.settle``)."""
+        from synpo import memory
         from synpo.training.launch import run_training_job
 
         self.generator.release()
+        memory.settle()
         return run_training_job(kind, out, self.cfg.launch, **kwargs)
 
     def train_sft(self, name: str, examples: list[dict], out: Path, deps: list, max_length: int | None = None):

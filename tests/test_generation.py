@@ -49,3 +49,70 @@ def test_a_training_job_frees_the_kept_model(tmp_path):
     examples = [{"prompt": r["prompt"], "completion": r["answer"]} for r in ctx.seed_train[:4]]
     ctx.train_sft("sft", examples, tmp_path / "sft", [])
     assert ctx.generator._loaded is None and (tmp_path / "sft" / "config.json").is_file()
+
+
+def _tiny_batch(prompts):
+    from synpo.generation.hf import render_prompts
+    from synpo.modeling import load_tokenizer
+
+    tok = load_tokenizer("builtin:tiny-sft")
+    tok.padding_side = "left"
+    model = load_causal_lm("builtin:tiny-sft").eval()
+    enc = tok(render_prompts(tok, prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    return tok, model, enc
+
+
+def test_greedy_decoding_is_generate_token_for_token():
+    """The decode loop drops a row from the batch when it stops; greedy answers still equal ``model.generate``'s,
+    for prompts of other lengths (left padding), rows that stop at other steps, and rows cut off by the limit."""
+    from synpo.generation.hf import decode
+
+    prompts = [*PROMPTS, "Reverse the words: snake cloud bread", "Count the letters in the word zebra."]
+    tok, model, enc = _tiny_batch(prompts)
+    assert len(set(enc["attention_mask"].sum(dim=1).tolist())) > 1  # the prompts really are padded
+    for limit in (3, 24):
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=limit, pad_token_id=tok.pad_token_id,
+                             eos_token_id=[tok.eos_token_id])  # fmt: skip
+        ref = ref[:, enc["input_ids"].shape[1] :].tolist()
+        got = decode(
+            model, enc["input_ids"], enc["attention_mask"], SamplingParams(0.0, 1.0, limit), [tok.eos_token_id]
+        )
+        for row, (tokens, stopped) in zip(ref, got, strict=True):
+            end = row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
+            assert tokens == row[:end] and stopped == (tok.eos_token_id in row)
+        if limit == 24:
+            lengths = {len(tokens) for tokens, _ in got}
+            assert all(stopped for _, stopped in got) and len(lengths) > 1  # rows left the batch at other steps
+        else:
+            assert not all(stopped for _, stopped in got)  # some rows are cut off by the limit
+
+
+def test_sampling_draws_from_the_tempered_nucleus():
+    """``next_token`` draws from softmax(logits / T), within the top_p nucleus, the most likely token always in."""
+    from synpo.generation.hf import next_token
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).repeat(40_000, 1)
+    torch.manual_seed(0)
+    for temperature in (1.0, 0.5):
+        expected = torch.softmax(logits[0] / temperature, dim=-1)
+        counts = torch.bincount(next_token(logits, temperature, 1.0), minlength=4) / len(logits)
+        assert torch.allclose(counts, expected, atol=0.01), (temperature, counts, expected)
+    # top_p = 0.8 at T = 1: probabilities 0.644, 0.237, 0.087, 0.032; the first two reach 0.88 >= 0.8
+    counts = torch.bincount(next_token(logits, 1.0, 0.8), minlength=4) / len(logits)
+    assert counts[2:].sum() == 0 and abs(counts[0] - 0.644 / 0.881) < 0.01
+    assert next_token(logits[:5], 1.0, 0.01).tolist() == [0] * 5  # a tiny nucleus keeps the argmax only
+    assert next_token(torch.tensor([[0.0, 5.0, 1.0]]), 0.0, 1.0).tolist() == [1]  # T = 0: greedy
+
+
+def test_n_samples_per_prompt_come_prompt_major():
+    from synpo.generation.hf import decode
+
+    tok, model, enc = _tiny_batch(PROMPTS)
+    torch.manual_seed(0)
+    got = decode(model, enc["input_ids"], enc["attention_mask"], SamplingParams(1.5, 1.0, 12, n=4), [tok.eos_token_id])
+    assert len(got) == 4 * len(PROMPTS)
+    greedy = decode(model, enc["input_ids"], enc["attention_mask"], SamplingParams(0.0, 1.0, 12, n=4), [2])
+    for i in range(len(PROMPTS)):  # greedy: a prompt's 4 samples are one answer, and the prompts' answers differ
+        assert len({tuple(t) for t, _ in greedy[4 * i : 4 * i + 4]}) == 1
+    assert len({tuple(greedy[4 * i][0]) for i in range(len(PROMPTS))}) == len(PROMPTS)
+    assert len({tuple(t) for t, _ in got}) > len(PROMPTS)  # at T = 1.5 the samples of a prompt differ

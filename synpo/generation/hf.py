@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 
@@ -116,31 +117,98 @@ class HFGenerator:
 
     @staticmethod
     def _batch(model, tokenizer, texts: list[str], sampling: SamplingParams) -> list[Completion]:
-        import torch
-
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        sample = sampling.temperature > 0
-        with torch.inference_mode():
-            out = model.generate(
-                **enc,
-                do_sample=sample,
-                temperature=sampling.temperature if sample else None,
-                top_p=sampling.top_p if sample else None,
-                top_k=None,
-                max_new_tokens=sampling.max_new_tokens,
-                num_return_sequences=sampling.n,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=stop_token_ids(model, tokenizer),
-            )
-        new_tokens = out[:, enc["input_ids"].shape[1] :]
-        stops = torch.tensor(stop_token_ids(model, tokenizer), device=new_tokens.device)
-        is_stop = torch.isin(new_tokens, stops)
-        stopped = is_stop.any(dim=1)
-        # Generated tokens up to and including the first stop (what follows is padding of a finished row).
-        n_new = torch.where(stopped, is_stop.int().argmax(dim=1) + 1, new_tokens.shape[1]).tolist()
+        answers = decode(model, enc["input_ids"], enc["attention_mask"], sampling, stop_token_ids(model, tokenizer))
         n_prompt = enc["attention_mask"].sum(dim=1).repeat_interleave(sampling.n).tolist()
-        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        texts = tokenizer.batch_decode([tokens for tokens, _ in answers], skip_special_tokens=True)
         return [
-            Completion(t.strip(), "stop" if s else "length", p, g)
-            for t, s, p, g in zip(texts, stopped.tolist(), n_prompt, n_new, strict=True)
+            Completion(t.strip(), "stop" if stopped else "length", p, len(tokens))
+            for t, (tokens, stopped), p in zip(texts, answers, n_prompt, strict=True)
         ]
+
+
+def decode(model, input_ids, attention_mask, sampling: SamplingParams, stop_ids: list[int]) -> list[tuple[list, bool]]:
+    """``sampling.n`` answers per row of a left-padded batch (prompt-major): each answer's tokens up to and
+    including its first stop id, and whether it stopped (False: ``max_new_tokens`` ran out).
+
+    A lean loop over the model's forward with a KV cache, in place of ``model.generate``: a row leaves the batch as
+    soon as it stops (generate computes every row until the last one stops), and a sampled token is drawn by
+    inverting the cumulative distribution with one uniform number per row (``torch.multinomial`` draws one
+    exponential per vocabulary entry: a millisecond a step at 64 rows on a CPU). Greedy decoding is generate's,
+    token for token; sampling draws from the same distribution (temperature, then nucleus ``top_p``), with another
+    stream of random numbers. Only the EOS ids of the model's generation config are read from it: no penalty or
+    other default of that config applies, so a model's answers depend on ``sampling`` alone."""
+    import torch
+    from transformers import DynamicCache
+
+    n, device = sampling.n, input_ids.device
+    mask = attention_mask.repeat_interleave(n, dim=0)
+    rows = mask.shape[0]
+    position = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    stops = torch.tensor(stop_ids, device=device)
+    out = torch.full((rows, sampling.max_new_tokens), -1, dtype=torch.long, device=device)
+    alive = torch.arange(rows, device=device)  # the rows still generating, as indices into ``out``
+    with torch.inference_mode():
+        logits = (
+            model(
+                input_ids=input_ids.repeat_interleave(n, dim=0),
+                attention_mask=mask,
+                position_ids=position,
+                use_cache=True,
+                logits_to_keep=1,
+                **{cache_kw: cache},
+            )
+            .logits[:, -1]
+            .float()
+        )
+        position = position[:, -1:] + 1
+        for step in range(sampling.max_new_tokens):
+            token = next_token(logits, sampling.temperature, sampling.top_p)
+            out[alive, step] = token
+            going = ~torch.isin(token, stops)
+            if step == sampling.max_new_tokens - 1 or not going.any():
+                break
+            if not going.all():  # drop the rows that stopped, from the cache too
+                keep = going.nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                alive, token, mask, position = alive[keep], token[keep], mask[keep], position[keep]
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            logits = (
+                model(
+                    input_ids=token[:, None],
+                    attention_mask=mask,
+                    position_ids=position,
+                    use_cache=True,
+                    **{cache_kw: cache},
+                )
+                .logits[:, -1]
+                .float()
+            )
+            position = position + 1
+    answers = []
+    for row in out.tolist():
+        tokens = [t for t in row if t >= 0]
+        end = next((i for i, t in enumerate(tokens) if t in stop_ids), None)
+        answers.append((tokens[: end + 1], True) if end is not None else (tokens, False))
+    return answers
+
+
+def next_token(logits, temperature: float, top_p: float):
+    """The next token per row: the argmax at temperature 0; otherwise a draw from softmax(logits / temperature),
+    restricted to the smallest set of most likely tokens whose probability reaches ``top_p`` (the first always
+    kept), by inverse-CDF sampling."""
+    import torch
+
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # the mass of the more likely tokens
+        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(cdf.shape[0], 1, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[-1] - 1)
