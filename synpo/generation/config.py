@@ -17,7 +17,7 @@ class GeneratorConfig:
     temperature: float = spec(0.7, "the paper's sampling temperature", ge=0)
     top_p: float = spec(1.0, "nucleus sampling", gt=0, le=1)
     max_new_tokens: int = spec(48, "new tokens per answer", gt=0)
-    batch_size: int = spec(64, "hf: prompts per model.generate call", gt=0)
+    batch_size: int = spec(64, "hf: prompts per decode batch (each of their n samples is a row)", gt=0)
     shard_size: int = spec(256, "prompts per shard file; a crash loses at most one shard", gt=0)
     python: str | None = spec(None, "vllm: the interpreter of the environment that has vLLM; null: this one")
     tensor_parallel_size: int = spec(1, "vllm: GPUs one engine spans", gt=0)
