@@ -143,26 +143,21 @@ def decode(model, input_ids, attention_mask, sampling: SamplingParams, stop_ids:
 
     n, device = sampling.n, input_ids.device
     mask = attention_mask.repeat_interleave(n, dim=0)
-    rows = mask.shape[0]
     position = (mask.long().cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    stops = torch.tensor(stop_ids, device=device)
-    out = torch.full((rows, sampling.max_new_tokens), -1, dtype=torch.long, device=device)
-    alive = torch.arange(rows, device=device)  # the rows still generating, as indices into ``out``
-    with torch.inference_mode():
-        logits = (
-            model(
-                input_ids=input_ids.repeat_interleave(n, dim=0),
-                attention_mask=mask,
-                position_ids=position,
-                use_cache=True,
-                logits_to_keep=1,
-                **{cache_kw: cache},
-            )
-            .logits[:, -1]
-            .float()
+
+    def last_logits(ids, mask, position, **kw):
+        out = model(
+            input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, **{cache_kw: cache}, **kw
         )
+        return out.logits[:, -1].float()
+
+    stops = torch.tensor(stop_ids, device=device)
+    out = torch.full((mask.shape[0], sampling.max_new_tokens), -1, dtype=torch.long, device=device)
+    alive = torch.arange(mask.shape[0], device=device)  # the rows still generating, as indices into ``out``
+    with torch.inference_mode():
+        logits = last_logits(input_ids.repeat_interleave(n, dim=0), mask, position, logits_to_keep=1)
         position = position[:, -1:] + 1
         for step in range(sampling.max_new_tokens):
             token = next_token(logits, sampling.temperature, sampling.top_p)
@@ -175,24 +170,15 @@ def decode(model, input_ids, attention_mask, sampling: SamplingParams, stop_ids:
                 cache.batch_select_indices(keep)
                 alive, token, mask, position = alive[keep], token[keep], mask[keep], position[keep]
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-            logits = (
-                model(
-                    input_ids=token[:, None],
-                    attention_mask=mask,
-                    position_ids=position,
-                    use_cache=True,
-                    **{cache_kw: cache},
-                )
-                .logits[:, -1]
-                .float()
-            )
+            logits = last_logits(token[:, None], mask, position)
             position = position + 1
-    answers = []
-    for row in out.tolist():
-        tokens = [t for t in row if t >= 0]
-        end = next((i for i, t in enumerate(tokens) if t in stop_ids), None)
-        answers.append((tokens[: end + 1], True) if end is not None else (tokens, False))
-    return answers
+    return [_until_stop([t for t in row if t >= 0], stop_ids) for row in out.tolist()]
+
+
+def _until_stop(tokens: list[int], stop_ids: list[int]) -> tuple[list[int], bool]:
+    """An answer's tokens up to and including its first stop id, and whether it has one."""
+    end = next((i for i, t in enumerate(tokens) if t in stop_ids), None)
+    return (tokens[: end + 1], True) if end is not None else (tokens, False)
 
 
 def next_token(logits, temperature: float, top_p: float):
