@@ -145,7 +145,9 @@ def decode(model, input_ids, attention_mask, sampling: SamplingParams, stop_ids:
     mask = attention_mask.repeat_interleave(n, dim=0)
     position = (mask.long().cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    accepts = inspect.signature(model.forward).parameters  # newer transformers call the cache `cache`
+    cache_kw = "cache" if "cache" in accepts else "past_key_values"
+    prefill_kw = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}  # else the prefill's logits are whole
 
     def last_logits(ids, mask, position, **kw):
         out = model(
@@ -157,7 +159,7 @@ def decode(model, input_ids, attention_mask, sampling: SamplingParams, stop_ids:
     out = torch.full((mask.shape[0], sampling.max_new_tokens), -1, dtype=torch.long, device=device)
     alive = torch.arange(mask.shape[0], device=device)  # the rows still generating, as indices into ``out``
     with torch.inference_mode():
-        logits = last_logits(input_ids.repeat_interleave(n, dim=0), mask, position, logits_to_keep=1)
+        logits = last_logits(input_ids.repeat_interleave(n, dim=0), mask, position, **prefill_kw)
         position = position[:, -1:] + 1
         for step in range(sampling.max_new_tokens):
             token = next_token(logits, sampling.temperature, sampling.top_p)
