@@ -111,7 +111,9 @@ def test_n_samples_per_prompt_come_prompt_major():
     torch.manual_seed(0)
     got = decode(model, enc["input_ids"], enc["attention_mask"], SamplingParams(1.5, 1.0, 12, n=4), [tok.eos_token_id])
     assert len(got) == 4 * len(PROMPTS)
-    greedy = decode(model, enc["input_ids"], enc["attention_mask"], SamplingParams(0.0, 1.0, 12, n=4), [2])
+    greedy = decode(
+        model, enc["input_ids"], enc["attention_mask"], SamplingParams(0.0, 1.0, 12, n=4), [tok.eos_token_id]
+    )
     for i in range(len(PROMPTS)):  # greedy: a prompt's 4 samples are one answer, and the prompts' answers differ
         assert len({tuple(t) for t, _ in greedy[4 * i : 4 * i + 4]}) == 1
     assert len({tuple(greedy[4 * i][0]) for i in range(len(PROMPTS))}) == len(PROMPTS)
