@@ -37,7 +37,7 @@ def weights_fingerprint(model_path: str) -> tuple:
 
 
 class HFGenerator:
-    """Batched sampling with ``model.generate``. Each shard reseeds torch, so a shard's output does not depend on
+    """Batched sampling with ``decode`` (below). Each shard reseeds torch, so a shard's output does not depend on
     which shards ran before it in this process: a resumed run reproduces an uninterrupted one.
 
     The last model loaded stays in memory, so that consecutive stages that generate with the same checkpoint
