@@ -8,6 +8,11 @@ by the run itself, ``synpo.compute``; the model's shape from its config) divided
 throughput, measured in the same run (a 2048^3 fp32 matmul at torch's default thread count, best of 5, before and
 after the job). ``wall / floor`` is how far each stage, and the job, is from that limit; the 5-minute budget of the
 first issue is printed too.
+
+    OMP_NUM_THREADS=1 python experiments/benchmarks/main_job.py
+
+runs the job and the matmul on one thread: that ratio is how efficiently one core does the job's work, and so the
+best ratio any split of the same work across the cores could reach (the floor of n cores is the one-core floor / n).
 """
 
 import json
