@@ -10,6 +10,7 @@ stats under a kind (``generate``, ``scores``, ``sft``, ...).
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +36,23 @@ from synpo.training.config import hparams
 
 @dataclass
 class StageStats:
-    """Per stage kind in the current iteration: wall seconds (a skipped stage adds nothing) and answers cut off at
-    the token limit (generation stages)."""
+    """Per stage kind in the current iteration: wall seconds (a skipped stage adds nothing; stages of a kind that ran
+    at once, such as beta candidates in lanes, count their common time once) and answers cut off at the token limit
+    (generation stages)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     truncated: dict[str, int] = field(default_factory=dict)
     compute: dict[str, dict] = field(default_factory=dict)
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (start, end), perf_counter
 
-    def add(self, kind: str, record: StageRecord) -> None:
-        self.seconds[kind] = self.seconds.get(kind, 0.0) + (0.0 if record.skipped else record.seconds)
+    def add(self, kind: str, record: StageRecord, end: float | None = None) -> None:
+        """Count ``record`` (a stage that ended at ``end``, ``time.perf_counter()``; default now) under ``kind``."""
+        if not record.skipped:
+            end = time.perf_counter() if end is None else end
+            self.spans.setdefault(kind, []).append((end - record.seconds, end))
+            self.seconds[kind] = covered_seconds(self.spans[kind])
+        else:
+            self.seconds.setdefault(kind, 0.0)
         if "n_truncated" in record.info:
             self.truncated[kind] = self.truncated.get(kind, 0) + record.info["n_truncated"]
         if record.compute is not None and not record.skipped:
@@ -53,8 +62,18 @@ class StageStats:
         """This iteration's ``{"seconds", "truncated", "compute"}`` by stage kind (``compute``: the model arithmetic
         of the stages that ran now, ``synpo.compute``); the next iteration starts from zero."""
         out = {"seconds": self.seconds, "truncated": self.truncated, "compute": self.compute}
-        self.seconds, self.truncated, self.compute = {}, {}, {}
+        self.seconds, self.truncated, self.compute, self.spans = {}, {}, {}, {}
         return out
+
+
+def covered_seconds(spans: list[tuple[float, float]]) -> float:
+    """The length of the union of ``(start, end)`` intervals: time during which at least one of them ran."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return round(total, 3)
 
 
 @dataclass

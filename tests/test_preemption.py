@@ -46,11 +46,12 @@ def with_progress(*a, **k):
 simpo.build_simpo_trainer = with_progress
 
 preemption.install()
-launch = OmegaConf.structured(LaunchConfig(launcher=launcher, accelerate_config="zero2",
+launch = OmegaConf.structured(LaunchConfig(launcher="inprocess" if launcher == "forked" else launcher,
+                                           accelerate_config="zero2",
                                            num_processes=2 if launcher == "accelerate" else 1))
 try:
-    result = run_training_job("simpo", out, launch, model_path="builtin:tiny-sft", pairs=pairs, hp=hp, beta=2.0,
-                              gamma=1.6)
+    result = run_training_job("simpo", out, launch, forked=launcher == "forked", model_path="builtin:tiny-sft",
+                              pairs=pairs, hp=hp, beta=2.0, gamma=1.6)
 except preemption.Preempted as e:
     print(f"PREEMPTED {e}", flush=True)
     e.exit()
@@ -84,7 +85,7 @@ def _interrupt(out: Path, launcher: str, sig: int, after_step: int) -> tuple[int
     deadline = time.time() + 300
     seen = ""
     while time.time() < deadline and proc.poll() is None:
-        if launcher == "inprocess":
+        if launcher in ("inprocess", "forked"):  # a forked lane prints to the same stdout
             line = proc.stdout.readline()
             seen += line
             found = line.startswith(f"STEP {after_step}\n")
@@ -118,6 +119,25 @@ def test_a_signal_mid_training_checkpoints_at_the_step_and_resumes_there(tmp_pat
     a, b = load_causal_lm(str(reference)), load_causal_lm(str(out))
     diff = max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert diff < 1e-6, diff
+
+
+@pytest.mark.slow
+def test_a_signal_to_run_py_reaches_a_forked_lane_which_checkpoints_and_resumes(tmp_path):
+    """A beta candidate in a lane (``launch.cpu_lanes``): the signal goes to the parent only; it passes it on, the
+    lane checkpoints at its step, its ``Preempted`` comes back, and the rerun resumes in a lane from that step."""
+    reference = tmp_path / "reference"
+    _run(reference, "inprocess")
+    out = tmp_path / "lane"
+    code, log = _interrupt(out, "forked", signal.SIGTERM, after_step=10)
+    assert code == 128 + signal.SIGTERM and "PREEMPTED training stopped on SIGTERM" in log, log[-3000:]
+    checkpoints = sorted((tmp_path / "lane.partial").glob("checkpoint-*"))
+    # the parent polls for a signal every 50 ms, and this job takes about 20 ms a step: a few steps later than in-process
+    assert len(checkpoints) == 1 and 10 <= int(checkpoints[0].name.split("-")[1]) < 48, log[-3000:]
+    resumed = _run(out, "forked")
+    assert f"resuming training from {checkpoints[0]}" in resumed and "DONE 48" in resumed, resumed[-3000:]
+    a, b = load_causal_lm(str(reference)), load_causal_lm(str(out))
+    diff = max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert diff < 1e-5, diff
 
 
 @pytest.mark.distributed

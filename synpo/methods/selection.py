@@ -1,6 +1,7 @@
 """Training pi_0 on D once per beta candidate and keeping the best on validation (SynPO's step 7).
 
-Candidates train one after another, or at once on disjoint GPU sets (``launch.concurrent_candidates``); each is a
+Candidates train one after another, at once on disjoint GPU sets (``launch.concurrent_candidates``), or, on a
+machine without a GPU, at once in forked processes of one thread (``launch.cpu_lanes``, ``synpo.lanes``); each is a
 resumable stage, then each is validated against pi_0's answers, and the best on ``trainer.select_on`` becomes pi_t
 (``iter_<t>/policy``). An optional guard keeps pi_{t-1} when every candidate validates below it.
 """
@@ -49,13 +50,15 @@ def train_candidates(
 ) -> list[tuple[Candidate, StageRecord]]:
     """One SimPO model from ``base`` (default pi_0) on ``dataset`` per beta candidate, on the launch topology's
     device slots."""
+    from synpo import lanes
     from synpo.training.launch import device_slots
 
     cfg, rundir = ctx.cfg, ctx.rundir
     base = base or ctx.pi0
     hp = hparams(cfg.trainer, cfg.model, ctx.seed_for(rundir.iter_stage(t, "simpo")), t)
     grid = [Candidate(b, g) for b, g in beta_candidates(cfg.trainer, t)]
-    slots = device_slots(cfg.launch, len(grid))
+    n_lanes = lanes.available(cfg.launch.cpu_lanes, len(grid), cfg.launch.launcher)
+    slots = device_slots(cfg.launch, len(grid)) if n_lanes == 1 else [None] * n_lanes
     free: queue.Queue = queue.Queue()
     for i, devices in enumerate(slots):
         free.put((i, devices))
@@ -73,6 +76,7 @@ def train_candidates(
                     model_dir,
                     devices=devices,
                     slot=slot,
+                    forked=n_lanes > 1,
                     model_path=base,
                     pairs=dataset,
                     hp=hp,
@@ -86,7 +90,9 @@ def train_candidates(
         finally:
             free.put((slot, devices))
 
-    if len(slots) > 1:
+    if n_lanes > 1:
+        log.info("iteration %d: %d beta candidates in %d forked processes of one thread", t, len(grid), n_lanes)
+    elif len(slots) > 1:
         log.info("iteration %d: %d beta candidates on %d disjoint GPU sets %s", t, len(grid), len(slots), slots)
     with ThreadPoolExecutor(max_workers=len(slots)) as pool:
         return list(zip(grid, pool.map(train, grid), strict=True))

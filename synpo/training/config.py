@@ -75,6 +75,8 @@ class LaunchConfig:
     concurrent_candidates: bool = spec(
         False, "train an iteration's beta candidates at once, each on its own num_processes GPUs out of devices"
     )
+    cpu_lanes: int = spec(1, "no GPU, in-process launcher: train up to this many beta candidates at once, each in a "
+                          "process of one thread forked from run.py (at most one per CPU)", gt=0)  # fmt: skip
     num_machines: int = spec(1, "nodes one training job spans (num_processes on each), through srun", gt=0)
     srun: bool = spec(False, "start each node's accelerate launch with srun inside run.py's SLURM allocation "
                       "(implied by num_machines > 1)")  # fmt: skip

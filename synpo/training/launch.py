@@ -134,14 +134,25 @@ def _wait_forwarding_preemption(proc: subprocess.Popen) -> None:
 
 
 def run_training_job(
-    kind: str, out_dir: Path, launch: DictConfig, devices: list[int] | None = None, slot: int = 0, **kwargs
+    kind: str,
+    out_dir: Path,
+    launch: DictConfig,
+    devices: list[int] | None = None,
+    slot: int = 0,
+    forked: bool = False,
+    **kwargs,
 ) -> dict:
-    """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``launch.launcher``.
+    """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``launch.launcher``; with
+    ``forked`` (the in-process launcher only), in a forked lane of one thread (``synpo.lanes``).
 
     ``devices`` (a slot of ``device_slots``) overrides ``launch.devices``; on one node each launch
     rendezvouses on a port free at launch; across nodes (srun) on ``29500 + slot``, so that concurrent multi-node
     jobs do not collide."""
     if launch.launcher == "inprocess":
+        if forked:
+            from synpo.lanes import run_forked
+
+            return run_forked(job_function(kind), out_dir=out_dir, **kwargs)
         return job_function(kind)(out_dir=out_dir, **kwargs)
     out_dir = Path(out_dir)
     job_file, result_file = sibling(out_dir, "job"), sibling(out_dir, "result")

@@ -35,6 +35,9 @@ class Preempted(Exception):
         super().__init__(f"training stopped on {signal.Signals(signum).name} after saving {checkpoint}")
         self.signum, self.checkpoint = signum, checkpoint
 
+    def __reduce__(self):  # raised again in run.py when a forked lane (``synpo.lanes``) was preempted
+        return Preempted, (self.signum, self.checkpoint)
+
     def exit(self) -> None:
         """What the process does now: the previous handler of the signal (submitit requeues), or exit 128 + n."""
         log.warning("%s; run the same command again to resume from it", self)
@@ -68,6 +71,13 @@ def install() -> None:
         return
     for sig in SIGNALS:
         _previous[sig] = signal.signal(sig, _handler)
+
+
+def reset_after_fork() -> None:
+    """In a forked child (``synpo.lanes``): a lock of its own (another thread of the parent may have held the
+    parent's at the fork). The handlers and a signal already requested carry over."""
+    global _lock
+    _lock = threading.Lock()
 
 
 def requested() -> int | None:
