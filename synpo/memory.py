@@ -4,9 +4,9 @@ A background thread samples the resident size (``/proc/self/statm``) every ``INT
 At a window's end, if the process's lifetime peak (``VmHWM``) rose during it, that new peak is the window's exact
 peak; otherwise the sampled maximum is (a peak shorter than the interval can then be missed, and the marker says
 ``"sampled"``). Nothing is reset, so ``ru_maxrss`` and ``/usr/bin/time -v`` still report the whole run's peak.
-Windows may nest or overlap (candidate trainings in threads). Children (training jobs under ``accelerate launch``,
-the vLLM worker) are other processes and are not counted. Where ``/proc`` is missing (not Linux) the figure is
-``ru_maxrss``, the process's lifetime peak (``"process"``).
+Windows may nest or overlap (candidate trainings in threads). Children (training jobs under ``accelerate launch``
+or in lanes, the vLLM worker) are other processes and are not counted. Where ``/proc`` is missing (not Linux) the
+figure is ``ru_maxrss``, the process's lifetime peak (``"process"``).
 """
 
 from __future__ import annotations

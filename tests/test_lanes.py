@@ -33,7 +33,7 @@ def test_a_lanes_exception_is_raised_here_with_the_lanes_traceback():
 
 def test_an_outcome_that_does_not_pickle_becomes_a_clear_error():
     with pytest.raises(RuntimeError, match="could not send back its outcome"):
-        lanes.run_forked(lambda: (lambda: 0))
+        lanes.run_forked(lambda: lambda: 0)
 
 
 @pytest.mark.parametrize("how", ["exit", "kill"])
