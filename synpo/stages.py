@@ -40,19 +40,16 @@ class StageStats:
     at once, such as beta candidates in lanes, count their common time once) and answers cut off at the token limit
     (generation stages)."""
 
-    seconds: dict[str, float] = field(default_factory=dict)
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (start, end), perf_counter
     truncated: dict[str, int] = field(default_factory=dict)
     compute: dict[str, dict] = field(default_factory=dict)
-    spans: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (start, end), perf_counter
 
-    def add(self, kind: str, record: StageRecord, end: float | None = None) -> None:
-        """Count ``record`` (a stage that ended at ``end``, ``time.perf_counter()``; default now) under ``kind``."""
+    def add(self, kind: str, record: StageRecord) -> None:
+        """Count ``record``, a stage that has just ended, under ``kind``."""
+        spans = self.spans.setdefault(kind, [])
         if not record.skipped:
-            end = time.perf_counter() if end is None else end
-            self.spans.setdefault(kind, []).append((end - record.seconds, end))
-            self.seconds[kind] = covered_seconds(self.spans[kind])
-        else:
-            self.seconds.setdefault(kind, 0.0)
+            end = time.perf_counter()
+            spans.append((end - record.seconds, end))
         if "n_truncated" in record.info:
             self.truncated[kind] = self.truncated.get(kind, 0) + record.info["n_truncated"]
         if record.compute is not None and not record.skipped:
@@ -61,8 +58,9 @@ class StageStats:
     def take(self) -> dict:
         """This iteration's ``{"seconds", "truncated", "compute"}`` by stage kind (``compute``: the model arithmetic
         of the stages that ran now, ``synpo.compute``); the next iteration starts from zero."""
-        out = {"seconds": self.seconds, "truncated": self.truncated, "compute": self.compute}
-        self.seconds, self.truncated, self.compute, self.spans = {}, {}, {}, {}
+        seconds = {kind: covered_seconds(spans) for kind, spans in self.spans.items()}
+        out = {"seconds": seconds, "truncated": self.truncated, "compute": self.compute}
+        self.spans, self.truncated, self.compute = {}, {}, {}
         return out
 
 

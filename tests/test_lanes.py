@@ -1,4 +1,4 @@
-"""Forked lanes (``synpo.lanes``): a function run in a child of one thread gives back its value or its exception,
+"""Forked lanes (``synpo.training.lanes``): a function run in a child of one thread gives back its value or its exception,
 a lane that dies says so, and a SimPO job trained in a lane is the job trained in this process."""
 
 import os
@@ -6,9 +6,9 @@ import signal
 
 import pytest
 
-from synpo import lanes
 from synpo.errors import UserError
 from synpo.stages import covered_seconds
+from synpo.training import lanes
 
 
 def _where():

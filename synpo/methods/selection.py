@@ -1,7 +1,7 @@
 """Training pi_0 on D once per beta candidate and keeping the best on validation (SynPO's step 7).
 
 Candidates train one after another, at once on disjoint GPU sets (``launch.concurrent_candidates``), or, on a
-machine without a GPU, at once in forked processes of one thread (``launch.cpu_lanes``, ``synpo.lanes``); each is a
+machine without a GPU, at once in forked processes of one thread (``launch.cpu_lanes``, ``synpo.training.lanes``); each is a
 resumable stage, then each is validated against pi_0's answers, and the best on ``trainer.select_on`` becomes pi_t
 (``iter_<t>/policy``). An optional guard keeps pi_{t-1} when every candidate validates below it.
 """
@@ -50,7 +50,7 @@ def train_candidates(
 ) -> list[tuple[Candidate, StageRecord]]:
     """One SimPO model from ``base`` (default pi_0) on ``dataset`` per beta candidate, on the launch topology's
     device slots."""
-    from synpo import lanes
+    from synpo.training import lanes
     from synpo.training.launch import device_slots
 
     cfg, rundir = ctx.cfg, ctx.rundir

@@ -143,14 +143,14 @@ def run_training_job(
     **kwargs,
 ) -> dict:
     """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``launch.launcher``; with
-    ``forked`` (the in-process launcher only), in a forked lane of one thread (``synpo.lanes``).
+    ``forked`` (the in-process launcher only), in a forked lane of one thread (``synpo.training.lanes``).
 
     ``devices`` (a slot of ``device_slots``) overrides ``launch.devices``; on one node each launch
     rendezvouses on a port free at launch; across nodes (srun) on ``29500 + slot``, so that concurrent multi-node
     jobs do not collide."""
     if launch.launcher == "inprocess":
         if forked:
-            from synpo.lanes import run_forked
+            from synpo.training.lanes import run_forked
 
             return run_forked(job_function(kind), out_dir=out_dir, **kwargs)
         return job_function(kind)(out_dir=out_dir, **kwargs)

@@ -35,7 +35,7 @@ class Preempted(Exception):
         super().__init__(f"training stopped on {signal.Signals(signum).name} after saving {checkpoint}")
         self.signum, self.checkpoint = signum, checkpoint
 
-    def __reduce__(self):  # raised again in run.py when a forked lane (``synpo.lanes``) was preempted
+    def __reduce__(self):  # raised again in run.py when a forked lane (``synpo.training.lanes``) was preempted
         return Preempted, (self.signum, self.checkpoint)
 
     def exit(self) -> None:
@@ -74,7 +74,7 @@ def install() -> None:
 
 
 def reset_after_fork() -> None:
-    """In a forked child (``synpo.lanes``): a lock of its own (another thread of the parent may have held the
+    """In a forked child (``synpo.training.lanes``): a lock of its own (another thread of the parent may have held the
     parent's at the fork). The handlers and a signal already requested carry over."""
     global _lock
     _lock = threading.Lock()

@@ -16,7 +16,6 @@ no lanes are used: a forked child cannot use CUDA.
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import signal
@@ -24,8 +23,6 @@ import traceback
 from collections.abc import Callable
 
 from synpo.training import preemption
-
-log = logging.getLogger(__name__)
 
 
 def available(requested: int, n_jobs: int, launcher: str = "inprocess") -> int:
@@ -93,12 +90,17 @@ def _lane(send, fn, args, kwargs) -> None:
     try:
         outcome = ("ok", fn(*args, **kwargs))
     except BaseException as e:  # noqa: BLE001 (everything goes back to the parent, which raises it)
-        e.add_note("raised in a forked lane (synpo.lanes):\n" + "".join(traceback.format_exception(e)).rstrip())
+        e.add_note(
+            "raised in a forked lane (synpo.training.lanes):\n" + "".join(traceback.format_exception(e)).rstrip()
+        )
         outcome = ("error", e)
     try:
         pickle.loads(pickle.dumps(outcome))  # what the parent will unpickle, tried here where a failure can be told
     except Exception:  # noqa: BLE001 (a value or exception that does not pickle: its text instead)
         text = "".join(traceback.format_exception(outcome[1])) if outcome[0] == "error" else repr(outcome[1])
-        outcome = ("error", RuntimeError(f"a forked lane (synpo.lanes) could not send back its outcome: {text}"))
+        outcome = (
+            "error",
+            RuntimeError(f"a forked lane (synpo.training.lanes) could not send back its outcome: {text}"),
+        )
     send.send(outcome)
     send.close()
