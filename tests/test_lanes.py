@@ -48,6 +48,39 @@ def test_a_lane_that_dies_without_a_result_says_so(how):
     assert ("exit code 7" in str(info.value)) if how == "exit" else ("out of memory" in str(info.value))
 
 
+def test_a_lane_dies_with_a_killed_parent(tmp_path):
+    """kill -9 of run.py takes its lanes with it, so none goes on writing a job that the rerun resumes."""
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "lane.pid"
+    script = (
+        "import os, sys, time\n"
+        "from synpo.training import lanes\n"
+        "def work(path):\n"
+        "    open(path, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(120)\n"
+        f"lanes.run_forked(work, {str(pid_file)!r})\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    lane = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(lane, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(lane, signal.SIGKILL)
+    pytest.fail(f"lane {lane} outlived its killed parent")
+
+
 def test_lanes_are_capped_by_the_request_the_jobs_and_the_cpus():
     cpus = len(os.sched_getaffinity(0))
     assert lanes.available(1, 6) == 1
