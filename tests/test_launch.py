@@ -3,12 +3,15 @@ and trains the same weights as the in-process launcher. Slow: the first run buil
 a minute; cached in TORCH_EXTENSIONS_DIR)."""
 
 import json
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from synpo.modeling import load_causal_lm
-from synpo.training.common import HParams
+from synpo.training.common import HParams, prepare_workdir
 from synpo.training.config import LaunchConfig
 from synpo.training.launch import failure_excerpt, run_training_job
 
@@ -90,3 +93,28 @@ def test_a_failed_launch_reports_the_ranks_traceback_not_only_the_launchers_summ
     assert "the rank's own cause" in excerpt and "rank 0 exitcode 1" in excerpt
     assert "the rank's own cause" not in "".join((rank + launcher)[-40:])  # the old last-40-lines tail lost it
     assert failure_excerpt("short log\n") == "short log\n"
+
+
+def test_only_rank_0_clears_a_stale_scratch_directory_and_the_other_ranks_wait_for_its_stamp(tmp_path):
+    """CI once failed on ZeRO-3 with FileExistsError: both ranks cleared `<out>.partial`, so one's mkdir met the
+    other's directory. A rank other than 0 must leave a stale directory alone and return once rank 0 stamped it."""
+    stale = tmp_path / "model.partial"
+    stale.mkdir()
+    (stale / "JOB").write_text("another job")
+    (stale / "checkpoint-2").mkdir()
+    key = {"hp": HParams(), "model": "builtin:tiny-sft"}
+    got = {}
+    rank1 = threading.Thread(target=lambda: got.update(work=prepare_workdir(tmp_path / "model", key, rank=1)))
+    rank1.start()
+    time.sleep(0.5)
+    assert rank1.is_alive() and (stale / "checkpoint-2").is_dir()  # waiting, and nothing removed
+    work = prepare_workdir(tmp_path / "model", key, rank=0)
+    rank1.join(timeout=10)
+    assert not rank1.is_alive() and got["work"] == work == stale
+    assert not (stale / "checkpoint-2").exists()  # rank 0 cleared the other job's scratch
+    assert prepare_workdir(tmp_path / "model", key, rank=1, wait_seconds=0.1) == work  # stamped: no wait
+
+
+def test_a_rank_whose_rank_0_never_prepares_the_scratch_directory_says_why():
+    with pytest.raises(RuntimeError, match="waited 0 s for rank 0 .* filesystem every node sees"):
+        prepare_workdir(Path("/nonexistent/model"), {"model": "m"}, rank=1, wait_seconds=0.2)

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -100,17 +101,50 @@ def load_for_training(model_path: str, hp: HParams, trust_remote_code: bool = Fa
     return load_tokenizer(model_path, trust_remote_code), load_causal_lm(model_path, hp.dtype, trust_remote_code)
 
 
-def prepare_workdir(out_dir: Path, key: dict) -> Path:
-    """The scratch directory ``<out>.partial`` for a job; kept across a crash only if the job is the same one."""
+def process_rank() -> int:
+    """This process's global rank under ``accelerate launch`` (torchrun sets ``RANK``); 0 when run alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def prepare_workdir(out_dir: Path, key: dict, rank: int | None = None, wait_seconds: float = 600.0) -> Path:
+    """The scratch directory ``<out>.partial`` for a job; kept across a crash only if the job is the same one.
+
+    Rank 0 alone clears and stamps it; every other rank waits until the stamp is this job's. Ranks that each cleared
+    it raced: one's ``mkdir`` met the other's directory, or one removed the directory the other had just stamped."""
     out_dir = Path(out_dir)
     work = sibling(out_dir, "partial")
     stamp = fingerprint({k: (asdict(v) if isinstance(v, HParams) else v) for k, v in key.items()})
-    if work.exists() and (work / "JOB").is_file() and (work / "JOB").read_text() == stamp:
+    if (process_rank() if rank is None else rank) != 0:
+        return _await_stamp(work, stamp, wait_seconds)
+    if work.exists() and _stamp(work) == stamp:
         return work
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    (work / "JOB").write_text(stamp)
+    scratch = work / "JOB.tmp"
+    scratch.write_text(stamp)
+    os.replace(scratch, work / "JOB")  # a waiting rank reads the whole stamp or none
+    return work
+
+
+def _stamp(work: Path) -> str | None:
+    try:
+        return (work / "JOB").read_text()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+
+
+def _await_stamp(work: Path, stamp: str, wait_seconds: float) -> Path:
+    deadline = time.monotonic() + wait_seconds
+    while _stamp(work) != stamp:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"rank {process_rank()} waited {wait_seconds:.0f} s for rank 0 to prepare the job's scratch "
+                f"directory {work}, and it did not: rank 0 failed before training (its error is earlier in the "
+                "launch log), or the ranks do not share this filesystem. Multi-node jobs need the run directory "
+                "on a filesystem every node sees."
+            )
+        time.sleep(0.05)
     return work
 
 

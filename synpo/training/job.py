@@ -13,7 +13,7 @@ from pathlib import Path
 
 from synpo.artifacts import read_json, write_json
 from synpo.training import preemption
-from synpo.training.common import HParams
+from synpo.training.common import HParams, process_rank
 from synpo.training.launch import job_function
 
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         started=started,
         finished=time.time(),
     )
-    if int(os.environ.get("RANK", "0")) == 0:
+    if process_rank() == 0:
         write_json(Path(job["result"]), result)
 
 
