@@ -54,8 +54,14 @@ def converted(name: str) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     _convert(*source, tmp)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    if not (out / "config.json").is_file():  # else a concurrent process converted it first: its copy is in use
+        shutil.rmtree(out, ignore_errors=True)  # a leftover without a config is incomplete
+        try:
+            os.replace(tmp, out)
+        except OSError:  # the other process's rename came between: a non-empty directory is not replaced
+            if not (out / "config.json").is_file():
+                raise
+    shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

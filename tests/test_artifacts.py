@@ -125,3 +125,24 @@ def test_each_marker_records_the_peak_memory_of_its_own_stage(tmp_path):
     assert used("inner")["peak_how"] == "sampled"  # below the 400 MiB of the first stage: seen by sampling
     assert used("outer")["peak_rss_mib"] >= used("inner")["peak_rss_mib"] >= small["peak_rss_mib"] + 250
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >= peak_before  # the process's own peak is untouched
+
+
+def test_a_gguf_conversion_finished_by_another_process_meanwhile_is_kept(tmp_path, monkeypatch):
+    """Two ranks (or two runs) may convert the same GGUF model at once: the one that finishes second must not
+    remove the directory the first has put in place and may already be reading."""
+    from synpo import gguf_models
+
+    monkeypatch.setenv("SYNPO_CACHE", str(tmp_path))
+    out = gguf_models.cache_dir("smollm2-135m")
+
+    def convert_while_another_process_finishes(directory, file, tmp):
+        tmp.mkdir(parents=True)
+        (tmp / "config.json").write_text("{}")
+        out.mkdir(parents=True)  # the other process's rename lands first
+        (out / "config.json").write_text("{}")
+        (out / "in-use").write_text("")
+
+    monkeypatch.setattr(gguf_models, "gguf_source", lambda name: (tmp_path, "model.gguf"))
+    monkeypatch.setattr(gguf_models, "_convert", convert_while_another_process_finishes)
+    assert gguf_models.converted("smollm2-135m") == out
+    assert (out / "in-use").is_file() and sorted(p.name for p in out.parent.iterdir()) == [out.name]
