@@ -1,9 +1,9 @@
 """Training pi_0 on D once per beta candidate and keeping the best on validation (SynPO's step 7).
 
 Candidates train one after another, at once on disjoint GPU sets (``launch.concurrent_candidates``), or, on a
-machine without a GPU, at once in forked processes of one thread (``launch.cpu_lanes``, ``synpo.training.lanes``); each is a
-resumable stage, then each is validated against pi_0's answers, and the best on ``trainer.select_on`` becomes pi_t
-(``iter_<t>/policy``). An optional guard keeps pi_{t-1} when every candidate validates below it.
+machine without a GPU, at once in forked processes of one thread (``launch.cpu_lanes``, ``synpo.training.lanes``);
+each is a resumable stage, then each is validated against pi_0's answers, and the best on ``trainer.select_on``
+becomes pi_t (``iter_<t>/policy``). An optional guard keeps pi_{t-1} when every candidate validates below it.
 """
 
 from __future__ import annotations

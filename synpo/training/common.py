@@ -114,8 +114,9 @@ def prepare_workdir(out_dir: Path, key: dict, rank: int | None = None, wait_seco
     out_dir = Path(out_dir)
     work = sibling(out_dir, "partial")
     stamp = fingerprint({k: (asdict(v) if isinstance(v, HParams) else v) for k, v in key.items()})
-    if (process_rank() if rank is None else rank) != 0:
-        return _await_stamp(work, stamp, wait_seconds)
+    rank = process_rank() if rank is None else rank
+    if rank != 0:
+        return _await_stamp(work, stamp, rank, wait_seconds)
     if work.exists() and _stamp(work) == stamp:
         return work
     if work.exists():
@@ -134,12 +135,12 @@ def _stamp(work: Path) -> str | None:
         return None
 
 
-def _await_stamp(work: Path, stamp: str, wait_seconds: float) -> Path:
+def _await_stamp(work: Path, stamp: str, rank: int, wait_seconds: float) -> Path:
     deadline = time.monotonic() + wait_seconds
     while _stamp(work) != stamp:
         if time.monotonic() > deadline:
             raise RuntimeError(
-                f"rank {process_rank()} waited {wait_seconds:.0f} s for rank 0 to prepare the job's scratch "
+                f"rank {rank} waited {wait_seconds:.0f} s for rank 0 to prepare the job's scratch "
                 f"directory {work}, and it did not: rank 0 failed before training (its error is earlier in the "
                 "launch log), or the ranks do not share this filesystem. Multi-node jobs need the run directory "
                 "on a filesystem every node sees."

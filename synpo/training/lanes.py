@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 from synpo.training import preemption
 
+LANE = "a forked lane (synpo.training.lanes)"
+
 
 def available(requested: int, n_jobs: int, launcher: str = "inprocess") -> int:
     """How many of ``n_jobs`` may run at once in lanes: ``requested`` (``launch.cpu_lanes``), at most one per CPU
@@ -106,17 +108,12 @@ def _lane(send, parent: int, fn, args, kwargs) -> None:
     try:
         outcome = ("ok", fn(*args, **kwargs))
     except BaseException as e:  # noqa: BLE001 (everything goes back to the parent, which raises it)
-        e.add_note(
-            "raised in a forked lane (synpo.training.lanes):\n" + "".join(traceback.format_exception(e)).rstrip()
-        )
+        e.add_note(f"raised in {LANE}:\n" + "".join(traceback.format_exception(e)).rstrip())
         outcome = ("error", e)
     try:
         pickle.loads(pickle.dumps(outcome))  # what the parent will unpickle, tried here where a failure can be told
     except Exception:  # noqa: BLE001 (a value or exception that does not pickle: its text instead)
         text = "".join(traceback.format_exception(outcome[1])) if outcome[0] == "error" else repr(outcome[1])
-        outcome = (
-            "error",
-            RuntimeError(f"a forked lane (synpo.training.lanes) could not send back its outcome: {text}"),
-        )
+        outcome = ("error", RuntimeError(f"{LANE} could not send back its outcome: {text}"))
     send.send(outcome)
     send.close()
