@@ -71,13 +71,11 @@ def _wait(child, receive):
     """The lane's ``(kind, value)``, or None if it died without sending one; forwards a preemption signal once."""
     forwarded = False
     while True:
-        if receive.poll(0.05):
-            try:
-                return receive.recv()
+        if receive.poll(0.05) or not child.is_alive():
+            try:  # a lane that died between the two checks leaves an end of file, which poll also reports
+                return receive.recv() if receive.poll(0) else None
             except EOFError:
                 return None
-        if not child.is_alive():
-            return receive.recv() if receive.poll(0) else None
         if preemption.requested() is not None and not forwarded:
             os.kill(child.pid, preemption.requested())
             forwarded = True
