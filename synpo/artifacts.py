@@ -152,6 +152,30 @@ class StageRecord:
     skipped: bool
     info: dict = field(default_factory=dict)
     compute: dict | None = None  # the model arithmetic it did (``synpo.compute``), when it ran a model
+    outputs: dict[str, Path] = field(default_factory=dict)  # what it wrote, by name (``output_names``)
+
+    def output(self, name: str) -> Path:
+        """The path of the output called ``name`` (a bug, not a user error, when the stage has none)."""
+        if name not in self.outputs:
+            raise KeyError(f"stage {self.name} has no output {name!r}; it has {sorted(self.outputs)}")
+        return self.outputs[name]
+
+
+def output_names(outputs: list[Path] | dict[str, Path]) -> dict[str, Path]:
+    """A stage's outputs by name: a dict as given, or each path under its file name without the extension
+    (``iter_1/policy.jsonl`` -> ``policy``, ``iter_1/beta_2/model`` -> ``model``)."""
+    if isinstance(outputs, dict):
+        return {k: Path(v) for k, v in outputs.items()}
+    named = {Path(o).name.split(".")[0]: Path(o) for o in outputs}
+    if len(named) != len(outputs):
+        raise ValueError(f"two outputs share a name: {[str(o) for o in outputs]}; name them with a dict")
+    return named
+
+
+def dependency_prints(deps: Iterable[StageRecord | str]) -> dict[str, str]:
+    """What a stage reads, keyed by the upstream stage's name (a literal digest or label by itself), so the order in
+    which a method lists its dependencies never changes a fingerprint."""
+    return {d.name if isinstance(d, StageRecord) else f"literal:{d}": getattr(d, "fingerprint", str(d)) for d in deps}
 
 
 class RunDir:
@@ -216,24 +240,28 @@ class RunDir:
         self,
         name: str,
         settings: Any,
-        outputs: list[Path],
+        outputs: list[Path] | dict[str, Path],
         fn: Callable[[], dict | None],
         deps: Iterable[StageRecord | str] = (),
     ) -> StageRecord:
         """Run ``fn`` unless a finished stage with the same fingerprint is on disk.
 
-        ``fn`` writes ``outputs`` (each through a temporary name) and may return a dict of facts to keep in the
-        marker (counts, metrics; its ``compute`` entry goes to ``StageRecord.compute``). ``deps`` are the records, or
-        literal digests, of what the stage reads.
+        ``settings`` are what the stage's results depend on (its identity: never a speed-only setting, see
+        ``synpo.schema.identity``). ``fn`` writes ``outputs`` (each through a temporary name; a list is named by
+        ``output_names``) and may return a dict of facts to keep in the marker (counts, metrics; its ``compute``
+        entry goes to ``StageRecord.compute``). ``deps`` are the records, or literal digests, of what the stage
+        reads; their order does not matter.
         """
-        dep_prints = [d.fingerprint if isinstance(d, StageRecord) else str(d) for d in deps]
+        named = output_names(outputs)
+        outputs = list(named.values())
         # Paths inside the run directory count relative to it, so a moved run directory still resumes.
-        key = json.dumps({"stage": name, "settings": settings, "deps": dep_prints}, sort_keys=True, default=str)
-        fp = fingerprint(key.replace(str(self.root), "<run>"))
+        key = {"stage": name, "settings": settings, "deps": dependency_prints(deps)}
+        fp = fingerprint(json.dumps(key, sort_keys=True, default=str).replace(str(self.root), "<run>"))
         done = self.marker(name)
         if done and done.get("fingerprint") == fp and all(Path(o).exists() for o in outputs):
             log.info("stage %-28s done earlier (%.1fs), skipped", name, done.get("seconds", 0.0))
-            return StageRecord(name, fp, done.get("seconds", 0.0), True, done.get("info") or {}, done.get(COMPUTE))
+            info = done.get("info") or {}
+            return StageRecord(name, fp, done.get("seconds", 0.0), True, info, done.get(COMPUTE), named)
         if done:
             log.info("stage %-28s inputs or settings changed: redoing it", name)
         for o in outputs:
@@ -267,7 +295,7 @@ class RunDir:
         }
         write_json(marker_path, marker)
         log.info("stage %-28s finished in %.1fs (peak RSS %.0f MiB)", name, seconds, used["peak_rss_mib"])
-        return StageRecord(name, fp, seconds, False, info, compute)
+        return StageRecord(name, fp, seconds, False, info, compute, named)
 
 
 def run_dir_problem(path: Path | str) -> str | None:

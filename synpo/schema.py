@@ -22,10 +22,15 @@ def spec(
     ge: float | None = None,
     lt: float | None = None,
     le: float | None = None,
+    speed: bool = False,
 ) -> Any:
     """A dataclass field with its help string and constraints. Bounds apply to a number, or to each item of a list;
-    ``None`` is always allowed for a field whose default is ``None``."""
-    metadata = {"help": help, "choices": choices, "gt": gt, "ge": ge, "lt": lt, "le": le}
+    ``None`` is always allowed for a field whose default is ``None``.
+
+    ``speed=True`` declares a setting that changes only speed or placement (batch and shard sizes, devices, memory
+    shares, timeouts, interpreter paths): it stays out of every stage's fingerprint (``identity``), so changing it,
+    for example after an out-of-memory error, never redoes finished work."""
+    metadata = {"help": help, "choices": choices, "gt": gt, "ge": ge, "lt": lt, "le": le, "speed": speed}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -82,3 +87,32 @@ def schema_problems(node: DictConfig, schema: type, prefix: str) -> list[str]:
         else:
             problems += _field_problems(key, value, m)
     return problems
+
+
+def speed_fields(schema: type, prefix: str = "") -> list[str]:
+    """The dotted names of the fields of ``schema`` (recursively) declared ``speed=True``."""
+    hints, out = typing.get_type_hints(schema), []
+    for f in dataclasses.fields(schema):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if f.metadata.get("speed"):
+            out.append(key)
+        elif dataclasses.is_dataclass(hints[f.name]):
+            out += speed_fields(hints[f.name], key)
+    return out
+
+
+def identity(node: DictConfig | dict, schema: type) -> dict:
+    """``node`` as plain data without its speed-only fields (recursively): what a stage's results depend on, for
+    its fingerprint. Keys that ``schema`` does not declare are kept."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        if f.name not in data:
+            continue
+        if f.metadata.get("speed"):
+            del data[f.name]
+        elif dataclasses.is_dataclass(hints[f.name]) and isinstance(data[f.name], dict):
+            data[f.name] = identity(data[f.name], hints[f.name])
+    return data

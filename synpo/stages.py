@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from synpo.artifacts import (
     COMPUTE,
@@ -29,8 +29,11 @@ from synpo.artifacts import (
     write_jsonl,
 )
 from synpo.compute import add_compute
+from synpo.generation.config import GeneratorConfig
 from synpo.generation.protocol import Generator, SamplingParams, generation_compute
+from synpo.schema import identity
 from synpo.scoring import Comparison, Scorer, compare_in_shards
+from synpo.scoring.config import ScorerConfig
 from synpo.training.config import hparams
 
 
@@ -99,7 +102,7 @@ class Context:
         self,
         name: str,
         settings: Any,
-        outputs: list[Path],
+        outputs: list[Path] | dict[str, Path],
         fn: Callable[[], dict | None],
         deps: Iterable[StageRecord | str] = (),
         kind: str | None = None,
@@ -144,11 +147,11 @@ class Context:
             "model": model,
             "prompts": prompts,
             "sampling": sampling.__dict__,
-            "backend": OmegaConf.to_container(self.cfg.generator),
+            "backend": identity(self.cfg.generator, GeneratorConfig),
         }
 
         def fn():
-            keep_only_shards_of(shard_dir, settings)
+            keep_only_shards_of(shard_dir, {**settings, "shard_size": self.cfg.generator.shard_size})
             responses = self.generator.generate(model, prompts, sampling, shard_dir=shard_dir)
             rows = []
             for i, r in enumerate(responses):  # prompt-major: prompt i // n, its sample i % n
@@ -166,8 +169,9 @@ class Context:
         return self.stage(name, settings, [out], fn, deps, kind or "generate")
 
     def scorer_settings(self) -> dict:
-        """What the scorer's numbers depend on (its config without the threshold, which only filters)."""
-        settings = OmegaConf.to_container(self.cfg.scorer)
+        """What the scorer's numbers depend on: its config without the speed-only fields and the threshold, which
+        only filters."""
+        settings = identity(self.cfg.scorer, ScorerConfig)
         settings.pop("threshold", None)
         return settings
 
@@ -214,4 +218,4 @@ class Context:
         def fn():
             return self.train("sft", out, model_path=self.pi0, examples=examples, hp=hp, trust_remote_code=tr)
 
-        return self.stage(name, {"hp": hp.__dict__, "examples": examples, "from": self.pi0}, [out], fn, deps)
+        return self.stage(name, {"hp": hp.identity(), "examples": examples, "from": self.pi0}, [out], fn, deps)

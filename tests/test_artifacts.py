@@ -32,6 +32,49 @@ def test_stage_skips_redoes_and_propagates(tmp_path):
     assert read_jsonl(run.path("a.jsonl")) == [{"v": 3}]
 
 
+def test_a_record_names_its_outputs_and_the_order_of_deps_does_not_matter(tmp_path):
+    run = RunDir(tmp_path)
+    made = []
+
+    def writer(*paths):
+        def fn():
+            made.append(paths)
+            for p in paths:
+                write_jsonl(p, [{"p": str(p)}])
+
+        return fn
+
+    a = run.stage("a", {}, [run.path("a.jsonl")], writer(run.path("a.jsonl")))
+    b = run.stage("b", {}, [run.path("b.jsonl")], writer(run.path("b.jsonl")))
+    pair = [run.path("scores.jsonl"), run.path("pairs.jsonl")]
+    first = run.stage("c", {"k": 1}, pair, writer(*pair), [a, b, "pi_0"])
+    assert first.output("scores") == pair[0] and first.output("pairs") == pair[1]
+    again = run.stage("c", {"k": 1}, pair, writer(*pair), ["pi_0", b, a])  # listed in another order
+    assert again.skipped and again.fingerprint == first.fingerprint and again.outputs == first.outputs
+    assert len(made) == 3
+    named = run.stage("d", {}, {"answers": run.path("x.jsonl")}, writer(run.path("x.jsonl")))
+    assert named.output("answers") == run.path("x.jsonl")
+
+
+def test_identity_leaves_out_speed_settings_only():
+    from omegaconf import OmegaConf
+
+    from synpo.generation.config import GeneratorConfig
+    from synpo.schema import identity, speed_fields
+    from synpo.scoring.config import ScorerConfig
+
+    g = OmegaConf.structured(GeneratorConfig())
+    kept = identity(g, GeneratorConfig)
+    assert "batch_size" not in kept and "gpu_memory_utilization" not in kept and "devices" not in kept
+    assert {"backend", "temperature", "top_p", "max_new_tokens"} <= set(kept)
+    g.batch_size, g.tensor_parallel_size = 7, 8
+    assert identity(g, GeneratorConfig) == kept
+    g.temperature = 0.3
+    assert identity(g, GeneratorConfig) != kept
+    assert {"batch_size", "shard_size", "timeout_s", "concurrency"} <= set(speed_fields(ScorerConfig))
+    assert "dtype" not in speed_fields(ScorerConfig) and "threshold" not in speed_fields(ScorerConfig)
+
+
 def test_missing_output_or_crash_means_redo(tmp_path):
     run = RunDir(tmp_path)
     out = run.path("o.jsonl")

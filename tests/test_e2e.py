@@ -229,3 +229,71 @@ def test_missing_model_fails_cleanly(tmp_path):
 def test_incompatible_run_dir_fails_cleanly(micro_run):
     run_dir, _ = micro_run
     _fails_cleanly(run_cli(run_dir, "seed=7"), "incompatible config", "seed: the directory has 0")
+
+
+# A value other than the micro run's for each speed-only field, by the field's dotted key where its type alone does
+# not give a valid one. Every field declared speed=True must be covered: a new one without a value fails the test.
+OTHER_VALUES = {
+    "generator.python": sys.executable,
+    "generator.max_model_len": "4096",
+    "generator.devices": "[0,1]",
+    "scorer.endpoint": "http://127.0.0.1:9/v1",
+    "scorer.api_key_env": "SYNPO_TEST_KEY",
+    "launch.launcher": "accelerate",
+    "launch.accelerate_config": "zero3",
+    "launch.devices": "[0,1]",
+    "eval.lm_eval.batch_size": "3",
+}
+
+
+def _speed_overrides() -> list[str]:
+    """``key=value`` changing every speed-only field of the run's schema (``spec(..., speed=True)``)."""
+    from conftest import compose
+    from omegaconf import OmegaConf
+
+    from synpo.config import SynpoConfig
+    from synpo.schema import speed_fields
+
+    cfg = compose(MICRO)
+    out = []
+    for key in speed_fields(SynpoConfig):
+        value = OmegaConf.select(cfg, key)
+        if key in OTHER_VALUES:
+            out.append(f"{key}={OTHER_VALUES[key]}")
+        elif isinstance(value, bool):
+            out.append(f"{key}={str(not value).lower()}")
+        elif isinstance(value, int):
+            out.append(f"{key}={value + 1}")
+        elif isinstance(value, float):
+            out.append(f"{key}={value / 2}")
+        else:
+            raise AssertionError(f"{key}={value!r}: add a valid other value for it to OTHER_VALUES")
+    return out
+
+
+def test_changing_every_speed_setting_redoes_no_stage(micro_run, tmp_path):
+    """An out-of-memory fix (batch, shard, memory share, devices, launcher...) keeps every finished stage: no marker
+    is rewritten and the results are the same."""
+    import shutil
+
+    reference_dir, _ = micro_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_dir, run_dir, symlinks=True)
+    overrides = _speed_overrides()
+    assert {"generator.batch_size", "scorer.shard_size", "launch.cpu_lanes", "trainer.save_steps"} <= {
+        o.split("=")[0] for o in overrides
+    }
+    stages = run_dir / ".stages"
+    before = {p.name: p.read_text() for p in stages.iterdir()}
+    rerun = run_cli(run_dir, *overrides)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    after = {p.name: p.read_text() for p in stages.iterdir()}
+    assert after == before, sorted(n for n in after if after[n] != before.get(n))
+    assert " running" not in rerun.stdout + rerun.stderr
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "compute")} for r in rows]
+
+    got = json.loads((run_dir / "results.json").read_text())["iterations"]
+    want = json.loads((reference_dir / "results.json").read_text())["iterations"]
+    assert strip(got) == strip(want)

@@ -45,11 +45,11 @@ class LmEvalConfig:
 
     suites: dict[str, LmEvalSuite] = spec(help="suite name -> tasks", factory=dict)
     backend: str = spec("hf", "hf, or vllm (lm-eval's in-process vLLM model)", choices=("hf", "vllm"))
-    batch_size: int = spec(8, "lm-eval batch size", gt=0)
+    batch_size: int = spec(8, "lm-eval batch size", gt=0, speed=True)
     limit: int | None = spec(None, "examples per task; null: all (a quick look: 100)", gt=0)
     include_path: str | None = spec(None, "a directory of extra task YAMLs")
-    tensor_parallel_size: int = spec(1, "vllm backend: GPUs", gt=0)
-    gpu_memory_utilization: float = spec(0.8, "vllm backend: share of GPU memory", gt=0, le=1)
+    tensor_parallel_size: int = spec(1, "vllm backend: GPUs", gt=0, speed=True)
+    gpu_memory_utilization: float = spec(0.8, "vllm backend: share of GPU memory", gt=0, le=1, speed=True)
 
 
 @dataclass

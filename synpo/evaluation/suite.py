@@ -14,7 +14,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from synpo.artifacts import StageRecord, atomic_write_text, read_json, read_jsonl, sibling, write_json
+from synpo.evaluation.config import LmEvalConfig
 from synpo.evaluation.exports import export_model_name
+from synpo.schema import identity
 from synpo.stages import Context
 
 log = logging.getLogger(__name__)
@@ -166,7 +168,7 @@ def _lm_eval(ctx: Context, t: int, name: str, policy: str, policy_record) -> dic
         )
         write_json(out, result)
 
-    settings = {"suite": OmegaConf.to_container(suite), "lm_eval": OmegaConf.to_container(h), "model": policy}
+    settings = {"suite": OmegaConf.to_container(suite), "lm_eval": identity(h, LmEvalConfig), "model": policy}
     ctx.stage(rundir.iter_stage(t, "evals", f"lm_{name}"), settings, [out], fn, [policy_record], "evals")
     return {f"lm_{name}_{k}": v for k, v in read_json(out).items()}
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from synpo.artifacts import COMPUTE, METRICS, VAL_ANSWERS, StageRecord, read_jsonl, write_json, write_jsonl
 from synpo.compute import add_compute
+from synpo.evaluation.config import EvalConfig
 from synpo.generation.protocol import SamplingParams, generation_compute
+from synpo.schema import identity
 from synpo.scoring import values_against
 from synpo.stages import Context
 
@@ -88,6 +88,6 @@ def validation_stage(ctx: Context, name: str, model: str, out_dir: Path, deps: l
         return {**metrics, COMPUTE: compute}
 
     prompts = [r["prompt"] for r in ctx.seed_val]
-    settings = {"model": model, "eval": OmegaConf.to_container(ctx.cfg.eval), "val": prompts, "ref": str(reference)}
+    settings = {"model": model, "eval": identity(ctx.cfg.eval, EvalConfig), "val": prompts, "ref": str(reference)}
     record: StageRecord = ctx.stage(name, settings, [answers, metrics_file], fn, deps, "eval")
     return record

@@ -17,14 +17,31 @@ class GeneratorConfig:
     temperature: float = spec(0.7, "the paper's sampling temperature", ge=0)
     top_p: float = spec(1.0, "nucleus sampling", gt=0, le=1)
     max_new_tokens: int = spec(48, "new tokens per answer", gt=0)
-    batch_size: int = spec(64, "hf: prompts per decode batch (each of their n samples is a row)", gt=0)
-    shard_size: int = spec(256, "prompts per shard file; a crash loses at most one shard", gt=0)
-    python: str | None = spec(None, "vllm: the interpreter of the environment that has vLLM; null: this one")
-    tensor_parallel_size: int = spec(1, "vllm: GPUs one engine spans", gt=0)
-    gpu_memory_utilization: float = spec(0.9, "vllm: share of GPU memory (on CPU: of RAM) for the engine", gt=0, le=1)
-    max_model_len: int | None = spec(None, "vllm: context length; null: the model's own", gt=0)
-    enforce_eager: bool = spec(False, "vllm: skip CUDA graph capture (faster start, slower decoding)")
-    devices: list[int] | None = spec(None, "vllm: GPU ids for the worker (CUDA_VISIBLE_DEVICES); null: all", ge=0)
+    # Speed and placement only: none of these enters a stage's fingerprint, so changing one (after an out-of-memory
+    # error, on another machine) never redoes a finished stage. Each sampled answer draws its own random stream,
+    # so batches and shards do not change which answer a prompt gets; a GPU's kernels may still differ in the last
+    # bit with the batch's composition.
+    batch_size: int = spec(64, "hf: prompts per decode batch (each of their n samples is a row)", gt=0, speed=True)
+    shard_size: int = spec(
+        256,
+        "prompts per shard file; a crash loses at most one shard (a changed size restarts an unfinished stage)",
+        gt=0,
+        speed=True,
+    )
+    python: str | None = spec(
+        None, "vllm: the interpreter of the environment that has vLLM; null: this one", speed=True
+    )
+    tensor_parallel_size: int = spec(1, "vllm: GPUs one engine spans", gt=0, speed=True)
+    gpu_memory_utilization: float = spec(
+        0.9, "vllm: share of GPU memory (on CPU: of RAM) for the engine", gt=0, le=1, speed=True
+    )
+    max_model_len: int | None = spec(
+        None, "vllm: context length; null: the model's own (a prompt over it is an error, never cut)", gt=0, speed=True
+    )
+    enforce_eager: bool = spec(False, "vllm: skip CUDA graph capture (faster start, slower decoding)", speed=True)
+    devices: list[int] | None = spec(
+        None, "vllm: GPU ids for the worker (CUDA_VISIBLE_DEVICES); null: all", ge=0, speed=True
+    )
 
 
 def generator_problems(cfg: DictConfig) -> list[str]:

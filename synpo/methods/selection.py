@@ -69,7 +69,7 @@ def train_candidates(
         try:
             return ctx.stage(
                 rundir.iter_stage(t, c.name, "train"),
-                {"hp": hp.__dict__, "beta": c.beta, "gamma": c.gamma, "from": base},
+                {"hp": hp.identity(), "beta": c.beta, "gamma": c.gamma, "from": base},
                 [model_dir],
                 lambda: ctx.train(
                     "simpo",

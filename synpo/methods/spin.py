@@ -214,7 +214,7 @@ def train_dpo_stage(ctx: Context, t: int, state: State, r_pairs: StageRecord):
     model_dir = rundir.iter_file(t, "model")
     r_train = ctx.stage(
         rundir.iter_stage(t, "train"),
-        {"hp": hp.__dict__, "beta": beta, "from": state.policy},
+        {"hp": hp.identity(), "beta": beta, "from": state.policy},
         [model_dir],
         lambda: ctx.train(
             "dpo",

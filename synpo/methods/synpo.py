@@ -40,7 +40,7 @@ def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict
         rundir.iter_stage(t, "seed_policy"), state.policy, seed_prompts, answers_file,
         [state.policy_record, ctx.seed_record], kind="seed_policy",
     )  # fmt: skip
-    drafts = [r["response"] for r in read_jsonl(answers_file)]
+    drafts = [r["response"] for r in read_jsonl(r_seed.output("seed_policy"))]
     scores_file = rundir.iter_file(t, "seed_scores.jsonl")
     _, comparison = ctx.compare(
         rundir.iter_stage(t, "seed_scores"), seed_prompts, golds, drafts, scores_file, [r_seed]
@@ -85,7 +85,7 @@ def drafts(ctx: Context, t: int, prompts: list[str], state: State, r_prompts: St
 def rewrites(ctx: Context, t: int, prompts: list[str], improver_dir: str, r_improver, r_policy) -> StageRecord:
     """Step 3, the chosen side: R_t's rewrites of pi_{t-1}'s answers."""
     rundir = ctx.rundir
-    texts = [r["response"] for r in read_jsonl(rundir.iter_file(t, "policy.jsonl"))]
+    texts = [r["response"] for r in read_jsonl(r_policy.output("policy"))]
     return ctx.generate(
         rundir.iter_stage(t, "refined"),
         improver_dir,
@@ -96,15 +96,14 @@ def rewrites(ctx: Context, t: int, prompts: list[str], improver_dir: str, r_impr
     )
 
 
-def score_rows(ctx: Context, prompts: list[str], t: int, scores_file: Path) -> tuple[list[dict], dict]:
-    """Every candidate pair of iteration t with its scores, gap, repetition and whether the filters keep it; the
-    iteration's mean scores (the policy's are None from a scorer that only compares)."""
-    rundir = ctx.rundir
-    policy = [r["response"] for r in read_jsonl(rundir.iter_file(t, "policy.jsonl"))]
-    refined, initial = (
-        read_jsonl(rundir.iter_file(t, "refined.jsonl")),
-        read_jsonl(rundir.iter_file(t, "initial.jsonl")),
-    )
+def score_rows(
+    ctx: Context, prompts: list[str], deps: dict[str, StageRecord], scores_file: Path
+) -> tuple[list[dict], dict]:
+    """Every candidate pair of an iteration (``deps``: the stages that wrote its policy, refined and initial
+    answers) with its scores, gap, repetition and whether the filters keep it; the iteration's mean scores (the
+    policy's are None from a scorer that only compares)."""
+    policy = [r["response"] for r in read_jsonl(deps["policy"].output("policy"))]
+    refined, initial = read_jsonl(deps["refined"].output("refined")), read_jsonl(deps["initial"].output("initial"))
     chosen, rejected = [r["response"] for r in refined], [r["response"] for r in initial]
     cut = ["length" in (a.get("finish_reason"), b.get("finish_reason")) for a, b in zip(refined, initial, strict=True)]
     c = ctx.compare_now(prompts, chosen, rejected, scores_file)
@@ -145,7 +144,7 @@ def pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord]
         "max_repetition": m.max_repetition,
         "drop_truncated": m.drop_truncated,
     }
-    return add_pairs(ctx, t, list(deps.values()), settings, lambda out: score_rows(ctx, prompts, t, out))
+    return add_pairs(ctx, t, list(deps.values()), settings, lambda out: score_rows(ctx, prompts, deps, out))
 
 
 class SynPO:
@@ -169,7 +168,7 @@ class SynPO:
         answers = drafts(ctx, t, prompts, state, r_prompts)
         improver_dir, r_improver, improver_info = improver(ctx, t, state)
         r_refined = rewrites(ctx, t, prompts, improver_dir, r_improver, answers["policy"])
-        deps = {"policy": answers["policy"], "refined": r_refined, "initial": answers["initial"]}  # their old order
+        deps = {"policy": answers["policy"], "refined": r_refined, "initial": answers["initial"]}
         r_pairs = pairs(ctx, t, prompts, deps)
         row = {**r_prompts.info, **improver_info}
         return select_on_d(ctx, t, state, r_pairs, row, ctx.rundir.iter_file(t, PROMPTS))

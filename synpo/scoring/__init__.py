@@ -40,7 +40,8 @@ def compare_in_shards(
     """``scorer.compare`` over ``shard_size`` pairs at a time, each finished shard written to ``shard_dir``: a rerun
     with the same ``settings`` (the scorer's config) and inputs compares only the shards that are missing."""
     n = len(prompts)
-    keep_only_shards_of(Path(shard_dir), {"scorer": settings, "inputs": fingerprint([prompts, a, b])})
+    stamp = {"scorer": settings, "inputs": fingerprint([prompts, a, b]), "shard_size": shard_size}
+    keep_only_shards_of(Path(shard_dir), stamp)
     rows: list[dict] = []
     for k, lo in enumerate(range(0, n, shard_size)):
         hi = min(n, lo + shard_size)

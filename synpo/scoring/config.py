@@ -20,22 +20,35 @@ class ScorerConfig:
 
     name: str = spec("verifier", "which scorer", choices=SCORERS)
     threshold: float = spec(0.1, "a pair is kept if its score gap exceeds this", ge=0)
-    batch_size: int = spec(64, "pairs per forward pass of a reward model", gt=0)
+    batch_size: int = spec(
+        64,
+        "pairs per forward pass of a reward model (speed only; on a GPU the padding may move the last bit)",
+        gt=0,
+        speed=True,
+    )
     name_or_path: str | None = spec(None, "reward_model / armorm / pairrm: the model; judge: the served model name")
     trust_remote_code: bool = spec(False, "armorm only: its model class is custom code shipped with the checkpoint")
     max_length: int = spec(4096, "tokens of the rendered conversation a reward model sees", gt=0)
     dtype: str = spec("float32", "the reward model's weights", choices=DTYPES)
-    shard_size: int = spec(1024, "pairs per scores shard; a crash while scoring loses at most one shard", gt=0)
+    shard_size: int = spec(
+        1024,
+        "pairs per scores shard; a crash loses at most one shard (a changed size restarts an unfinished stage)",
+        gt=0,
+        speed=True,
+    )
     pairrm_scale: str = spec(
         "blender",
         "pairrm: blender, logit(a,b) - logit(b,a) as LLM-Blender's API reports it; logit: half that",
         choices=("blender", "logit"),
     )
-    endpoint: str | None = spec(None, "judge: an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-    api_key_env: str | None = spec(None, "judge: the NAME of the environment variable holding the key")
-    timeout_s: float = spec(60.0, "judge: seconds per request", gt=0)
-    max_retries: int = spec(4, "judge: retries on connection errors, 429 and 5xx", ge=0)
-    concurrency: int = spec(8, "judge: requests in flight", gt=0)
+    # The judge's placement: where the model named by name_or_path is served, and how it is asked.
+    endpoint: str | None = spec(
+        None, "judge: an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1", speed=True
+    )
+    api_key_env: str | None = spec(None, "judge: the NAME of the environment variable holding the key", speed=True)
+    timeout_s: float = spec(60.0, "judge: seconds per request", gt=0, speed=True)
+    max_retries: int = spec(4, "judge: retries on connection errors, 429 and 5xx", ge=0, speed=True)
+    concurrency: int = spec(8, "judge: requests in flight", gt=0, speed=True)
 
 
 def scorer_problems(cfg: DictConfig) -> list[str]:

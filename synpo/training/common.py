@@ -37,6 +37,15 @@ class HParams:
     save_steps: int = 0  # 0: no mid-run checkpoints; otherwise a crash resumes from the last one
     gradient_checkpointing: bool = False
 
+    def identity(self) -> dict:
+        """The settings the trained model depends on, for fingerprints: all but the trainer schema's speed-only
+        fields (``OptimConfig``: checkpoint interval, activation recomputation)."""
+        from synpo.schema import speed_fields
+        from synpo.training.config import OptimConfig
+
+        speed = set(speed_fields(OptimConfig))
+        return {k: v for k, v in asdict(self).items() if k not in speed}
+
 
 def optimizer_steps(hp: HParams, n_examples: int, world_size: int = 1) -> int:
     """The optimizer steps a job of ``n_examples`` takes (as transformers counts them: partial batches count)."""
@@ -113,7 +122,7 @@ def prepare_workdir(out_dir: Path, key: dict, rank: int | None = None, wait_seco
     it raced: one's ``mkdir`` met the other's directory, or one removed the directory the other had just stamped."""
     out_dir = Path(out_dir)
     work = sibling(out_dir, "partial")
-    stamp = fingerprint({k: (asdict(v) if isinstance(v, HParams) else v) for k, v in key.items()})
+    stamp = fingerprint({k: (v.identity() if isinstance(v, HParams) else v) for k, v in key.items()})
     rank = process_rank() if rank is None else rank
     if rank != 0:
         return _await_stamp(work, stamp, rank, wait_seconds)

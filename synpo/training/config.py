@@ -32,8 +32,12 @@ class OptimConfig:
     weight_decay: float = spec(0.0, "decoupled weight decay", ge=0)
     max_length: int = spec(512, "tokens of prompt + response", gt=0)
     max_prompt_length: int = spec(256, "tokens of the prompt", gt=0)
-    gradient_checkpointing: bool = spec(False, "recompute activations in the backward pass (7B runs need it)")
-    save_steps: int = spec(0, "a checkpoint every this many steps, from which a crash resumes; 0: none", ge=0)
+    gradient_checkpointing: bool = spec(
+        False, "recompute activations in the backward pass (7B runs need it)", speed=True
+    )
+    save_steps: int = spec(
+        0, "a checkpoint every this many steps, from which a crash resumes; 0: none", ge=0, speed=True
+    )
 
 
 @dataclass
@@ -65,21 +69,42 @@ class SFTTrainerConfig(OptimConfig):
 
 @dataclass
 class LaunchConfig:
-    """Where every training job runs: in this process, or under `accelerate launch` (DeepSpeed, several GPUs)."""
+    """Where every training job runs: in this process, or under `accelerate launch` (DeepSpeed, several GPUs).
 
-    launcher: str = spec("inprocess", "inprocess, or accelerate: a job file run by accelerate launch",
-                         choices=("inprocess", "accelerate"))  # fmt: skip
-    accelerate_config: str = spec("zero2", "conf/accelerate/<name>.yaml: ddp, zero2 or zero3 (topology only)")
-    num_processes: int = spec(1, "processes (GPUs) per training job under accelerate", gt=0)
-    devices: list[int] | None = spec(None, "GPU ids for the jobs (CUDA_VISIBLE_DEVICES); null: all visible", ge=0)
-    concurrent_candidates: bool = spec(
-        False, "train an iteration's beta candidates at once, each on its own num_processes GPUs out of devices"
+    Placement only: the fields marked ``speed`` never enter a fingerprint. On a GPU, another launcher or ZeRO stage
+    can move a trained weight in its last bits (other reduction orders); finished jobs are kept all the same."""
+
+    launcher: str = spec(
+        "inprocess",
+        "inprocess, or accelerate: a job file run by accelerate launch",
+        choices=("inprocess", "accelerate"),
+        speed=True,
     )
-    cpu_lanes: int = spec(1, "no GPU, in-process launcher: train up to this many beta candidates at once, each in a "
-                          "process of one thread forked from run.py (at most one per CPU)", gt=0)  # fmt: skip
+    accelerate_config: str = spec(
+        "zero2", "conf/accelerate/<name>.yaml: ddp, zero2 or zero3 (topology only)", speed=True
+    )
+    num_processes: int = spec(1, "processes (GPUs) per training job under accelerate", gt=0)
+    devices: list[int] | None = spec(
+        None, "GPU ids for the jobs (CUDA_VISIBLE_DEVICES); null: all visible", ge=0, speed=True
+    )
+    concurrent_candidates: bool = spec(
+        False,
+        "train an iteration's beta candidates at once, each on its own num_processes GPUs out of devices",
+        speed=True,
+    )
+    cpu_lanes: int = spec(
+        1,
+        "no GPU, in-process launcher: train up to this many beta candidates at once, each in a process of one "
+        "thread forked from run.py (at most one per CPU)",
+        gt=0,
+        speed=True,
+    )
     num_machines: int = spec(1, "nodes one training job spans (num_processes on each), through srun", gt=0)
-    srun: bool = spec(False, "start each node's accelerate launch with srun inside run.py's SLURM allocation "
-                      "(implied by num_machines > 1)")  # fmt: skip
+    srun: bool = spec(
+        False,
+        "start each node's accelerate launch with srun inside run.py's SLURM allocation (implied by num_machines > 1)",
+        speed=True,
+    )
 
 
 def hparams(trainer: DictConfig, model: DictConfig, seed: int, t: int | None = None) -> HParams:
