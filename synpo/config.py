@@ -141,3 +141,46 @@ def validate(cfg: DictConfig, read_files: bool = True) -> None:
             f"The config has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems) + "\nFix them on the "
             "command line (key=value) or in the YAML under conf/; `python run.py --cfg job` prints the composed config."
         )
+
+
+GPU_SCALE_PARAMS = 1e9  # a bf16 model this large means GPUs: days per iteration on a CPU
+
+
+def gpu_reasons(cfg: DictConfig) -> list[str]:
+    """The settings of ``cfg`` that mean GPUs: accelerate launch, a bf16 model of ``GPU_SCALE_PARAMS`` or more (or
+    of a size that cannot be read here), a tensor-parallel vLLM engine."""
+    reasons = []
+    if cfg.launch.launcher == "accelerate":
+        reasons.append(f"launch.launcher=accelerate with launch.accelerate_config={cfg.launch.accelerate_config}")
+    if cfg.model.dtype == "bfloat16":
+        from synpo.compute import model_shape
+        from synpo.modeling import resolve_model_path
+
+        try:
+            params = model_shape(resolve_model_path(cfg.model.name_or_path))["matmul_params"]
+        except Exception:  # a hub id without its files here, a config that transformers cannot build offline
+            params = None
+        if params is None or params >= GPU_SCALE_PARAMS:
+            size = "a size that cannot be read offline" if params is None else f"{params / 1e9:.1f}B parameters"
+            reasons.append(f"model.dtype=bfloat16 for {cfg.model.name_or_path} ({size})")
+    if cfg.generator.backend == "vllm" and cfg.generator.tensor_parallel_size > 1:
+        reasons.append(f"generator.tensor_parallel_size={cfg.generator.tensor_parallel_size}")
+    return reasons
+
+
+def require_gpu_if_meant(cfg: DictConfig) -> None:
+    """Stop before any work when the settings mean GPUs and this machine has no CUDA device (a login node, a job
+    without a GPU allocation, a CPU build of torch), unless ``launch.allow_cpu``. Checked in the job, not in
+    ``validate``: a SLURM sweep validates its points on a login node."""
+    import torch
+
+    if cfg.launch.allow_cpu or torch.cuda.is_available():
+        return
+    reasons = gpu_reasons(cfg)
+    if reasons:
+        raise UserError(
+            f"These settings mean GPUs ({'; '.join(reasons)}), but torch sees no CUDA device on this machine "
+            f"({torch.__version__}: a login node, a job without a GPU allocation such as SLURM's --gres=gpu:8, or a "
+            "CPU build of torch). The run stops before any work. Run it on a GPU node, or set launch.allow_cpu=true "
+            "to run it on the CPU anyway."
+        )

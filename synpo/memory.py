@@ -98,3 +98,45 @@ def settle() -> None:
 
     gc.collect()
     gc.freeze()
+
+
+def free_accelerator() -> None:
+    """Collect what a component dropped and give the accelerator allocator's cached blocks back to the device, so
+    that what starts next (a vLLM engine, a training job) finds its memory free. A no-op without CUDA."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class DeviceHeld:
+    """A model that a component keeps in host memory and places on the accelerator only while a stage uses it (a
+    device is held by the stage that uses it): ``acquire`` moves it there, ``release`` moves it back and empties the
+    allocator's cache. ``held`` says whether it is placed now, on a machine without an accelerator too, so the
+    hand-over between stages is tested on a CPU. The model is loaded once, when the component is built, so that a
+    bad checkpoint fails before any heavy work."""
+
+    def __init__(self, model):
+        self.model = model
+        self.held = False
+
+    def acquire(self):
+        """The model, on the accelerator (when there is one) until ``release``."""
+        if not self.held:
+            torch = sys.modules.get("torch")
+            if torch is not None and torch.cuda.is_available():
+                self.model.to("cuda")
+            self.held = True
+        return self.model
+
+    @property
+    def device(self) -> str:
+        return str(next(self.model.parameters()).device)
+
+    def release(self) -> None:
+        if self.held:
+            self.model.to("cpu")
+            self.held = False
+            free_accelerator()

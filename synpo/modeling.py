@@ -33,6 +33,12 @@ def model_problems(cfg: DictConfig) -> list[str]:
         p.append(f"model.name_or_path: {problem}")
     if cfg.model.trust_remote_code and cfg.model.name_or_path.startswith(BUILTIN_PREFIX):
         p.append("model.trust_remote_code=true is not needed for built-in models; set it to false")
+    if cfg.model.dtype == "float16":
+        p.append(
+            "model.dtype=float16 is not supported: training in float16 needs loss scaling, which no training job "
+            "here sets up, and CPUs have no float16 matrix units. Use bfloat16 (GPUs since Ampere, CPUs with "
+            "AVX-512 BF16 or AMX) or float32"
+        )
     return p
 
 

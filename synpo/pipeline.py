@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from synpo.artifacts import METRICS, RunDir, atomic_write_text, read_jsonl, write_json
-from synpo.config import IDENTITY_KEYS, tiny_world_values
+from synpo.config import IDENTITY_KEYS, require_gpu_if_meant, tiny_world_values
 from synpo.data import prepare_seed
 from synpo.errors import UserError
 from synpo.evaluation.suite import evaluate_groups
@@ -88,15 +88,7 @@ def open_context(cfg: DictConfig, rundir: RunDir) -> Context:
 
 def run(cfg: DictConfig) -> float:
     """Run the configured method end to end in ``cfg.run_dir``; return the final validation score."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _quiet_libraries()
-    if stale := tiny_world_values(cfg):
-        log.warning(
-            "model.name_or_path=%s keeps values sized for the tiny world's 1M-parameter model: %s. Set ones that "
-            "suit this model (the experiment files for real models show them).",
-            cfg.model.name_or_path,
-            ", ".join(stale),
-        )
+    _before_any_work(cfg)
     rundir = RunDir(Path(cfg.run_dir))
     check_compatible(rundir, cfg)
     save_config(rundir, cfg)
@@ -136,6 +128,20 @@ def run(cfg: DictConfig) -> float:
         raise
     finally:
         tracker.finish()
+
+
+def _before_any_work(cfg: DictConfig) -> None:
+    """Quiet the libraries, stop a run that means GPUs on a machine without one, warn of tiny-world values."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
+    require_gpu_if_meant(cfg)
+    if stale := tiny_world_values(cfg):
+        log.warning(
+            "model.name_or_path=%s keeps values sized for the tiny world's 1M-parameter model: %s. Set ones that "
+            "suit this model (the experiment files for real models show them).",
+            cfg.model.name_or_path,
+            ", ".join(stale),
+        )
 
 
 def _quiet_libraries() -> None:

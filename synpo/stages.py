@@ -152,6 +152,8 @@ class Context:
 
         def fn():
             keep_only_shards_of(shard_dir, {**settings, "shard_size": self.cfg.generator.shard_size})
+            if self.generator.runs_apart:  # a vLLM engine checks that the accelerator is free when it starts
+                self.free_devices()
             responses = self.generator.generate(model, prompts, sampling, shard_dir=shard_dir)
             rows = []
             for i, r in enumerate(responses):  # prompt-major: prompt i // n, its sample i % n
@@ -197,14 +199,24 @@ class Context:
         record = self.stage(name, settings, [out], fn, deps, "scores")
         return record, Comparison.from_rows(read_jsonl(out))
 
+    def free_devices(self) -> None:
+        """Hand the accelerator over to what starts next (a training job, a vLLM engine, lm-eval): the generator
+        drops the model it kept from its last stage, the scorer moves its model back to host memory, and the
+        allocator's cache is emptied."""
+        from synpo import memory
+
+        self.generator.release()
+        self.scorer.release()
+        memory.free_accelerator()
+
     def train(self, kind: str, out: Path, **kwargs) -> dict:
-        """A training job (``synpo.training.launch.run_training_job``) under the run's launch topology, after the
-        generator has freed the model it kept from the last generation stage, and what is alive is frozen out of the
-        garbage collector's later passes (``synpo.memory.settle``)."""
+        """A training job (``synpo.training.launch.run_training_job``) under the run's launch topology, on devices
+        that no component of this process holds (``free_devices``), with what is alive frozen out of the garbage
+        collector's later passes (``synpo.memory.settle``)."""
         from synpo import memory
         from synpo.training.launch import run_training_job
 
-        self.generator.release()
+        self.free_devices()
         memory.settle()
         return run_training_job(kind, out, self.cfg.launch, **kwargs)
 

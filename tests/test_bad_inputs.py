@@ -403,3 +403,37 @@ def test_a_seed_set_too_small_for_the_generator(tmp_path):
         run_cli(tmp_path / "r", "data.source=jsonl", f"data.path={seed}", "data.n_val=1"),
         "The prompt generator has no training example",
     )
+
+
+def test_settings_that_mean_gpus_stop_on_a_machine_without_one(tmp_path):
+    """No silent CPU: a run whose settings mean GPUs stops before any work where torch sees no CUDA device."""
+    import torch
+    from conftest import compose
+    from helpers import write_paper_config
+    from test_e2e import run_cli
+
+    from synpo.config import gpu_reasons
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    run_dir = tmp_path / "run"
+    proc = run_cli(run_dir, "launch.launcher=accelerate")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out, out[-2000:]
+    assert "mean GPUs (launch.launcher=accelerate" in out and "launch.allow_cpu=true" in out
+    assert not (run_dir / ".stages").exists()  # stopped before any work
+
+    mistral = write_paper_config(tmp_path / "mistral", "mistral_7b")
+    reasons = gpu_reasons(compose([f"model.name_or_path={mistral}", "model.dtype=bfloat16"]))
+    assert len(reasons) == 1 and "(7.1B parameters)" in reasons[0], reasons
+    assert gpu_reasons(compose(["model.dtype=bfloat16"])) == []  # the tiny world's 1M parameters in bf16: a CPU job
+    assert gpu_reasons(compose(["generator=vllm", "generator.tensor_parallel_size=2"])) == [
+        "generator.tensor_parallel_size=2"
+    ]
+
+
+def test_float16_is_refused_with_a_sentence(composed):
+    from synpo.config import collect_problems
+
+    problems = collect_problems(composed(["model.dtype=float16"]), read_files=False)
+    assert any(p.startswith("model.dtype=float16 is not supported") and "bfloat16" in p for p in problems)

@@ -118,3 +118,21 @@ def test_n_samples_per_prompt_come_prompt_major():
         assert len({tuple(t) for t, _ in greedy[4 * i : 4 * i + 4]}) == 1
     assert len({tuple(greedy[4 * i][0]) for i in range(len(PROMPTS))}) == len(PROMPTS)
     assert len({tuple(t) for t, _ in got}) > len(PROMPTS)  # at T = 1.5 the samples of a prompt differ
+
+
+def test_sampled_answers_do_not_depend_on_batches_or_shards(tmp_path):
+    """Each prompt samples from its own stream: other batch and shard sizes (speed settings, outside every
+    fingerprint) give the same answers, and a resumed shard directory gives what an uninterrupted call gave."""
+    from synpo.generation.hf import HFGenerator
+
+    prompts = [f"Add the numbers {a} and {a + 2}." for a in range(10)]
+    sampling = SamplingParams(1.2, 0.95, 12, seed=7, n=2)
+    one = HFGenerator(batch_size=16, shard_size=16).generate("builtin:tiny-sft", prompts, sampling)
+    other = HFGenerator(batch_size=3, shard_size=4).generate("builtin:tiny-sft", prompts, sampling, tmp_path / "s")
+    assert [str(c) for c in one] == [str(c) for c in other]
+    assert len({str(c) for c in one}) > len(prompts) // 2  # really sampled: the answers differ
+    (tmp_path / "s" / "shard-00001.jsonl").unlink()  # as if a crash had lost the middle shard
+    resumed = HFGenerator(batch_size=5, shard_size=4).generate("builtin:tiny-sft", prompts, sampling, tmp_path / "s")
+    assert [str(c) for c in resumed] == [str(c) for c in one]
+    reseeded = HFGenerator().generate("builtin:tiny-sft", prompts, SamplingParams(1.2, 0.95, 12, seed=8, n=2))
+    assert [str(c) for c in reseeded] != [str(c) for c in one]

@@ -66,6 +66,7 @@ def test_pipeline_trains_through_accelerate(tmp_path):
     proc = run_cli(
         run_dir,
         "launch.launcher=accelerate",
+        "launch.allow_cpu=true",  # accelerate means GPUs; here it runs DeepSpeed on the CPU on purpose
         "trainer.beta_grid=[2,10]",
         "launch.devices=[0,1]",
         "launch.concurrent_candidates=true",

@@ -107,7 +107,8 @@ def test_sampling_n_and_resume_from_shards(vllm_python, tmp_path):
     again = gen.generate("builtin:tiny-sft", prompts, sp, shards)
     assert again == first
     assert (shards / "shard-00000.jsonl").stat().st_mtime_ns == kept
-    log = (shards / "worker.log").read_text()
+    assert sorted(p.name for p in shards.glob("worker-*.log")) == ["worker-01.log", "worker-02.log"]  # one per attempt
+    log = (shards / "worker-02.log").read_text()
     assert "PROGRESS 8 12" in log and "PROGRESS 12 12" in log  # the second run started from the 8 kept prompts
 
 

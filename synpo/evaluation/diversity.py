@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from synpo.errors import UserError
+from synpo.memory import free_accelerator
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -63,6 +64,8 @@ def embed(texts: list[str], name_or_path: str | None = None, batch_size: int = 6
     emb = model.encode(
         texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
+    del model  # the embedder leaves the accelerator with the stage
+    free_accelerator()
     return np.asarray(emb, dtype=np.float64)
 
 

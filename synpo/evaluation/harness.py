@@ -16,6 +16,7 @@ from pathlib import Path
 
 from synpo.artifacts import atomic_write_text, write_jsonl
 from synpo.errors import UserError
+from synpo.memory import free_accelerator
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def run_suite(
 ) -> dict:
     """``{task: value of its metric}`` for ``tasks`` = [{task, num_fewshot, metric}], plus ``average``."""
     try:
-        import lm_eval
+        import lm_eval  # noqa: F401  (imported here for the clear error; _evaluate uses it)
     except ImportError:
         raise UserError(
             "The lm-eval suites need lm-eval 0.4.13: `pip install -e '.[eval]'` (or pip install lm-eval==0.4.13)."
@@ -180,6 +181,16 @@ def run_suite(
 
     manager = _task_manager(tasks, work_dir, include_path)
     model = _model(backend, resolve_model_path(model_path), dtype, trust_remote_code, batch_size, vllm or {})
+    try:
+        return _evaluate(model, tasks, manager, limit, apply_chat_template, seed)
+    finally:
+        del model  # the policy leaves the accelerator with the stage
+        free_accelerator()
+
+
+def _evaluate(model, tasks: list[dict], manager, limit, apply_chat_template: bool, seed: int) -> dict:
+    import lm_eval
+
     by_shots: dict[int, list[dict]] = {}
     for t in tasks:
         by_shots.setdefault(int(t["num_fewshot"]), []).append(t)

@@ -152,6 +152,7 @@ def _lm_eval(ctx: Context, t: int, name: str, policy: str, policy_record) -> dic
     out = rundir.iter_file(t, "evals", f"lm_{name}.json")
 
     def fn():
+        ctx.free_devices()  # lm-eval loads the policy on the accelerator itself
         result = run_suite(
             policy,
             tasks,

@@ -34,6 +34,7 @@ def make_generator(cfg: DictConfig) -> Generator:
             shard_size=g.shard_size,
             devices=None if g.devices is None else list(g.devices),
             enforce_eager=g.enforce_eager,
+            stall_timeout_s=g.stall_timeout_s,
             trust_remote_code=cfg.model.trust_remote_code,
         )
     raise UserError(f"generator.backend={g.backend!r} is not available; choose 'hf' or 'vllm'.")

@@ -39,6 +39,12 @@ class GeneratorConfig:
         None, "vllm: context length; null: the model's own (a prompt over it is an error, never cut)", gt=0, speed=True
     )
     enforce_eager: bool = spec(False, "vllm: skip CUDA graph capture (faster start, slower decoding)", speed=True)
+    stall_timeout_s: float = spec(
+        1800.0,
+        "vllm: kill the worker (and its engine) when it reports no progress for this long: loading, or a shard",
+        gt=0,
+        speed=True,
+    )
     devices: list[int] | None = spec(
         None, "vllm: GPU ids for the worker (CUDA_VISIBLE_DEVICES); null: all", ge=0, speed=True
     )

@@ -1,4 +1,4 @@
-"""In-process batched generation with transformers: left padding, chat template, seeded per shard."""
+"""In-process batched generation with transformers: left padding, chat template, a random stream per prompt."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from synpo.artifacts import read_jsonl, write_jsonl
 from synpo.generation.protocol import Completion, SamplingParams
+from synpo.generation.vllm_worker import request_seed
 from synpo.modeling import resolve_model_path, stop_token_ids
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,17 @@ def weights_fingerprint(model_path: str) -> tuple:
 
 
 class HFGenerator:
-    """Batched sampling with ``decode`` (below). Each shard reseeds torch, so a shard's output does not depend on
-    which shards ran before it in this process: a resumed run reproduces an uninterrupted one.
+    """Batched sampling with ``decode`` (below). Each prompt draws its own random stream, seeded by the call's seed
+    and the prompt's index (``row_uniforms``, as the vLLM worker seeds each request), so an answer does not depend
+    on the batch or shard it was decoded in, nor on which shards an earlier attempt finished: ``batch_size`` and
+    ``shard_size`` are speed settings, and a resumed run reproduces an uninterrupted one.
 
     The last model loaded stays in memory, so that consecutive stages that generate with the same checkpoint
     (SynPO's pi_0 and pi_{t-1} answers before the improver trains, Self-Rewarding's samples and judgements) load it
     once; ``release`` frees it, and the
     run releases it before every training job (``Context.train``)."""
+
+    runs_apart = False  # it generates in this process
 
     def __init__(
         self, batch_size: int = 64, shard_size: int = 256, dtype: str = "float32", trust_remote_code: bool = False
@@ -87,8 +92,6 @@ class HFGenerator:
     def generate(
         self, model_path: str, prompts: list[str], sampling: SamplingParams, shard_dir: Path | None = None
     ) -> list[Completion]:
-        import torch
-
         if not prompts:
             return []
         tokenizer, model = self._model(model_path)
@@ -103,10 +106,10 @@ class HFGenerator:
                 if len(rows) == (hi - lo) * sampling.n:
                     responses.extend(Completion.from_shard_row(r) for r in rows)
                     continue
-            torch.manual_seed(sampling.seed * 1_000_003 + k)
             shard: list[str] = []
             for b in range(lo, hi, self.batch_size):
-                shard.extend(self._batch(model, tokenizer, rendered[b : min(hi, b + self.batch_size)], sampling))
+                rows = range(b, min(hi, b + self.batch_size))
+                shard.extend(self._batch(model, tokenizer, rendered[b : rows.stop], sampling, rows))
             if shard_file is not None:
                 write_jsonl(shard_file, [r.shard_row() for r in shard])
             responses.extend(shard)
@@ -116,9 +119,11 @@ class HFGenerator:
         return responses
 
     @staticmethod
-    def _batch(model, tokenizer, texts: list[str], sampling: SamplingParams) -> list[Completion]:
+    def _batch(model, tokenizer, texts: list[str], sampling: SamplingParams, rows: range) -> list[Completion]:
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        answers = decode(model, enc["input_ids"], enc["attention_mask"], sampling, stop_token_ids(model, tokenizer))
+        uniforms = row_uniforms(sampling, rows, model.device) if sampling.temperature > 0 else None
+        stops = stop_token_ids(model, tokenizer)
+        answers = decode(model, enc["input_ids"], enc["attention_mask"], sampling, stops, uniforms)
         n_prompt = enc["attention_mask"].sum(dim=1).repeat_interleave(sampling.n).tolist()
         texts = tokenizer.batch_decode([tokens for tokens, _ in answers], skip_special_tokens=True)
         return [
@@ -127,9 +132,29 @@ class HFGenerator:
         ]
 
 
-def decode(model, input_ids, attention_mask, sampling: SamplingParams, stop_ids: list[int]) -> list[tuple[list, bool]]:
+def row_uniforms(sampling: SamplingParams, rows: range, device):
+    """The uniform numbers the answers to prompts ``rows`` (indices into the call's prompts) sample with, shaped
+    ``(len(rows) * n, max_new_tokens)``, prompt-major: prompt ``i``'s own generator, seeded with
+    ``request_seed(sampling.seed, i)``, draws its ``n`` answers' numbers, one per step each."""
+    import torch
+
+    streams = [
+        torch.rand(
+            sampling.n,
+            sampling.max_new_tokens,
+            generator=torch.Generator().manual_seed(request_seed(sampling.seed, i)),
+        )
+        for i in rows
+    ]
+    return torch.cat(streams).to(device)
+
+
+def decode(
+    model, input_ids, attention_mask, sampling: SamplingParams, stop_ids: list[int], uniforms=None
+) -> list[tuple[list, bool]]:
     """``sampling.n`` answers per row of a left-padded batch (prompt-major): each answer's tokens up to and
-    including its first stop id, and whether it stopped (False: ``max_new_tokens`` ran out).
+    including its first stop id, and whether it stopped (False: ``max_new_tokens`` ran out). A sampled answer
+    takes its step ``s`` draw from ``uniforms[row, s]`` (``row_uniforms``), or from torch's global stream without.
 
     A lean loop over the model's forward with a KV cache, in place of ``model.generate``: a row leaves the batch as
     soon as it stops (generate computes every row until the last one stops), and a sampled token is drawn by
@@ -162,7 +187,8 @@ def decode(model, input_ids, attention_mask, sampling: SamplingParams, stop_ids:
         logits = last_logits(input_ids.repeat_interleave(n, dim=0), mask, position, **prefill_kw)
         position = position[:, -1:] + 1
         for step in range(sampling.max_new_tokens):
-            token = next_token(logits, sampling.temperature, sampling.top_p)
+            u = None if uniforms is None else uniforms[alive, step]
+            token = next_token(logits, sampling.temperature, sampling.top_p, u)
             out[alive, step] = token
             going = ~torch.isin(token, stops)
             if step == sampling.max_new_tokens - 1 or not going.any():
@@ -183,10 +209,10 @@ def _until_stop(tokens: list[int], stop_ids: list[int]) -> tuple[list[int], bool
     return (tokens[: end + 1], True) if end is not None else (tokens, False)
 
 
-def next_token(logits, temperature: float, top_p: float):
+def next_token(logits, temperature: float, top_p: float, u=None):
     """The next token per row: the argmax at temperature 0; otherwise a draw from softmax(logits / temperature),
     restricted to the smallest set of most likely tokens whose probability reaches ``top_p`` (the first always
-    kept), by inverse-CDF sampling."""
+    kept), by inverse-CDF sampling with the uniform numbers ``u`` (one per row; default: fresh from torch)."""
     import torch
 
     if temperature <= 0:
@@ -198,5 +224,6 @@ def next_token(logits, temperature: float, top_p: float):
         sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
     cdf = probs.cumsum(dim=-1)
-    u = torch.rand(cdf.shape[0], 1, device=cdf.device, dtype=cdf.dtype) * cdf[:, -1:]
+    u = torch.rand(cdf.shape[0], device=cdf.device, dtype=cdf.dtype) if u is None else u.to(cdf.dtype)
+    u = u[:, None] * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[-1] - 1)

@@ -58,6 +58,8 @@ def generation_compute(completions: list[Completion]) -> dict:
 
 
 class Generator(Protocol):
+    runs_apart: bool  # it runs in another process that needs the accelerator free when it starts (vLLM)
+
     def generate(
         self, model_path: str, prompts: list[str], sampling: SamplingParams, shard_dir: Path | None = None
     ) -> list[Completion]:
@@ -68,5 +70,6 @@ class Generator(Protocol):
         ...
 
     def release(self) -> None:
-        """Free whatever the backend keeps loaded between calls (called before every training job)."""
+        """Free whatever the backend keeps loaded between calls (called before every training job and every stage
+        that runs apart)."""
         ...

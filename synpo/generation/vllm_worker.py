@@ -55,6 +55,53 @@ def request_seed(base: int, index: int) -> int:
     return (base * 1_000_003 + index) % (2**31 - 1)
 
 
+def _nvidia_smi(*query: str) -> list[list[str]]:
+    import subprocess
+
+    out = subprocess.run(
+        ["nvidia-smi", *query, "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=60
+    )
+    return [[f.strip() for f in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
+
+
+def memory_problem(
+    utilization: float, gpus: list[list[str]], apps: list[list[str]], visible: str | None
+) -> str | None:
+    """Why the GPUs this worker sees cannot give the engine ``utilization`` of their memory, naming the processes
+    that hold it; None when they can. ``gpus``: nvidia-smi rows ``index, uuid, memory.used, memory.total`` (MiB);
+    ``apps``: rows ``gpu_uuid, pid, process_name, used_memory``; ``visible``: CUDA_VISIBLE_DEVICES."""
+    indices = None if not visible else {v.strip() for v in visible.split(",")}
+    short = []
+    for index, uuid, used, total in gpus:
+        if indices is not None and index not in indices and uuid not in indices:
+            continue
+        free, need = float(total) - float(used), utilization * float(total)
+        if free < need:
+            holders = [f"pid {pid} ({name}, {mib} MiB)" for g, pid, name, mib in apps if g == uuid]
+            short.append(
+                f"GPU {index} has {free / 1024:.1f} GiB free of {float(total) / 1024:.1f} GiB, under the "
+                f"{need / 1024:.1f} GiB that gpu_memory_utilization={utilization} asks; held by "
+                + (", ".join(holders) if holders else "no process nvidia-smi can see")
+            )
+    if not short:
+        return None
+    return (
+        "; ".join(short) + ". Stop what holds it (a process of an earlier run, another user's job), or lower "
+        "generator.gpu_memory_utilization (a speed setting: finished stages are kept)"
+    )
+
+
+def _check_memory(utilization: float) -> str | None:
+    """``memory_problem`` on this machine's GPUs; None without nvidia-smi (no NVIDIA GPU: vLLM on CPU)."""
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    gpus = _nvidia_smi("--query-gpu=index,uuid,memory.used,memory.total")
+    apps = _nvidia_smi("--query-compute-apps=gpu_uuid,pid,process_name,used_memory")
+    return memory_problem(utilization, gpus, apps, os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
 def main(request_file: str) -> int:
     req = json.loads(Path(request_file).read_text(encoding="utf-8"))
     try:
@@ -74,6 +121,9 @@ def main(request_file: str) -> int:
     if not todo:
         return 0
 
+    if problem := _check_memory(float(req["gpu_memory_utilization"])):
+        say(f"ERROR the engine cannot start: {problem}")
+        return 3
     t0 = time.time()
     llm = LLM(
         model=req["model"],

@@ -58,9 +58,17 @@ class Scorer(Protocol):
         """Whether each response's content is exactly right, or None for a scorer that cannot tell."""
         ...
 
+    def release(self) -> None:
+        """Give back the accelerator memory the scorer holds (its model goes back to host memory); the next call
+        takes it again. Called before a stage that needs the device: a training job, a vLLM engine, lm-eval."""
+        ...
+
 
 class PointwiseScorer:
     """A scorer with a score per response (verifier, reward models): gaps are score differences."""
+
+    def release(self) -> None:
+        """Nothing to give back (a scorer with a model overrides this)."""
 
     def score(self, prompts: list[str], responses: list[str]) -> list[float]:
         raise NotImplementedError
@@ -78,6 +86,9 @@ class PointwiseScorer:
 
 class PairwiseScorer:
     """A scorer that only compares two responses (PairRM, an LLM judge): ``gaps`` is its order-averaged verdict."""
+
+    def release(self) -> None:
+        """Nothing to give back (a scorer with a model overrides this)."""
 
     def gaps(self, prompts: list[str], a: list[str], b: list[str]) -> list[float]:
         raise NotImplementedError

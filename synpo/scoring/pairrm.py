@@ -23,6 +23,7 @@ from torch import nn
 from transformers import DebertaV2Model, DebertaV2PreTrainedModel
 
 from synpo.errors import UserError
+from synpo.memory import DeviceHeld
 from synpo.scoring.base import PairwiseScorer
 
 SOURCE_PREFIX, CAND1_PREFIX, CAND2_PREFIX = "<|source|>", "<|candidate1|>", "<|candidate2|>"
@@ -101,16 +102,17 @@ class PairRMScorer(PairwiseScorer):
                 f"scorer.name_or_path={name_or_path!r} does not match PairRM's layout ({wrong}); is it the "
                 "llm-blender/PairRM-hf checkpoint?"
             )
-        self.model = model.eval()
         for attr in ("source_prefix_id", "cand1_prefix_id", "cand2_prefix_id", "n_tasks", "drop_out"):
-            if getattr(self.model.config, attr, None) is None:
+            if getattr(model.config, attr, None) is None:
                 raise UserError(
                     f"{name_or_path}: config.json lacks PairRM's {attr!r}; is this the PairRM-hf "
                     "checkpoint (llm-blender/PairRM-hf)?"
                 )
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model.to(self.device)
+        self.held = DeviceHeld(model.eval())  # on the accelerator only while a scoring stage runs
         self.batch_size = batch_size
+
+    def release(self) -> None:
+        self.held.release()
 
     def accepts(self, prompt: str) -> bool:
         return bool(prompt.strip())
@@ -125,7 +127,7 @@ class PairRMScorer(PairwiseScorer):
 
     def logits(self, prompts: list[str], a: list[str], b: list[str]) -> list[float]:
         """PairRM's one-order logit per pair (positive: ``a`` better)."""
-        out: list[float] = []
+        model, out = self.held.acquire(), []
         for i in range(0, len(prompts), self.batch_size):
             ids = [
                 self.encode(x, y, z)
@@ -136,9 +138,9 @@ class PairRMScorer(PairwiseScorer):
                     strict=True,
                 )
             ]
-            batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
+            batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.held.device)
             with torch.inference_mode():
-                out.extend(float(v) for v in self.model(batch["input_ids"], batch["attention_mask"]).float())
+                out.extend(float(v) for v in model(batch["input_ids"], batch["attention_mask"]).float())
         return out
 
     def gaps(self, prompts: list[str], a: list[str], b: list[str]) -> list[float]:

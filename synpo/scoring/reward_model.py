@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from synpo.errors import UserError
+from synpo.memory import DeviceHeld
 from synpo.scoring.base import PointwiseScorer
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class RewardModelScorer(PointwiseScorer):
             raise UserError(ARMORM_RISK)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
+            model = AutoModelForSequenceClassification.from_pretrained(
                 name_or_path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
             ).eval()
         except OSError as e:
@@ -54,11 +55,13 @@ class RewardModelScorer(PointwiseScorer):
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model.to(self.device)
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.held = DeviceHeld(model)  # on the accelerator only while a scoring stage runs
         self.batch_size, self.max_length, self.output = batch_size, max_length, output
+
+    def release(self) -> None:
+        self.held.release()
 
     def accepts(self, prompt: str) -> bool:
         return bool(prompt.strip())
@@ -72,6 +75,7 @@ class RewardModelScorer(PointwiseScorer):
         import torch
 
         texts = [self.render(p, r) for p, r in zip(prompts, responses, strict=True)]
+        model = self.held.acquire()
         scores: list[float] = []
         for i in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(
@@ -81,9 +85,9 @@ class RewardModelScorer(PointwiseScorer):
                 truncation=True,
                 max_length=self.max_length,
                 add_special_tokens=False,
-            ).to(self.device)
+            ).to(self.held.device)
             with torch.inference_mode():
-                out = self.model(**enc)
+                out = model(**enc)
             values = out.score if self.output == "score" else out.logits[:, 0]
             scores.extend(float(v) for v in values.float().reshape(-1))
             log.debug("scored %d/%d", min(len(texts), i + self.batch_size), len(texts))

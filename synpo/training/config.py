@@ -100,6 +100,12 @@ class LaunchConfig:
         speed=True,
     )
     num_machines: int = spec(1, "nodes one training job spans (num_processes on each), through srun", gt=0)
+    allow_cpu: bool = spec(
+        False,
+        "run settings that mean GPUs (accelerate launch, a bf16 model of 1B+ parameters, tensor-parallel vLLM) on "
+        "a machine without CUDA; off: such a run stops before any work",
+        speed=True,
+    )
     srun: bool = spec(
         False,
         "start each node's accelerate launch with srun inside run.py's SLURM allocation (implied by num_machines > 1)",

@@ -22,6 +22,7 @@ import signal
 import traceback
 from collections.abc import Callable
 
+from synpo.children import die_with
 from synpo.training import preemption
 
 LANE = "a forked lane (synpo.training.lanes)"
@@ -81,25 +82,10 @@ def _wait(child, receive):
             forwarded = True
 
 
-def _die_with(parent: int) -> None:
-    """Have the kernel kill this lane when run.py dies, however it dies (Linux's ``PR_SET_PDEATHSIG``): a lane left
-    running after a ``kill -9`` of run.py would go on writing the job's ``.partial`` directory while the rerun
-    resumes from it. The kernel ties the signal to the forking thread, which waits in ``run_forked`` until the lane
-    has ended. Where prctl is missing, a lane outlives a killed parent."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # run.py died before the request took effect
-        os._exit(1)
-
-
 def _lane(send, parent: int, fn, args, kwargs) -> None:
     import torch
 
-    _die_with(parent)
+    die_with(parent)
     torch.set_num_threads(1)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     preemption.reset_after_fork()

@@ -1,0 +1,78 @@
+"""A device is held by the stage that uses it: a scorer's model is on the accelerator only while it scores, and every
+hand-over (a training job, a generator that runs apart such as a vLLM engine, lm-eval) finds it given back. The
+hand-over is tested here on a CPU through the holder's state, which does not depend on there being a GPU."""
+
+import pytest
+import torch
+
+from synpo import memory
+from synpo.artifacts import RunDir
+from synpo.generation.protocol import Completion
+from synpo.scoring.reward_model import RewardModelScorer
+from synpo.stages import Context
+
+
+def test_a_held_model_is_placed_while_in_use_and_given_back():
+    held = memory.DeviceHeld(torch.nn.Linear(2, 2))
+    assert not held.held
+    model = held.acquire()
+    assert held.held and held.acquire() is model
+    held.release()
+    assert not held.held and held.device == "cpu"
+    held.release()  # twice is harmless
+
+
+class ApartGenerator:
+    """A generator that runs in another process (as the vLLM backend does): it records, when it starts, whether the
+    run's scorer still holds its model on the device."""
+
+    runs_apart = True
+
+    def __init__(self, scorer):
+        self.scorer, self.seen = scorer, []
+
+    def generate(self, model_path, prompts, sampling, shard_dir=None):
+        self.seen.append(self.scorer.held.held)
+        return [Completion("The sum is 3.", "stop", 4, 5) for _ in prompts]
+
+    def release(self):
+        pass
+
+
+@pytest.fixture
+def ctx(tmp_path, composed):
+    from helpers import build_reward_model
+
+    scorer = RewardModelScorer(str(build_reward_model(tmp_path / "rm")), batch_size=2)
+    return Context(
+        cfg=composed(),
+        rundir=RunDir(tmp_path / "run"),
+        generator=ApartGenerator(scorer),
+        scorer=scorer,
+        pi0="builtin:tiny-sft",
+        seed_train=[],
+        seed_val=[],
+        seed_record="seed",
+    )
+
+
+def test_every_hand_over_finds_the_scorer_off_the_device(ctx, monkeypatch):
+    import synpo.training.launch
+
+    prompts = ["Add 1 and 2.", "Add 2 and 2."]
+    ctx.compare("s1", prompts, ["3", "4"], ["4", "5"], ctx.rundir.path("s1.jsonl"), [])
+    assert ctx.scorer.held.held  # scoring placed it
+    ctx.generate("g1", "builtin:tiny-sft", prompts, ctx.rundir.path("g1.jsonl"), [])
+    assert ctx.generator.seen == [False]
+
+    trained = []
+
+    def job(kind, out, launch, **kwargs):
+        trained.append(ctx.scorer.held.held)
+        return {}
+
+    monkeypatch.setattr(synpo.training.launch, "run_training_job", job)
+    ctx.compare("s2", prompts, ["3", "4"], ["5", "4"], ctx.rundir.path("s2.jsonl"), [])
+    assert ctx.scorer.held.held
+    ctx.train("simpo", ctx.rundir.path("model"))
+    assert trained == [False]
