@@ -222,7 +222,7 @@ class Context:
 
     def train_sft(self, name: str, examples: list[dict], out: Path, deps: list, max_length: int | None = None):
         """SFT of pi_0 on ``examples`` (sft_trainer settings; ``max_length`` overrides its max length)."""
-        hp = hparams(self.cfg.sft_trainer, self.cfg.model, self.seed_for(name))
+        hp = hparams(self.cfg.sft_trainer, self.cfg.model, self.cfg.launch, self.seed_for(name))
         if max_length is not None:
             hp.max_length = max_length
         tr = self.cfg.model.trust_remote_code

@@ -189,16 +189,18 @@ def test_paper_synpo_configs_carry_the_paper_values(name, model, scorer, thresho
     assert cfg.generator.backend == "vllm" and cfg.generator.tensor_parallel_size == 8
     assert cfg.model.name_or_path == model and cfg.scorer.name == scorer and cfg.scorer.threshold == threshold
     assert cfg.scorer.trust_remote_code == (scorer == "armorm")
+    from synpo.training.config import batch_problems
+
     m, t, s, g = cfg.method, cfg.trainer, cfg.sft_trainer, cfg.generator
     assert (m.name, m.iterations, m.n_prompts, m.pairs_per_iteration) == ("synpo", 4, 50000, 10000)
     assert cfg.data.n_train == 18000
     assert list(t.beta_grid) == [2, 4, 6, 8, 10, 12] and t.beta is None
     assert t.gamma == 1.6 and t.gamma_beta_ratio is None and t.loss == "simpo"
     assert t.learning_rate == lr and t.epochs == 1 and t.scheduler == "cosine" and t.warmup_ratio == 0.1
-    assert t.batch_size * t.grad_accum * cfg.launch.num_processes == 128
+    assert t.global_batch_size == 128 and not batch_problems(t, "trainer", cfg.launch)
     assert t.gradient_checkpointing and s.gradient_checkpointing  # a 7B model's activations need it
     assert (s.learning_rate, s.warmup_ratio, s.epochs, s.optimizer) == (1e-6, 0.1, 3, "adamw_torch")
-    assert s.batch_size * s.grad_accum * cfg.launch.num_processes == 32
+    assert s.global_batch_size == 32 and not batch_problems(s, "sft_trainer", cfg.launch)
     assert (s.max_length, m.improver_max_length) == (8000, 6000)
     assert (g.temperature, g.max_new_tokens) == (0.7, 2048)
 
@@ -253,7 +255,7 @@ def test_gradient_checkpointing_reaches_the_trl_arguments(tmp_path):
     pairs = [{"prompt": "Add the numbers 3 and 4.", "chosen": "The sum is 7.", "rejected": "8"}]
     for on in (True, False):
         cfg = compose([f"trainer.gradient_checkpointing={str(on).lower()}"])
-        hp = hparams(cfg.trainer, cfg.model, seed=0)
+        hp = hparams(cfg.trainer, cfg.model, cfg.launch, seed=0)
         trainer, _ = build_simpo_trainer("builtin:tiny-sft", pairs, tmp_path / str(on), hp, beta=2.0, gamma=1.6)
         assert bool(trainer.args.activation_checkpointing) is on
 
@@ -332,3 +334,40 @@ def test_every_point_of_the_table_sweeps_composes_and_validates(script, tmp_path
     assert points, f"{script} launches no run.py -m point"
     for overrides in points:
         validate(compose([*overrides, ANY_PYTHON]), read_files=False)
+
+
+@pytest.mark.parametrize(
+    "processes, machines, accum",
+    [(1, 1, 64), (2, 1, 32), (8, 1, 8), (8, 2, 4)],  # 1, 2, 8 and 16 processes of 2 examples a pass
+)
+def test_the_global_batch_holds_for_any_number_of_processes(processes, machines, accum):
+    """trainer.global_batch_size is what the paper states (SimPO 128, SFT 32); accumulation is derived from it."""
+    from synpo.training.config import hparams, world_size
+
+    cfg = compose(["experiment=mistral_synpo", f"launch.num_processes={processes}", f"launch.num_machines={machines}"])
+    hp = hparams(cfg.trainer, cfg.model, cfg.launch, seed=0)
+    assert hp.grad_accum == accum and hp.batch_size * hp.grad_accum * world_size(cfg.launch) == 128
+    sft = hparams(cfg.sft_trainer, cfg.model, cfg.launch, seed=0)
+    if 32 % (4 * processes * machines) == 0:
+        assert sft.batch_size * sft.grad_accum * world_size(cfg.launch) == 32
+    # how the batch is split is not part of the job's identity: its fingerprint stays
+    one = hparams(cfg.trainer, cfg.model, compose(["experiment=mistral_synpo"]).launch, seed=0)
+    assert hp.identity() == one.identity()
+
+
+def test_a_global_batch_that_does_not_divide_is_refused_with_the_arithmetic():
+    from synpo.training.config import batch_problems
+
+    cfg = compose(["experiment=mistral_synpo", "trainer.batch_size=3"])
+    [problem] = batch_problems(cfg.trainer, "trainer", cfg.launch)
+    assert "trainer.global_batch_size=128 is not a multiple of trainer.batch_size=3 x 8 process(es)" in problem
+    assert "= 24: set trainer.batch_size=2" in problem
+    cfg = compose(["experiment=zephyr_spin", "launch.num_processes=128"])  # 128 GPUs: more than 64 examples
+    assert "choose a global batch" in batch_problems(cfg.trainer, "trainer", cfg.launch)[0]
+    cfg = compose(["experiment=mistral_synpo", "trainer.grad_accum=8"])
+    assert "the accumulation is derived" in batch_problems(cfg.trainer, "trainer", cfg.launch)[0]
+    # concurrent candidates, one GPU each: every candidate still trains on 128 per step
+    cfg = compose(["experiment=mistral_synpo", "launch.num_processes=1", "launch.concurrent_candidates=true"])
+    from synpo.training.config import hparams
+
+    assert hparams(cfg.trainer, cfg.model, cfg.launch, seed=0).grad_accum == 64

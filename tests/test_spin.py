@@ -143,7 +143,7 @@ def test_schedules_resolve_per_iteration():
         ["experiment=tiny_spin", "trainer.beta_schedule=[0.1,0.1,5.0]", "trainer.lr_schedule=[1e-5,1e-5,1e-6]"]
     )
     assert beta_candidates(cfg.trainer, 3) == [(5.0, None)] and beta_candidates(cfg.trainer, 1) == [(0.1, None)]
-    assert hparams(cfg.trainer, cfg.model, seed=0, t=3).learning_rate == 1e-6
+    assert hparams(cfg.trainer, cfg.model, cfg.launch, seed=0, t=3).learning_rate == 1e-6
     cfg = compose(["experiment=tiny_spin", "trainer.beta=9.0"])
     assert beta_candidates(cfg.trainer, 3) == [(9.0, None)]
     grid = compose(["trainer.gamma=null", "trainer.gamma_beta_ratio=0.5", "trainer.beta_grid=[2,10]"]).trainer
@@ -183,7 +183,7 @@ def test_paper_spin_configs_carry_the_repo_hyperparameters():
         t = cfg.trainer
         assert list(t.beta_schedule) == [0.1, 0.1, 0.1, 5.0]
         assert list(t.lr_schedule) == [5e-7, 5e-7, 1e-7, 1e-7]
-        assert t.optimizer == "rmsprop" and t.batch_size * 8 == 64 and cfg.method.iterations == 4
+        assert t.optimizer == "rmsprop" and t.global_batch_size == 64 and cfg.method.iterations == 4
 
 
 @pytest.mark.parametrize("method", ["spin", "spin_judged", "spin_noised", "spin_adaptive"])

@@ -167,7 +167,8 @@ class VLLMGenerator:
         cmd = [self.python, "-m", "synpo.generation.vllm_worker", str(request_file)]
         rc, error, tail = self._relay(cmd, env, log_file)
         if error is not None:
-            raise UserError(f"generator=vllm: {error}. {INSTALL_HINT}")
+            hint = f" {INSTALL_HINT}" if "cannot be imported" in error else ""
+            raise UserError(f"generator=vllm: {error}.{hint}")
         if rc != 0:
             cause = root_cause(log_file)
             raise UserError(

@@ -102,6 +102,28 @@ def _check_memory(utilization: float) -> str | None:
     return memory_problem(utilization, gpus, apps, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
+def _start_engine(req: dict, LLM):  # LLM: vLLM's class, imported in main
+    """The vLLM engine for the request, once the GPUs it will see have its memory share free; None (after an
+    ``ERROR`` line) when they have not."""
+    if problem := _check_memory(float(req["gpu_memory_utilization"])):
+        say(f"ERROR the engine cannot start: {problem}")
+        return None
+    t0 = time.time()
+    llm = LLM(
+        model=req["model"],
+        tokenizer=req["model"],
+        dtype=req["dtype"],
+        seed=int(req["seed"]),
+        tensor_parallel_size=int(req["tensor_parallel_size"]),
+        gpu_memory_utilization=float(req["gpu_memory_utilization"]),
+        max_model_len=req["max_model_len"],
+        trust_remote_code=bool(req["trust_remote_code"]),
+        enforce_eager=bool(req.get("enforce_eager", False)),
+    )
+    say(f"LOADED {time.time() - t0:.1f}")
+    return llm
+
+
 def main(request_file: str) -> int:
     req = json.loads(Path(request_file).read_text(encoding="utf-8"))
     try:
@@ -121,22 +143,9 @@ def main(request_file: str) -> int:
     if not todo:
         return 0
 
-    if problem := _check_memory(float(req["gpu_memory_utilization"])):
-        say(f"ERROR the engine cannot start: {problem}")
+    llm = _start_engine(req, LLM)
+    if llm is None:
         return 3
-    t0 = time.time()
-    llm = LLM(
-        model=req["model"],
-        tokenizer=req["model"],
-        dtype=req["dtype"],
-        seed=int(req["seed"]),
-        tensor_parallel_size=int(req["tensor_parallel_size"]),
-        gpu_memory_utilization=float(req["gpu_memory_utilization"]),
-        max_model_len=req["max_model_len"],
-        trust_remote_code=bool(req["trust_remote_code"]),
-        enforce_eager=bool(req.get("enforce_eager", False)),
-    )
-    say(f"LOADED {time.time() - t0:.1f}")
     s = req["sampling"]
     for k, lo, hi in todo:
         params = [

@@ -55,7 +55,7 @@ def train_candidates(
 
     cfg, rundir = ctx.cfg, ctx.rundir
     base = base or ctx.pi0
-    hp = hparams(cfg.trainer, cfg.model, ctx.seed_for(rundir.iter_stage(t, "simpo")), t)
+    hp = hparams(cfg.trainer, cfg.model, cfg.launch, ctx.seed_for(rundir.iter_stage(t, "simpo")), t)
     grid = [Candidate(b, g) for b, g in beta_candidates(cfg.trainer, t)]
     n_lanes = lanes.available(cfg.launch.cpu_lanes, len(grid), cfg.launch.launcher)
     slots = device_slots(cfg.launch, len(grid)) if n_lanes == 1 else [None] * n_lanes

@@ -210,7 +210,7 @@ def train_dpo_stage(ctx: Context, t: int, state: State, r_pairs: StageRecord):
         dataset += read_jsonl(rundir.iter_file(t - 1, PAIRS))
         deps.append(state.previous_pairs)
     [(beta, _)] = beta_candidates(cfg.trainer, t)
-    hp = hparams(cfg.trainer, cfg.model, ctx.seed_for(rundir.iter_stage(t, "dpo")), t)
+    hp = hparams(cfg.trainer, cfg.model, cfg.launch, ctx.seed_for(rundir.iter_stage(t, "dpo")), t)
     model_dir = rundir.iter_file(t, "model")
     r_train = ctx.stage(
         rundir.iter_stage(t, "train"),

@@ -12,9 +12,43 @@ from pathlib import Path
 
 from synpo.artifacts import COMPUTE, fingerprint, replace_dir, sibling
 from synpo.compute import TRAIN_PASSES, sequence_compute
+from synpo.schema import spec, speed_fields
 from synpo.training import preemption
 
 log = logging.getLogger(__name__)
+
+
+SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+
+
+@dataclass
+class OptimConfig:
+    """One training job's optimisation settings."""
+
+    learning_rate: float = spec(1e-5, "peak learning rate", gt=0)
+    epochs: float = spec(1.0, "passes over the data (used when max_steps <= 0)")
+    max_steps: int = spec(-1, "optimizer steps; -1: from epochs")
+    batch_size: int = spec(8, "examples per device per forward pass", gt=0)
+    grad_accum: int = spec(1, "gradient accumulation steps (with global_batch_size set: derived, leave at 1)", gt=0)
+    global_batch_size: int | None = spec(
+        None,
+        "examples per optimizer step over all processes and machines (the paper's batch size); grad_accum is "
+        "derived as global / (batch_size x processes x machines), and batch_size becomes a speed setting; null: "
+        "batch_size x grad_accum x processes x machines",
+        gt=0,
+    )
+    warmup_ratio: float = spec(0.1, "share of the steps spent warming up", ge=0, lt=1)
+    scheduler: str = spec("cosine", "learning-rate schedule", choices=SCHEDULERS)
+    optimizer: str = spec("adamw_torch", "a transformers optimizer name (adamw_torch, rmsprop, ...)")
+    weight_decay: float = spec(0.0, "decoupled weight decay", ge=0)
+    max_length: int = spec(512, "tokens of prompt + response", gt=0)
+    max_prompt_length: int = spec(256, "tokens of the prompt", gt=0)
+    gradient_checkpointing: bool = spec(
+        False, "recompute activations in the backward pass (7B runs need it)", speed=True
+    )
+    save_steps: int = spec(
+        0, "a checkpoint every this many steps, from which a crash resumes; 0: none", ge=0, speed=True
+    )
 
 
 @dataclass
@@ -26,6 +60,7 @@ class HParams:
     max_steps: int = -1
     batch_size: int = 8
     grad_accum: int = 1
+    global_batch_size: int | None = None  # when set, batch_size x grad_accum x processes equals it
     warmup_ratio: float = 0.1
     scheduler: str = "cosine"
     optimizer: str = "adamw_torch"
@@ -40,10 +75,9 @@ class HParams:
     def identity(self) -> dict:
         """The settings the trained model depends on, for fingerprints: all but the trainer schema's speed-only
         fields (``OptimConfig``: checkpoint interval, activation recomputation)."""
-        from synpo.schema import speed_fields
-        from synpo.training.config import OptimConfig
-
         speed = set(speed_fields(OptimConfig))
+        if self.global_batch_size is not None:  # how the global batch is split over passes and processes
+            speed |= {"batch_size", "grad_accum"}
         return {k: v for k, v in asdict(self).items() if k not in speed}
 
 

@@ -11,33 +11,8 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from synpo.schema import spec
-from synpo.training.common import HParams
+from synpo.training.common import HParams, OptimConfig
 from synpo.training.launch import ACCELERATE_DIR
-
-SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
-
-
-@dataclass
-class OptimConfig:
-    """One training job's optimisation settings."""
-
-    learning_rate: float = spec(1e-5, "peak learning rate", gt=0)
-    epochs: float = spec(1.0, "passes over the data (used when max_steps <= 0)")
-    max_steps: int = spec(-1, "optimizer steps; -1: from epochs")
-    batch_size: int = spec(8, "examples per device per step", gt=0)
-    grad_accum: int = spec(1, "gradient accumulation steps", gt=0)
-    warmup_ratio: float = spec(0.1, "share of the steps spent warming up", ge=0, lt=1)
-    scheduler: str = spec("cosine", "learning-rate schedule", choices=SCHEDULERS)
-    optimizer: str = spec("adamw_torch", "a transformers optimizer name (adamw_torch, rmsprop, ...)")
-    weight_decay: float = spec(0.0, "decoupled weight decay", ge=0)
-    max_length: int = spec(512, "tokens of prompt + response", gt=0)
-    max_prompt_length: int = spec(256, "tokens of the prompt", gt=0)
-    gradient_checkpointing: bool = spec(
-        False, "recompute activations in the backward pass (7B runs need it)", speed=True
-    )
-    save_steps: int = spec(
-        0, "a checkpoint every this many steps, from which a crash resumes; 0: none", ge=0, speed=True
-    )
 
 
 @dataclass
@@ -113,12 +88,42 @@ class LaunchConfig:
     )
 
 
-def hparams(trainer: DictConfig, model: DictConfig, seed: int, t: int | None = None) -> HParams:
-    """The job's hyperparameters from a trainer group (iteration ``t``'s learning rate where there is a schedule)."""
+def world_size(launch: DictConfig) -> int:
+    """Processes that one training job runs on: num_processes on each of num_machines under accelerate, else 1."""
+    return launch.num_processes * launch.num_machines if launch.launcher == "accelerate" else 1
+
+
+def hparams(trainer: DictConfig, model: DictConfig, launch: DictConfig, seed: int, t: int | None = None) -> HParams:
+    """The job's hyperparameters from a trainer group (iteration ``t``'s learning rate where there is a schedule),
+    with gradient accumulation derived from ``global_batch_size`` and the launch's processes where it is set."""
     values = {f.name: trainer[f.name] for f in dataclasses.fields(HParams) if f.name in trainer}
     if t is not None and trainer.get("lr_schedule") is not None:
         values["learning_rate"] = float(trainer.lr_schedule[t - 1])
+    if trainer.global_batch_size is not None:
+        values["grad_accum"] = trainer.global_batch_size // (trainer.batch_size * world_size(launch))
     return HParams(**values, seed=seed, dtype=model.dtype)
+
+
+def batch_problems(t: DictConfig, prefix: str, launch: DictConfig) -> list[str]:
+    """A global batch that the launch's processes and the per-device batch do not divide, with the arithmetic."""
+    if t.global_batch_size is None:
+        return []
+    world, g = world_size(launch), t.global_batch_size
+    per_pass = t.batch_size * world
+    where = (
+        f"{prefix}.batch_size={t.batch_size} x {world} process(es) (launch.num_processes={launch.num_processes} x "
+        f"launch.num_machines={launch.num_machines} under launch.launcher={launch.launcher})"
+    )
+    if t.grad_accum != 1:
+        return [
+            f"{prefix}.grad_accum={t.grad_accum} with {prefix}.global_batch_size={g}: the accumulation is derived "
+            f"from the global batch; set {prefix}.grad_accum=1 (or {prefix}.global_batch_size=null)"
+        ]
+    if g % per_pass:
+        fits = [b for b in range(1, t.batch_size + 1) if g % (b * world) == 0]
+        hint = f"set {prefix}.batch_size={fits[-1]}" if fits else f"choose a global batch that {world} divides"
+        return [f"{prefix}.global_batch_size={g} is not a multiple of {where} = {per_pass}: {hint}"]
+    return []
 
 
 def beta_candidates(trainer: DictConfig, t: int) -> list[tuple[float, float | None]]:
@@ -142,6 +147,9 @@ def beta_candidates(trainer: DictConfig, t: int) -> list[tuple[float, float | No
 def trainer_problems(cfg: DictConfig) -> list[str]:
     """Checks that relate the trainers' fields (and the iteration count their schedules must cover)."""
     p = [*_optim_problems(cfg.trainer, "trainer"), *_optim_problems(cfg.sft_trainer, "sft_trainer")]
+    p += batch_problems(cfg.trainer, "trainer", cfg.launch) + batch_problems(
+        cfg.sft_trainer, "sft_trainer", cfg.launch
+    )
     t, n = cfg.trainer, cfg.method.iterations
     if t.beta is None and t.beta_schedule is None and len(t.beta_grid) == 0:
         p.append(
