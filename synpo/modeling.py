@@ -174,12 +174,41 @@ def bos_in_template(tok) -> None:
         tok.chat_template = "{{ bos_token }}" + tok.chat_template
 
 
+def render_prompts(tokenizer, prompts: list) -> list[str]:
+    """Each prompt through the tokenizer's chat template, ready for the assistant's turn. A prompt is a user message
+    (a string) or a whole conversation (a list of ``{"role", "content"}`` ending with a user turn: MT-Bench's second
+    turn)."""
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}] if isinstance(p, str) else list(p),
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for p in prompts
+    ]
+
+
 def stop_token_ids(model, tok) -> list[int]:
-    """Every id that ends an answer: the model's generation config's EOS ids (Llama-3 ends turns with <|eot_id|>)
-    and the tokenizer's EOS."""
+    """Every id that ends an answer: the model's generation config's EOS ids (Llama-3 ends turns with <|eot_id|>),
+    the tokenizer's EOS, and the token its chat template ends an assistant turn with (``end_of_turn_id``)."""
     ids = getattr(model.generation_config, "eos_token_id", None)
     ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
-    return sorted({*ids, *([tok.eos_token_id] if tok.eos_token_id is not None else [])})
+    own = [i for i in (tok.eos_token_id, end_of_turn_id(tok)) if i is not None]
+    return sorted({*ids, *own})
+
+
+def end_of_turn_id(tok) -> int | None:
+    """The special token the chat template writes right after an assistant's answer (Llama-3's <|eot_id|>,
+    ChatML's <|im_end|>, zephyr's </s>): what every training job ends an answer with, and what generation stops
+    at. The tokenizer's EOS where the template writes no special token there (or has no template)."""
+    if not tok.chat_template:
+        return tok.eos_token_id
+    marker = "synpo-answer-end"
+    turns = [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}]
+    text = tok.apply_chat_template(turns, tokenize=False)
+    after = text[text.rindex(marker) + len(marker) :] if marker in text else ""
+    ids = tok(after, add_special_tokens=False)["input_ids"] if after.strip() else []
+    return ids[0] if ids and ids[0] in tok.all_special_ids else tok.eos_token_id
 
 
 def load_causal_lm(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False):

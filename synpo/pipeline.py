@@ -135,6 +135,11 @@ def _before_any_work(cfg: DictConfig) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_libraries()
     require_gpu_if_meant(cfg)
+    if cfg.launch.launcher == "accelerate" and (cfg.launch.srun or cfg.launch.num_machines > 1):
+        from synpo.training.launch import allocation_problem
+
+        if problem := allocation_problem(cfg.launch.num_machines):
+            raise UserError(problem)
     if stale := tiny_world_values(cfg):
         log.warning(
             "model.name_or_path=%s keeps values sized for the tiny world's 1M-parameter model: %s. Set ones that "

@@ -437,3 +437,28 @@ def test_float16_is_refused_with_a_sentence(composed):
 
     problems = collect_problems(composed(["model.dtype=float16"]), read_files=False)
     assert any(p.startswith("model.dtype=float16 is not supported") and "bfloat16" in p for p in problems)
+
+
+def test_several_machines_outside_a_slurm_allocation_stop_before_any_work(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    for key in [k for k in os.environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(key)
+    proc = run_cli(run_dir, "launch.launcher=accelerate", "launch.num_machines=2", "launch.allow_cpu=true")
+    _fails_cleanly(proc, "needs a SLURM allocation")
+    assert not (run_dir / ".stages").exists()
+
+
+def test_srun_passes_the_allocations_cpus_on_to_the_step(tmp_path, monkeypatch):
+    """Slurm 22.05+ does not hand sbatch's --cpus-per-task to srun: without it every rank shares one CPU."""
+    from synpo.training.launch import srun_command
+
+    scontrol = tmp_path / "scontrol"  # a stand-in for SLURM's client: prints the allocation's one host
+    scontrol.write_text("#!/bin/sh\necho node-a\n")
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "node-a")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "64")
+    cmd = srun_command(["accelerate", "launch"], ["-m", "synpo.training.job", "job.json"], 1)
+    assert cmd[:4] == ["srun", "--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=64"]
+    assert "--main_process_ip node-a" in cmd[-1]

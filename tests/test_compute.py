@@ -31,8 +31,8 @@ def test_flops_from_the_model_shape():
 def test_generation_counts_prompt_and_generated_tokens_exactly(tmp_path):
     """Each completion carries its rendered prompt's tokens and its generated tokens up to and including the stop
     token (not the padding of a finished row in the batch); a resumed shard keeps them."""
-    from synpo.generation.hf import HFGenerator, render_prompts
-    from synpo.modeling import load_tokenizer
+    from synpo.generation.hf import HFGenerator
+    from synpo.modeling import load_tokenizer, render_prompts
 
     prompts = ["Add the numbers 3 and 4.", "Uppercase the word rose.", "Sort the numbers: 28 6 62 14 99"]
     gen = HFGenerator(batch_size=3)

@@ -90,5 +90,8 @@ def test_two_processes_train_the_in_process_weights(tmp_path, kind, stage, check
     assert local["deepspeed_zero_stage"] is None and local["processes"] == 1
     assert launched["deepspeed_zero_stage"] == int(stage[-1]) and launched["processes"] == 2
     assert launched["steps"] == local["steps"] == 4
+    # ZeRO-3 creates the model partitioned: right after load each of 2 ranks holds about half of it, not a whole copy
+    assert local["held_at_load"] == 1.0
+    assert launched["held_at_load"] == (pytest.approx(0.5, abs=0.05) if stage == "zero3" else 1.0)
     assert launched["compute"] == local["compute"]  # both counted the whole dataset's tokens for 4 steps
     _check_complete_and_equal(tmp_path / "local", tmp_path / "launched")

@@ -52,8 +52,7 @@ def test_a_training_job_frees_the_kept_model(tmp_path):
 
 
 def _tiny_batch(prompts):
-    from synpo.generation.hf import render_prompts
-    from synpo.modeling import load_tokenizer
+    from synpo.modeling import load_tokenizer, render_prompts
 
     tok = load_tokenizer("builtin:tiny-sft")
     tok.padding_side = "left"

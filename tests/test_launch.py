@@ -119,3 +119,27 @@ def test_only_rank_0_clears_a_stale_scratch_directory_and_the_other_ranks_wait_f
 def test_a_rank_whose_rank_0_never_prepares_the_scratch_directory_says_why():
     with pytest.raises(RuntimeError, match="waited 0 s for rank 0 .* filesystem every node sees"):
         prepare_workdir(Path("/nonexistent/model"), {"model": "m"}, rank=1, wait_seconds=0.2)
+
+
+def test_resume_passes_over_a_checkpoint_cut_off_while_it_was_written(tmp_path, caplog):
+    from synpo.errors import UserError
+    from synpo.training.common import complete_checkpoints
+
+    work = tmp_path / "model.partial"
+    for step, files in ((2, ["trainer_state.json", "model.safetensors"]), (4, ["model.safetensors"])):
+        (work / f"checkpoint-{step}").mkdir(parents=True)
+        for f in files:
+            (work / f"checkpoint-{step}" / f).write_text("{}")
+    assert complete_checkpoints(work, 1) == [work / "checkpoint-2"]  # checkpoint-4 has no trainer state yet
+    assert "checkpoint-4 was cut off" in caplog.text
+
+    ds = work / "checkpoint-6"  # a ZeRO checkpoint of 2 ranks: one optimizer shard each, and DeepSpeed's tag
+    (ds / "global_step6").mkdir(parents=True)
+    for rank in (0, 1):
+        (ds / "global_step6" / f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").write_bytes(b"")
+    (ds / "trainer_state.json").write_text("{}")
+    assert complete_checkpoints(work, 1)[-1] == work / "checkpoint-2"  # no `latest` tag: cut off
+    (ds / "latest").write_text("global_step6")
+    assert complete_checkpoints(work, 2)[-1] == ds
+    with pytest.raises(UserError, match="written by 2 DeepSpeed ranks, and this job runs 8"):
+        complete_checkpoints(work, 8)

@@ -32,8 +32,9 @@ def test_conversion_is_an_ordinary_checkpoint(smol_dir):
 
 
 def test_chatml_ids_and_stop(smol_dir):
-    from synpo.generation.hf import HFGenerator, render_prompts
+    from synpo.generation.hf import HFGenerator
     from synpo.generation.protocol import SamplingParams
+    from synpo.modeling import render_prompts
 
     tok, model = load_tokenizer(SMOL), load_causal_lm(SMOL)
     text = render_prompts(tok, ["Add the numbers 27 and 21."])[0]

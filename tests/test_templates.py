@@ -81,7 +81,7 @@ def _expected_bos(style: str, tok) -> list[int]:
 
 
 def test_generation_prompt_has_bos_once(standin):
-    from synpo.generation.hf import render_prompts
+    from synpo.modeling import render_prompts
 
     style, path = standin
     tok = load_tokenizer(path)
@@ -101,7 +101,8 @@ def test_every_eos_id_of_the_generation_config_stops(standin):
         assert tok.convert_tokens_to_ids("<|eot_id|>") in stop_token_ids(model, tok)  # not only the tokenizer's EOS
 
 
-def test_sft_simpo_and_dpo_feed_bos_once(standin, tmp_path):
+def test_sft_simpo_and_dpo_feed_bos_once_and_end_at_the_end_of_turn(standin, tmp_path):
+    from synpo.modeling import load_causal_lm
     from synpo.training.common import HParams
     from synpo.training.dpo import build_dpo_trainer
     from synpo.training.simpo import build_simpo_trainer
@@ -118,6 +119,10 @@ def test_sft_simpo_and_dpo_feed_bos_once(standin, tmp_path):
     rows += [_sft_ids(path, hp, tmp_path / "f")]
     for ids in rows:
         assert ids[: len(bos)] == bos and ids.count(tok.bos_token_id) == len(bos), (style, ids[:6])
+    # One end-of-answer token everywhere: the template's end of turn, which generation also stops at
+    end = {"zephyr": "</s>", "llama3": "<|eot_id|>", "chatml": "<|im_end|>"}[style]
+    assert [tok.convert_ids_to_tokens(ids[-1]) for ids in rows] == [end] * 4, style
+    assert tok.convert_tokens_to_ids(end) in stop_token_ids(load_causal_lm(path), tok)
 
 
 def _sft_ids(path: str, hp, work: Path) -> list[int]:
@@ -156,3 +161,28 @@ def test_a_cut_off_pair_is_not_trained_on_unless_asked(composed):
     assert pair_filter(drop, 0.3, good, other, truncated=False)[0]
     assert not pair_filter(drop, 0.3, good, other, truncated=True)[0]
     assert pair_filter(keep, 0.3, good, other, truncated=True)[0]
+
+
+def test_a_long_prompt_is_cut_as_the_simpo_and_spin_trainers_cut_it(tmp_path):
+    """prompt + longer answer over max_length: the rendered prompt keeps its last max_prompt_length tokens (the
+    reference trainers' keep_end), the template's BOS and headers whole; a prompt that fits is left alone."""
+    from synpo.modeling import render_prompts
+    from synpo.training.common import HParams, fit_prompt
+    from synpo.training.simpo import build_simpo_trainer
+
+    path = str(build_standin(tmp_path, "llama3"))
+    tok = load_tokenizer(path)
+    words = [f"{w}" for w in ("add the numbers 3 and 4 sum is 7 uppercase word rose".split() * 6)]
+    long_prompt = " ".join(words)  # 66 words, one token each
+    hp = HParams(batch_size=1, max_steps=1, max_length=40, max_prompt_length=24)
+    cut = fit_prompt(tok, long_prompt, ["sum is 7", "sum is 3"], hp)
+    rendered = tok(render_prompts(tok, [cut])[0], add_special_tokens=False)["input_ids"]
+    assert len(rendered) == 24 and rendered[0] == tok.bos_token_id  # BOS kept, the prompt at its budget
+    assert long_prompt.endswith(cut) and len(cut.split()) == 24 - len(
+        tok(render_prompts(tok, [""])[0], add_special_tokens=False)["input_ids"]
+    )
+    assert fit_prompt(tok, "add the numbers 3 and 4", ["sum is 7"], hp) == "add the numbers 3 and 4"
+    pairs = [{"prompt": long_prompt, "chosen": "sum is 7", "rejected": "sum is 3"}]
+    trainer, _ = build_simpo_trainer(path, pairs, tmp_path / "s", hp, beta=2.0, gamma=1.0)
+    ids = trainer.train_dataset[0]["chosen_input_ids"]
+    assert len(ids) == 24 + 3 + 1 and ids[0] == tok.bos_token_id  # prompt, "sum is 7", end of turn

@@ -9,23 +9,9 @@ from pathlib import Path
 from synpo.artifacts import read_jsonl, write_jsonl
 from synpo.generation.protocol import Completion, SamplingParams
 from synpo.generation.vllm_worker import request_seed
-from synpo.modeling import resolve_model_path, stop_token_ids
+from synpo.modeling import render_prompts, resolve_model_path, stop_token_ids
 
 log = logging.getLogger(__name__)
-
-
-def render_prompts(tokenizer, prompts: list) -> list[str]:
-    """Each prompt through the tokenizer's chat template, ready for the assistant's turn. A prompt is a user message
-    (a string) or a whole conversation (a list of ``{"role", "content"}`` ending with a user turn: MT-Bench's second
-    turn)."""
-    return [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": p}] if isinstance(p, str) else list(p),
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        for p in prompts
-    ]
 
 
 def weights_fingerprint(model_path: str) -> tuple:

@@ -24,8 +24,8 @@ from pathlib import Path
 from synpo.artifacts import atomic_write_text
 from synpo.children import die_with, kill_group
 from synpo.errors import UserError
-from synpo.generation.hf import render_prompts
 from synpo.generation.protocol import Completion, SamplingParams
+from synpo.modeling import render_prompts
 
 log = logging.getLogger(__name__)
 

@@ -136,12 +136,55 @@ def trl_common_kwargs(hp: HParams, work: Path, n_examples: int) -> dict:
     )
 
 
-def load_for_training(model_path: str, hp: HParams, trust_remote_code: bool = False):
-    """The tokenizer and trainable model every job starts from (and TRL's experimental notice silenced)."""
-    from synpo.modeling import load_causal_lm, load_tokenizer
+def fit_prompt(tokenizer, prompt: str, answers: list[str], hp: HParams) -> str:
+    """The user message ``prompt`` cut as the SimPO and SPIN trainers cut a prompt (TRL's former
+    ``truncation_mode="keep_end"``, their default): when the rendered prompt and the longer answer exceed
+    ``hp.max_length`` tokens, the rendered prompt keeps its last ``hp.max_prompt_length`` tokens. The template's own
+    tokens (BOS, role headers) are kept whole, so the cut falls at the start of the message's text; an answer still
+    too long is cut at its end by the trainer's ``max_length``. TRL 1.x has no ``max_prompt_length`` of its own."""
+    from synpo.modeling import render_prompts
+
+    def length(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    longest = max((length(a) for a in answers), default=0)
+    if length(render_prompts(tokenizer, [prompt])[0]) + longest <= hp.max_length:
+        return prompt
+    keep = hp.max_prompt_length - length(render_prompts(tokenizer, [""])[0])
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids[-keep:], clean_up_tokenization_spaces=False) if keep > 0 else ""
+
+
+def training_tokenizer(model_path: str, trust_remote_code: bool = False):
+    """The tokenizer every job starts from (and TRL's experimental notice silenced)."""
+    from synpo.modeling import load_tokenizer
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    return load_tokenizer(model_path, trust_remote_code), load_causal_lm(model_path, hp.dtype, trust_remote_code)
+    return load_tokenizer(model_path, trust_remote_code)
+
+
+def training_model(model_path: str, hp: HParams, args, trust_remote_code: bool = False):
+    """A model for the job whose TRL arguments ``args`` are already made. The order matters under a ZeRO-3 profile:
+    making the arguments registers DeepSpeed's config with transformers, so that ``from_pretrained`` creates the
+    weights partitioned across the ranks (``deepspeed.zero.Init``) instead of a whole copy in each rank's memory
+    (8 x 14.5 GB of host memory for a 7B model in bf16 on one node). ``args`` is taken to make the order explicit."""
+    from synpo.modeling import load_causal_lm
+
+    if args is None:
+        raise ValueError("make the trainer's arguments before its model (ZeRO-3 partitions the model at load)")
+    model = load_causal_lm(model_path, hp.dtype, trust_remote_code)
+    model.synpo_held_at_load = held_share(model)  # reported in the job's result
+    return model
+
+
+def held_share(model) -> float:
+    """The share of the model's parameters that this process holds: 1 for a whole copy; about 1 / ranks for a model
+    that ZeRO-3 created partitioned (each parameter's ``ds_numel`` is its full size, ``ds_tensor`` this rank's part)."""
+    held = total = 0
+    for p in model.parameters():
+        total += getattr(p, "ds_numel", p.numel())
+        held += getattr(p, "ds_tensor", p).numel()
+    return held / max(1, total)
 
 
 def process_rank() -> int:
@@ -193,8 +236,9 @@ def _await_stamp(work: Path, stamp: str, rank: int, wait_seconds: float) -> Path
 
 
 def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: int) -> dict:
-    """Train (resuming from the newest checkpoint in ``work`` if any), then move the final model to ``out_dir``."""
-    checkpoints = _checkpoints(work)
+    """Train (resuming from the newest complete checkpoint in ``work`` if any), then move the final model to
+    ``out_dir``."""
+    checkpoints = complete_checkpoints(work, trainer.accelerator.num_processes)
     if checkpoints:
         log.info("resuming training from %s", checkpoints[-1])
     trainer.add_callback(preemption.stop_at_signal_callback())
@@ -219,6 +263,7 @@ def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: i
         "examples": n_examples,
         "deepspeed_zero_stage": _zero_stage(trainer),
         "processes": trainer.accelerator.num_processes,
+        "held_at_load": round(getattr(trainer.model, "synpo_held_at_load", 1.0), 4),
         COMPUTE: trained_compute(trainer.train_dataset, trainer.args.max_length, _passes(trainer)),
     }
 
@@ -247,6 +292,41 @@ def trained_compute(dataset, max_length: int | None, passes: float) -> dict | No
         n = sum(pc.list_value_length(table.column(c)).to_numpy(zero_copy_only=False) for c in cols)
         lengths.append(np.minimum(n, max_length) if max_length else n)
     return sequence_compute((int(x) for x in np.concatenate(lengths)), passes)
+
+
+def complete_checkpoints(work: Path, world_size: int) -> list[Path]:
+    """The step checkpoints in ``work`` that a job of ``world_size`` processes can resume from, oldest first.
+
+    HF writes a checkpoint in place, the trainer's state (``trainer_state.json``) last, after the weights, the
+    optimizer and, under DeepSpeed, its ``latest`` tag; a checkpoint cut off while it was written (a ZeRO-3
+    checkpoint of a 7B model is about 100 GB, against SLURM's delay between its signal and the kill) lacks them and
+    is passed over with a warning, so a requeued job resumes from the one before instead of failing every time. A
+    DeepSpeed checkpoint written by another number of ranks cannot be loaded: that is a ``UserError`` saying what
+    to do."""
+    from synpo.errors import UserError
+
+    complete = []
+    for c in _checkpoints(work):
+        deepspeed = any(c.glob("global_step*"))
+        if (c / "trainer_state.json").is_file() and (not deepspeed or (c / "latest").is_file()):
+            complete.append(c)
+        else:
+            log.warning("checkpoint %s was cut off while it was written: not resuming from it", c)
+    ranks = checkpoint_ranks(complete[-1]) if complete else None
+    if ranks is not None and ranks != world_size:
+        raise UserError(
+            f"{complete[-1]} was written by {ranks} DeepSpeed ranks, and this job runs {world_size}: a ZeRO "
+            f"checkpoint resumes only on as many ranks. Rerun with {ranks} processes in all (launch.num_processes x "
+            f"launch.num_machines; with a global_batch_size set, the batch stays the same), or delete {work} to "
+            "restart this job from its first step; every finished stage is kept either way."
+        )
+    return complete
+
+
+def checkpoint_ranks(checkpoint: Path) -> int | None:
+    """How many ranks wrote a DeepSpeed checkpoint (one optimizer-state file each), or None for a plain one."""
+    files = Path(checkpoint).glob("global_step*/*_optim_states.pt")
+    return len({f.name.split("_mp_rank")[0] for f in files}) or None
 
 
 def _checkpoints(work: Path) -> list[Path]:

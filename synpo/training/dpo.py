@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synpo.training.common import HParams, finish_training, load_for_training, prepare_workdir, trl_common_kwargs
+from synpo.training.common import (
+    HParams,
+    finish_training,
+    fit_prompt,
+    prepare_workdir,
+    training_model,
+    training_tokenizer,
+    trl_common_kwargs,
+)
 
 
 def build_dpo_trainer(
@@ -26,17 +34,16 @@ def build_dpo_trainer(
     trust_remote_code: bool = False,
 ):
     """A TRL DPOTrainer on ``pairs`` (``{"prompt", "chosen", "rejected"}``; prompt = user message)."""
-    tokenizer, model = load_for_training(model_path, hp, trust_remote_code)
+    tokenizer = training_tokenizer(model_path, trust_remote_code)
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from synpo.modeling import load_causal_lm
-
-    ref_model = load_causal_lm(ref_path, hp.dtype, trust_remote_code).eval()
     dataset = Dataset.from_list(
         [
             {
-                "prompt": [{"role": "user", "content": p["prompt"]}],
+                "prompt": [
+                    {"role": "user", "content": fit_prompt(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], hp)}
+                ],
                 "chosen": [{"role": "assistant", "content": p["chosen"]}],
                 "rejected": [{"role": "assistant", "content": p["rejected"]}],
             }
@@ -46,6 +53,8 @@ def build_dpo_trainer(
     args = DPOConfig(
         **trl_common_kwargs(hp, work, len(pairs)), loss_type=["sigmoid"], beta=beta, max_length=hp.max_length
     )
+    model = training_model(model_path, hp, args, trust_remote_code)
+    ref_model = training_model(ref_path, hp, args, trust_remote_code).eval()
     trainer = DPOTrainer(
         model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer
     )

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from synpo.artifacts import read_json, write_json
+from synpo.errors import UserError
 from synpo.training import preemption
 from synpo.training.common import HParams, process_rank
 from synpo.training.launch import job_function
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> None:
         result = job_function(job["kind"])(out_dir=Path(job["out_dir"]), **kwargs)
     except preemption.Preempted as e:
         e.exit()  # a rank has no earlier handler: exit 128 + n
+    except UserError as e:  # something the user can fix: run.py reports the paragraph itself, not a traceback
+        if process_rank() == 0:
+            write_json(Path(job["result"]), {"user_error": str(e)})
+        sys.exit(2)
     # Where and when it ran: concurrent beta candidates are checked against these.
     result.update(
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),

@@ -71,21 +71,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def srun_command(accelerate: list[str], job: list[str], nodes: int) -> list[str]:
-    """``srun`` starting ``accelerate`` once per node of run.py's SLURM allocation: each node's machine rank is its
-    ``SLURM_NODEID`` and the main process is on the allocation's first node."""
+def allocation_problem(nodes: int) -> str | None:
+    """Why training cannot start with srun on ``nodes`` nodes from here (no SLURM allocation, or a smaller one), or
+    None. The run checks it before any work, and each launch again."""
     if "SLURM_JOB_NODELIST" not in os.environ:
-        raise UserError(
+        return (
             f"launch.num_machines={nodes} / launch.srun=true starts training with srun, which needs a SLURM "
             "allocation: run run.py inside one (sbatch --nodes=<n> or salloc; not hydra.launcher.nodes=<n>, which "
             "would run run.py once per node), or set launch.num_machines=1 launch.srun=false."
         )
     have = int(os.environ.get("SLURM_JOB_NUM_NODES", os.environ.get("SLURM_NNODES", "1")))
     if have < nodes:
-        raise UserError(
+        return (
             f"launch.num_machines={nodes}, but this SLURM allocation has {have} node(s) (SLURM_JOB_NUM_NODES). "
             f"Allocate {nodes} nodes (sbatch --nodes={nodes}) or lower launch.num_machines."
         )
+    return None
+
+
+def srun_command(accelerate: list[str], job: list[str], nodes: int) -> list[str]:
+    """``srun`` starting ``accelerate`` once per node of run.py's SLURM allocation: each node's machine rank is its
+    ``SLURM_NODEID`` and the main process is on the allocation's first node. The step gets the allocation's CPUs
+    per task explicitly: Slurm 22.05 and later no longer pass ``--cpus-per-task`` from sbatch on to srun, and
+    without it every rank of the node would share one CPU."""
+    if problem := allocation_problem(nodes):
+        raise UserError(problem)
     try:
         hosts = subprocess.run(
             ["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]], capture_output=True, text=True
@@ -102,7 +112,9 @@ def srun_command(accelerate: list[str], job: list[str], nodes: int) -> list[str]
     script = (
         " ".join(map(shlex.quote, per_node)) + ' --machine_rank "$SLURM_NODEID" ' + " ".join(map(shlex.quote, job))
     )
-    return ["srun", f"--nodes={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1", "bash", "-c", f"exec {script}"]
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("SLURM_CPUS_ON_NODE")
+    step = ["srun", f"--nodes={nodes}", "--ntasks-per-node=1", *([f"--cpus-per-task={cpus}"] if cpus else [])]
+    return [*step, "--kill-on-bad-exit=1", "bash", "-c", f"exec {script}"]
 
 
 def device_slots(launch: DictConfig, n_jobs: int) -> list[list[int] | None]:
@@ -158,6 +170,7 @@ def run_training_job(
     job_file, result_file = sibling(out_dir, "job"), sibling(out_dir, "result")
     payload = {k: asdict(v) if isinstance(v, HParams) else v for k, v in kwargs.items()}
     write_json(job_file, {"kind": kind, "out_dir": str(out_dir), "result": str(result_file), "kwargs": payload})
+    result_file.unlink(missing_ok=True)  # what this launch returns, never an earlier attempt's
     acc_cfg = resolved_accelerate_config(launch.accelerate_config, sibling(out_dir, "accelerate"))
     cmd = [
         sys.executable,
@@ -184,6 +197,8 @@ def run_training_job(
         _wait_forwarding_preemption(proc)
     if preemption.requested() is not None:  # the ranks checkpointed at a step boundary (or were stopped before)
         raise preemption.Preempted(preemption.requested(), str(sibling(out_dir, "partial")))
+    if proc.returncode != 0 and result_file.is_file() and "user_error" in read_json(result_file):
+        raise UserError(read_json(result_file)["user_error"])
     if proc.returncode != 0:
         raise RuntimeError(
             f"training job {job_file} failed under accelerate (exit {proc.returncode}); from {log_file}:\n"

@@ -5,7 +5,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from synpo.training.common import HParams, finish_training, load_for_training, prepare_workdir, trl_common_kwargs
+from synpo.training.common import (
+    HParams,
+    finish_training,
+    fit_prompt,
+    prepare_workdir,
+    training_model,
+    training_tokenizer,
+    trl_common_kwargs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -14,14 +22,14 @@ def build_sft_trainer(model_path: str, examples: list[dict], work: Path, hp: HPa
     """A TRL SFTTrainer on ``examples`` (``{"prompt", "completion"}`` strings): the prompt as a user turn and the
     completion as the assistant turn of the tokenizer's chat template, the rendering generation uses; loss on the
     completion only."""
-    tokenizer, model = load_for_training(model_path, hp, trust_remote_code)
+    tokenizer = training_tokenizer(model_path, trust_remote_code)
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     dataset = Dataset.from_list(
         [
             {
-                "prompt": [{"role": "user", "content": e["prompt"]}],
+                "prompt": [{"role": "user", "content": fit_prompt(tokenizer, e["prompt"], [e["completion"]], hp)}],
                 "completion": [{"role": "assistant", "content": e["completion"]}],
             }
             for e in examples
@@ -33,6 +41,7 @@ def build_sft_trainer(model_path: str, examples: list[dict], work: Path, hp: HPa
         completion_only_loss=True,
         packing=False,
     )
+    model = training_model(model_path, hp, args, trust_remote_code)
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer), tokenizer
 
 

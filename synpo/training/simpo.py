@@ -14,7 +14,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synpo.training.common import HParams, finish_training, load_for_training, prepare_workdir, trl_common_kwargs
+from synpo.modeling import end_of_turn_id
+from synpo.training.common import (
+    HParams,
+    finish_training,
+    fit_prompt,
+    prepare_workdir,
+    training_model,
+    training_tokenizer,
+    trl_common_kwargs,
+)
+
+
+def with_eos(tokenizer, eos_id: int | None):
+    """``tokenizer`` itself when its EOS is ``eos_id`` (or that is None), else a copy whose EOS is that token."""
+    import copy
+
+    if eos_id is None or eos_id == tokenizer.eos_token_id:
+        return tokenizer
+    other = copy.deepcopy(tokenizer)
+    other.eos_token = tokenizer.convert_ids_to_tokens(eos_id)
+    return other
 
 
 def build_simpo_trainer(
@@ -27,13 +47,18 @@ def build_simpo_trainer(
     trust_remote_code: bool = False,
 ):
     """A TRL CPOTrainer set up as SimPO on ``pairs`` (``{"prompt", "chosen", "rejected"}``, prompt = user message)."""
-    tokenizer, model = load_for_training(model_path, hp, trust_remote_code)
+    tokenizer = training_tokenizer(model_path, trust_remote_code)
     from datasets import Dataset
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
-    from synpo.generation.hf import render_prompts
+    from synpo.modeling import render_prompts
 
-    rendered = render_prompts(tokenizer, [p["prompt"] for p in pairs])
+    prompts = [fit_prompt(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], hp) for p in pairs]
+    rendered = render_prompts(tokenizer, prompts)
+    # TRL's CPO path appends the tokenizer's EOS to both answers; SFT, DPO and generation end an answer with the
+    # template's end of turn (Llama-3: <|eot_id|>, not <|end_of_text|>), so the trainer gets a tokenizer whose EOS
+    # is that token. The model is saved with the original tokenizer.
+    trainer_tokenizer = with_eos(tokenizer, end_of_turn_id(tokenizer))
     dataset = Dataset.from_list(
         [{"prompt": r, "chosen": p["chosen"], "rejected": p["rejected"]} for r, p in zip(rendered, pairs, strict=True)]
     )
@@ -46,7 +71,9 @@ def build_simpo_trainer(
         max_length=hp.max_length,
         remove_unused_columns=False,
     )
-    return CPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer), tokenizer
+    model = training_model(model_path, hp, args, trust_remote_code)
+    trainer = CPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=trainer_tokenizer)
+    return trainer, tokenizer
 
 
 def train_simpo(
