@@ -1,6 +1,7 @@
 """Helpers that several test modules share: tiny models built here with the real classes and the real layouts."""
 
 import json
+from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
@@ -77,3 +78,62 @@ def write_paper_config(path, name: str):
 
     LlamaConfig(**PAPER_CONFIGS[name], torch_dtype="bfloat16").save_pretrained(path)
     return path
+
+
+# Stand-ins of the real models' tokenizers and templates (zephyr, Llama-3, ChatML): see tests/test_templates.py.
+WORDS = "add the numbers 3 and 4 sum is 7 uppercase word rose ROSE . : hi x user assistant system"
+ZEPHYR = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}{{ eos_token }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+LLAMA3 = (
+    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{{ message['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+STYLES = {
+    # name: (bos, eos, specials, template, tokenizer adds BOS to plain text, generation-config EOS ids by token)
+    "zephyr": ("<s>", "</s>", ["<|user|>", "<|assistant|>", "<|system|>"], ZEPHYR, True, ["</s>"]),
+    "llama3": (
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        LLAMA3,
+        True,
+        ["<|end_of_text|>", "<|eot_id|>"],
+    ),
+    "chatml": (None, "<|im_end|>", ["<|im_start|>"], CHATML, False, ["<|im_end|>"]),
+}
+
+
+def build_standin(tmp_path: Path, style: str) -> Path:
+    """A tiny Llama with a word-level tokenizer in the given model family's conventions, saved like a checkpoint."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import GenerationConfig, PreTrainedTokenizerFast
+
+    from synpo.tinyworld.model import build_model
+
+    bos, eos, specials, template, adds_bos, gen_eos = STYLES[style]
+    special = ["<pad>", "<unk>", *([bos] if bos else []), eos, *specials]
+    vocab = {t: i for i, t in enumerate(special + sorted(set(WORDS.split()) | set("\n")))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit()])
+    if adds_bos:
+        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, vocab[bos])])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token="<pad>", unk_token="<unk>",
+        additional_special_tokens=specials,
+    )  # fmt: skip
+    fast.chat_template = template
+    model = build_model(fast, hidden=64, layers=1)
+    model.generation_config = GenerationConfig(
+        bos_token_id=fast.bos_token_id, eos_token_id=[vocab[t] for t in gen_eos], pad_token_id=fast.pad_token_id
+    )
+    out = tmp_path / style
+    fast.save_pretrained(out)
+    model.save_pretrained(out)
+    return out

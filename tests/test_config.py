@@ -58,7 +58,6 @@ def test_unknown_accelerate_config_is_refused():
 COMPANIONS = {("method", m): ["trainer=dpo"] for m in ("spin", "spin_judged", "spin_noised", "spin_adaptive")}
 COMPANIONS[("trainer", "dpo")] = ["method=spin"]
 COMPANIONS[("scorer", "reward_model")] = ["scorer.name_or_path=builtin:tiny-sft"]
-COMPANIONS[("scorer", "armorm")] = ["scorer.trust_remote_code=true"]
 # The vLLM configs name .venv-vllm's interpreter, which the default suite does not need: any interpreter validates.
 ANY_PYTHON = f"generator.python={sys.executable}"
 COMPANIONS[("generator", "vllm")] = COMPANIONS[("generator", "vllm_cpu")] = [ANY_PYTHON]
@@ -168,9 +167,11 @@ def test_run_py_is_thin():
     assert body.count("\n") < 40 and "validate(cfg)" in body and "pipeline.run(cfg)" in body
 
 
-def test_armorm_needs_explicit_trust_remote_code():
-    msg = _problems(["scorer=armorm"])
-    assert "custom Python code" in msg and "scorer.trust_remote_code=true" in msg
+def test_armorm_needs_no_remote_code_and_other_scorers_refuse_it():
+    from synpo.config import collect_problems
+
+    problems = collect_problems(compose(["scorer=armorm"]), read_files=False)
+    assert not [p for p in problems if "trust_remote_code" in p]  # implemented here (synpo/scoring/armorm.py)
     assert "only ever needed for armorm" in _problems(["scorer.trust_remote_code=true"])
     assert "scorer.name_or_path is null" in _problems(["scorer=reward_model"])
 
@@ -188,7 +189,7 @@ def test_paper_synpo_configs_carry_the_paper_values(name, model, scorer, thresho
     validate(cfg, read_files=False)
     assert cfg.generator.backend == "vllm" and cfg.generator.tensor_parallel_size == 8
     assert cfg.model.name_or_path == model and cfg.scorer.name == scorer and cfg.scorer.threshold == threshold
-    assert cfg.scorer.trust_remote_code == (scorer == "armorm")
+    assert not cfg.scorer.trust_remote_code  # ArmoRM runs through synpo's own implementation
     from synpo.training.config import batch_problems
 
     m, t, s, g = cfg.method, cfg.trainer, cfg.sft_trainer, cfg.generator

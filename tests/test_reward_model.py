@@ -7,7 +7,6 @@ import torch
 from helpers import build_reward_model
 from transformers import LlamaForSequenceClassification
 
-from synpo.errors import UserError
 from synpo.modeling import load_tokenizer
 from synpo.scoring.reward_model import RewardModelScorer
 
@@ -32,13 +31,13 @@ def test_reward_model_scores_in_its_own_chat_format(tmp_path):
     assert scores == pytest.approx(expected, abs=1e-4)
 
 
-def test_armorm_path_refuses_without_trust_remote_code(tmp_path, monkeypatch):
+def test_a_checkpoint_with_custom_code_never_runs_it_without_trust_remote_code(tmp_path, monkeypatch):
     path = build_reward_model(tmp_path / "armo", custom=True)
     sentinel = tmp_path / "ran"
     monkeypatch.setenv("ARMO_SENTINEL", str(sentinel))
-    with pytest.raises(UserError, match="trust_remote_code=true"):
-        RewardModelScorer(str(path), output="score", trust_remote_code=False)
-    assert not sentinel.exists()  # refused before any of the checkpoint's code ran
+    scorer = RewardModelScorer(str(path), trust_remote_code=False)  # the config's own class, not the custom one
+    assert type(scorer.held.model).__name__ == "LlamaForSequenceClassification"
+    assert not sentinel.exists()  # none of the checkpoint's code ran
 
 
 def test_armorm_path_reads_output_score(tmp_path, monkeypatch):

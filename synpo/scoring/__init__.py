@@ -91,6 +91,10 @@ def make_scorer(cfg: DictConfig) -> Scorer:
         from synpo.scoring.verifier import VerifierScorer
 
         return VerifierScorer()
+    if s.name == "armorm" and not s.trust_remote_code:
+        from synpo.scoring.reward_model import ArmoRMScorer
+
+        return ArmoRMScorer(s.name_or_path, s.batch_size, s.max_length, dtype=s.dtype)
     if s.name in ("reward_model", "armorm"):
         from synpo.scoring.reward_model import RewardModelScorer
 

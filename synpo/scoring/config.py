@@ -27,7 +27,11 @@ class ScorerConfig:
         speed=True,
     )
     name_or_path: str | None = spec(None, "reward_model / armorm / pairrm: the model; judge: the served model name")
-    trust_remote_code: bool = spec(False, "armorm only: its model class is custom code shipped with the checkpoint")
+    trust_remote_code: bool = spec(
+        False,
+        "armorm only: run the checkpoint's own modeling code instead of synpo's implementation of the architecture "
+        "(that code fails under transformers 5; loading it runs it with your permissions)",
+    )
     max_length: int = spec(4096, "tokens of the rendered conversation a reward model sees", gt=0)
     dtype: str = spec("float32", "the reward model's weights", choices=DTYPES)
     shard_size: int = spec(
@@ -59,10 +63,6 @@ def scorer_problems(cfg: DictConfig) -> list[str]:
             p.append(f"scorer.name_or_path is null but scorer.name={s.name!r} needs a reward model")
         elif problem := model_path_problem(s.name_or_path):
             p.append(f"scorer.name_or_path: {problem}")
-    if s.name == "armorm" and not s.trust_remote_code:
-        from synpo.scoring.reward_model import ARMORM_RISK
-
-        p.append(ARMORM_RISK)
     if s.trust_remote_code and s.name != "armorm":
         p.append(
             f"scorer.trust_remote_code=true with scorer.name={s.name!r}: it is only ever needed for armorm; "
