@@ -160,14 +160,16 @@ def build(sources: list[str], out_dir: Path, paper_file: Path | None = PAPER_FIL
     out_dir.mkdir(parents=True, exist_ok=True)
     groups = group_runs(runs)
     sections = [
-        ("Table 2: instruction following (AlpacaEval 2.0, Arena-Hard, MT-Bench), with the baselines",
-         table2(groups, paper)),
+        (
+            "Table 2: instruction following (AlpacaEval 2.0, Arena-Hard, MT-Bench), with the baselines",
+            table2(groups, paper),
+        ),
         ("Table 3: MT-Bench by turn", table3(groups, paper)),
         ("Table 4: Open LLM leaderboard", suite_table(groups, "openllm", OPENLLM, paper, "table4")),
         ("Table 5: six more LLM Harness tasks (5-shot)", suite_table(groups, "harness6", HARNESS6, paper, "table5")),
         ("Table 6: prompt source (one iteration)", table6(groups, paper)),
         ("Table 7: seed-data ablations", table7(groups, paper)),
-    ]  # fmt: skip
+    ]
     for name, table in other_suites(groups).items():
         sections.append((f"lm-eval suite {name}", table))
     sections.append(("Figure 5: prompt diversity (all-MiniLM-L6-v2)", diversity_table(groups, paper)))

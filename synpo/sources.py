@@ -27,8 +27,20 @@ class LoadedRun:
 
 # Config keys that do not make a different setting: the seed (the report averages over it), where the run lives,
 # what is measured and logged, and the topology and batching of generation and scoring.
-NOT_A_SETTING = ("seed", "run_dir", "name", "logger.", "eval.", "launch.", "hydra.", "generator.shard_size",
-                 "generator.batch_size", "generator.python", "scorer.shard_size", "scorer.batch_size")  # fmt: skip
+NOT_A_SETTING = (
+    "seed",
+    "run_dir",
+    "name",
+    "logger.",
+    "eval.",
+    "launch.",
+    "hydra.",
+    "generator.shard_size",
+    "generator.batch_size",
+    "generator.python",
+    "scorer.shard_size",
+    "scorer.batch_size",
+)
 
 
 def run_settings(config_file: Path) -> dict:

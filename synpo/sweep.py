@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 def sweep_points(config: DictConfig) -> list[list[str]]:
     """The override list of every job the basic sweeper will launch for this multirun config."""
+    # Private, on purpose: Hydra has no public API that expands a multirun's overrides into its jobs, and this is the
+    # function its basic sweeper (and so submitit's launches) uses, so the points validated here are exactly the
+    # points launched. setup.cfg pins hydra-core below 1.4; tests/test_sweeps.py fails if it moves.
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser

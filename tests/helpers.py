@@ -64,11 +64,25 @@ def build_reward_model(path, custom: bool = False):
 
 # The published config.json values of the paper's 7B/8B models (architecture only; no weights are made).
 PAPER_CONFIGS = {
-    "mistral_7b": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=32768),
-    "llama3_8b": dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                      num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192),
-}  # fmt: skip
+    "mistral_7b": dict(
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=32768,
+    ),
+    "llama3_8b": dict(
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=8192,
+    ),
+}
 
 
 def write_paper_config(path, name: str):
@@ -125,9 +139,13 @@ def build_standin(tmp_path: Path, style: str) -> Path:
     if adds_bos:
         tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, vocab[bos])])
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token="<pad>", unk_token="<unk>",
+        tokenizer_object=tok,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token="<pad>",
+        unk_token="<unk>",
         additional_special_tokens=specials,
-    )  # fmt: skip
+    )
     fast.chat_template = template
     model = build_model(fast, hidden=64, layers=1)
     model.generation_config = GenerationConfig(

@@ -23,12 +23,22 @@ def build_armorm(tmp_path):
     tok = load_tokenizer(str(build_standin(tmp_path, "llama3")))
     tok.pad_token = "<|eot_id|>"  # as in the real checkpoint: padding right with the end-of-turn token
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, num_objectives=5, gating_hidden_dim=16, gating_n_hidden=2,
-        gating_temperature=10, architectures=[ARCHITECTURE],
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        num_objectives=5,
+        gating_hidden_dim=16,
+        gating_n_hidden=2,
+        gating_temperature=10,
+        architectures=[ARCHITECTURE],
         auto_map={"AutoModelForSequenceClassification": f"modeling_custom.{ARCHITECTURE}"},
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     model = ArmoRMModel(config)
     with torch.no_grad():  # a transform that is not the identity, to see that the checkpoint's is the one used

@@ -71,10 +71,18 @@ def test_bad_config_values(overrides, needle):
 
 
 USER_FILES = {  # option -> (a good row, a bad row and what the error must say about it)
-    "method.preference_file": ({"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "p", "chosen": ""}, "['chosen', 'rejected']"),
+    "method.preference_file": (
+        {"prompt": "p", "chosen": "a", "rejected": "b"},
+        {"prompt": "p", "chosen": ""},
+        "['chosen', 'rejected']",
+    ),
     "method.manual_prompts": ({"prompt": "Write a poem."}, {"text": "no prompt"}, "['prompt']"),
-    "method.judge_data": ({"prompt": "p", "response": "r", "score": 4}, {"prompt": "p", "response": "r", "score": 9}, "'score' must be a number from 0 to 5, not 9"),
-}  # fmt: skip
+    "method.judge_data": (
+        {"prompt": "p", "response": "r", "score": 4},
+        {"prompt": "p", "response": "r", "score": 9},
+        "'score' must be a number from 0 to 5, not 9",
+    ),
+}
 
 
 @pytest.mark.parametrize("key", list(USER_FILES))

@@ -56,9 +56,13 @@ def _killed_then_resumed(run_dir, extra: list[str], marker: str):
     """Start the run, SIGKILL its process group once ``marker`` is written, then rerun the same command to the end.
     Returns the marker's record before the resume and the resumed run's log."""
     proc = subprocess.Popen(
-        _cmd(run_dir, *extra), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        _cmd(run_dir, *extra),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
-    )  # fmt: skip
+    )
     path = run_dir / ".stages" / marker
     deadline = time.time() + 600
     while not path.exists() and proc.poll() is None and time.time() < deadline:

@@ -26,10 +26,17 @@ def test_alpaca_eval_round_trip(tmp_path):
     assert exports.read_alpaca_eval_questions(out)[0] == QUESTIONS
     # What alpaca_eval writes after judging them: the model wins, loses, ties.
     annotations = [
-        {"instruction": r["instruction"], "output_1": "ref " * (i + 1), "generator_1": "gpt4", "output_2": r["output"],
-         "generator_2": r["generator"], "annotator": "weighted_alpaca_eval_gpt4_turbo", "preference": p}
+        {
+            "instruction": r["instruction"],
+            "output_1": "ref " * (i + 1),
+            "generator_1": "gpt4",
+            "output_2": r["output"],
+            "generator_2": r["generator"],
+            "annotator": "weighted_alpaca_eval_gpt4_turbo",
+            "preference": p,
+        }
         for i, (r, p) in enumerate(zip(rows, [2.0, 1.0, 1.5], strict=True))
-    ]  # fmt: skip
+    ]
     (tmp_path / "annotations.json").write_text(json.dumps(annotations))
     got = exports.read_alpaca_eval_annotations(tmp_path / "annotations.json", n_boot=0)
     assert got["alpaca_win_rate"] == pytest.approx(50.0) and got["alpaca_n_total"] == 3

@@ -70,8 +70,13 @@ def test_greedy_decoding_is_generate_token_for_token():
     tok, model, enc = _tiny_batch(prompts)
     assert len(set(enc["attention_mask"].sum(dim=1).tolist())) > 1  # the prompts really are padded
     for limit in (3, 24):
-        ref = model.generate(**enc, do_sample=False, max_new_tokens=limit, pad_token_id=tok.pad_token_id,
-                             eos_token_id=[tok.eos_token_id])  # fmt: skip
+        ref = model.generate(
+            **enc,
+            do_sample=False,
+            max_new_tokens=limit,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=[tok.eos_token_id],
+        )
         ref = ref[:, enc["input_ids"].shape[1] :].tolist()
         got = decode(
             model, enc["input_ids"], enc["attention_mask"], SamplingParams(0.0, 1.0, limit), [tok.eos_token_id]

@@ -21,12 +21,24 @@ def build_tiny_pairrm(path):
     )
     tok = PreTrainedTokenizerFast(tokenizer_object=base, cls_token="[CLS]", sep_token="[SEP]", pad_token="<pad>")
     config = DebertaV2Config(
-        vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-        max_position_embeddings=2048, relative_attention=True, position_buckets=64, pos_att_type=["p2c", "c2p"],
-        pad_token_id=tok.pad_token_id, n_tasks=1, drop_out=0.05, sep_token_id=sep_id,
-        source_prefix_id=base.token_to_id(SOURCE_PREFIX), cand_prefix_id=base.token_to_id(CAND1_PREFIX),
-        cand1_prefix_id=base.token_to_id(CAND1_PREFIX), cand2_prefix_id=base.token_to_id(CAND2_PREFIX),
-    )  # fmt: skip
+        vocab_size=len(tok),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=2048,
+        relative_attention=True,
+        position_buckets=64,
+        pos_att_type=["p2c", "c2p"],
+        pad_token_id=tok.pad_token_id,
+        n_tasks=1,
+        drop_out=0.05,
+        sep_token_id=sep_id,
+        source_prefix_id=base.token_to_id(SOURCE_PREFIX),
+        cand_prefix_id=base.token_to_id(CAND1_PREFIX),
+        cand1_prefix_id=base.token_to_id(CAND1_PREFIX),
+        cand2_prefix_id=base.token_to_id(CAND2_PREFIX),
+    )
     torch.manual_seed(0)
     PairRMModel(config).save_pretrained(path)
     tok.save_pretrained(path)

@@ -47,10 +47,16 @@ def test_chatml_ids_and_stop(smol_dir):
 
 
 SMOL_MICRO = {  # each experiment at a size that runs in a few minutes, with its own SFT and preference settings
-    "smol_synpo": ["data.n_train=16", "method.n_prompts=16", "method.pairs_per_iteration=8", "sft_trainer.batch_size=4",
-                   "sft_trainer.grad_accum=1", "trainer.beta_grid=[2.0]"],  # 4 per update: 12 generator steps
+    "smol_synpo": [
+        "data.n_train=16",
+        "method.n_prompts=16",
+        "method.pairs_per_iteration=8",
+        "sft_trainer.batch_size=4",
+        "sft_trainer.grad_accum=1",
+        "trainer.beta_grid=[2.0]",
+    ],  # 4 per update: 12 generator steps
     "smol_spin": ["data.n_train=8"],
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("experiment", list(SMOL_MICRO))
@@ -63,9 +69,19 @@ def test_micro_run_on_smollm2_end_to_end(experiment, smol_dir, tmp_path):
     from conftest import ROOT
 
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "run.py", f"experiment={experiment}", *SMOL_MICRO[experiment], "data.n_val=4",
-           "method.iterations=1", "generator.max_new_tokens=32", "eval.max_new_tokens=32", "logger.mode=offline",
-           f"run_dir={run_dir}", f"hydra.run.dir={run_dir}/.hydra_out"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "run.py",
+        f"experiment={experiment}",
+        *SMOL_MICRO[experiment],
+        "data.n_val=4",
+        "method.iterations=1",
+        "generator.max_new_tokens=32",
+        "eval.max_new_tokens=32",
+        "logger.mode=offline",
+        f"run_dir={run_dir}",
+        f"hydra.run.dir={run_dir}/.hydra_out",
+    ]
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 from synpo.evaluation.winrate import alpaca_preference
@@ -49,10 +50,16 @@ def test_official_judgments_take_precedence(eval_run, tmp_path):
     outputs = json.loads((run_dir / "iter_1/export/alpaca_eval/model_outputs.json").read_text())
     prefs = [1.0, 0.0, 0.5, 1.0] * (len(outputs) // 4)  # what a GPT-4 judge might have said
     annotations = [
-        {"instruction": o["instruction"], "output_1": "ref", "generator_1": "gpt4_turbo", "output_2": o["output"],
-         "generator_2": o["generator"], "preference": alpaca_preference(p)}
+        {
+            "instruction": o["instruction"],
+            "output_1": "ref",
+            "generator_1": "gpt4_turbo",
+            "output_2": o["output"],
+            "generator_2": o["generator"],
+            "preference": alpaca_preference(p),
+        }
         for o, p in zip(outputs, prefs, strict=False)
-    ]  # fmt: skip
+    ]
     target = copy / "iter_1/export/alpaca_eval/annotations.json"
     target.parent.mkdir(parents=True)
     target.write_text(json.dumps(annotations))
@@ -104,3 +111,12 @@ def test_a_corrupt_saved_config_is_one_readable_error(tmp_path):
     bad.write_text("method: [unclosed\n")
     with pytest.raises(UserError, match=r"config.yaml cannot be read .* Rerun the job"):
         run_settings(bad)
+
+
+def test_the_t_quantile_holds_past_ten_seeds():
+    """A 95% interval over n seeds uses Student's t with n - 1 degrees of freedom at any n (a table stopped at 10
+    and fell back to the normal 1.96 for 12 seeds, where t is 2.201)."""
+    from synpo.tables import t_975
+
+    assert t_975(1) == pytest.approx(12.706, abs=1e-3) and t_975(2) == pytest.approx(4.303, abs=1e-3)
+    assert t_975(11) == pytest.approx(2.201, abs=1e-3)

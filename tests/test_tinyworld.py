@@ -164,8 +164,10 @@ def test_natural_answers_are_read_for_their_content():
         assert v.exact and 0.7 <= v.score < 1.0, (answer, v)  # right content, not the gold form
     hedged = verify(Task("sort", (3, 9, 5)), "3 5 9 or maybe 9 5 3")  # only the last list counts
     assert not hedged.exact and hedged.score < 0.5
-    for task, padded in [(Task("reverse", ("zebra", "rocket")), "The reversed words are: rocket zebra 77."),
-                         (Task("sort", (3, 9, 5)), "3 5 9 tiger")]:  # fmt: skip
+    for task, padded in [
+        (Task("reverse", ("zebra", "rocket")), "The reversed words are: rocket zebra 77."),
+        (Task("sort", (3, 9, 5)), "3 5 9 tiger"),
+    ]:
         assert not verify(task, padded).exact, padded  # an object after the list: it is not the answer's end
 
 

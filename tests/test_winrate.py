@@ -6,13 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from synpo.evaluation.winrate import (
-    alpaca_preference,
-    from_alpaca_preference,
-    lc_win_rate,
-    preferences_from_gaps,
-    win_rate,
-)
+from synpo.evaluation.winrate import alpaca_preference, from_alpaca_preference, lc_win_rate, win_rate
+from synpo.scoring.base import gap_preferences
 
 
 def test_win_rate_and_its_error_bars_by_hand():
@@ -43,7 +38,7 @@ def test_bad_preferences_are_refused():
 def test_preference_encodings_round_trip():
     assert [alpaca_preference(p) for p in (0, 0.5, 1)] == [1.0, 1.5, 2.0]
     assert [from_alpaca_preference(p) for p in (1.0, 1.5, 2.0, 0.0)] == [0.0, 0.5, 1.0, 0.5]
-    assert preferences_from_gaps([0.3, -0.3, 0.0], tie=0.1) == [1.0, 0.0, 0.5]
+    assert gap_preferences([0.3, -0.3, 0.0], tie=0.1) == [1.0, 0.0, 0.5]
 
 
 def _annotations(n: int = 400, seed: int = 0):
@@ -116,3 +111,14 @@ def test_lc_win_rate_equals_the_raw_rate_when_lengths_do_not_matter():
     out = lc_win_rate(pref, lens, lens[::-1], n_boot=200)
     assert out["length_controlled_winrate"] == pytest.approx(win_rate(pref, n_boot=0)["win_rate"], abs=1.5)
     assert out["lc_ci_low"] < out["length_controlled_winrate"] < out["lc_ci_high"]
+
+
+def test_each_scorer_turns_its_own_gaps_into_preferences():
+    """The scorer contract answers it, so the win rate never asks which scorer it has: a judge's split verdict keeps
+    its half point; other scorers' gaps are won, lost or tied around ``tie``."""
+    from synpo.scoring.judge import JudgeScorer
+    from synpo.scoring.verifier import VerifierScorer
+
+    judge = JudgeScorer("http://127.0.0.1:9/v1", "served-model")
+    assert judge.preferences([0.5, -1.0, 0.0], tie=0.1) == [0.75, 0.0, 0.5]
+    assert VerifierScorer().preferences([0.5, -1.0, 0.05], tie=0.1) == [1.0, 0.0, 0.5]

@@ -54,10 +54,10 @@ def _references(ctx: Context) -> tuple[list[str], str, list]:
 
 
 def _winrate_result(ctx: Context, prompts, answers, references, gaps) -> tuple[dict, list[float]]:
-    from synpo.evaluation.winrate import lc_win_rate, preferences_from_gaps, preferences_from_verdicts, win_rate
+    from synpo.evaluation.winrate import lc_win_rate, win_rate
 
     cfg, w = ctx.cfg, ctx.cfg.eval.winrate
-    prefs = preferences_from_verdicts(gaps) if cfg.scorer.name == "judge" else preferences_from_gaps(gaps, w.tie)
+    prefs = ctx.scorer.preferences(gaps, w.tie)
     result = {f"wr_{k}": v for k, v in win_rate(prefs, n_boot=w.n_boot, seed=cfg.seed).items()}
     lc = lc_win_rate(prefs, [len(a) for a in answers], [len(r) for r in references], n_boot=w.n_boot, seed=cfg.seed)
     result.update({f"wr_{k}": v for k, v in lc.items()})
@@ -75,9 +75,14 @@ def _winrate(ctx: Context, t: int, policy: str, policy_record) -> dict:
     prompts = [r["prompt"] for r in ctx.seed_val]
     answers_file = rundir.iter_file(t, "evals", "answers.jsonl")
     r_answers = ctx.generate(
-        rundir.iter_stage(t, "evals", "answers"), policy, prompts, answers_file, [policy_record],
-        temperature=w.temperature, kind="evals",
-    )  # fmt: skip
+        rundir.iter_stage(t, "evals", "answers"),
+        policy,
+        prompts,
+        answers_file,
+        [policy_record],
+        temperature=w.temperature,
+        kind="evals",
+    )
     references, ref_name, ref_deps = _references(ctx)
     out_file, ann_file = rundir.iter_file(t, "evals", "winrate.json"), rundir.iter_file(t, "evals", "annotations.json")
     model = export_model_name(cfg.name, t)
@@ -89,10 +94,17 @@ def _winrate(ctx: Context, t: int, policy: str, policy_record) -> dict:
         annotator = cfg.scorer.name + ("" if comparison.pairwise else "_score_gap")
         # The annotations in AlpacaEval's own format: alpaca_eval and our reader take them as they are.
         annotations = [
-            {"instruction": x, "output_1": ref, "generator_1": ref_name, "output_2": ans, "generator_2": model,
-             "annotator": annotator, "preference": alpaca_preference(p)}
+            {
+                "instruction": x,
+                "output_1": ref,
+                "generator_1": ref_name,
+                "output_2": ans,
+                "generator_2": model,
+                "annotator": annotator,
+                "preference": alpaca_preference(p),
+            }
             for x, ref, ans, p in zip(prompts, references, answers, prefs, strict=True)
-        ]  # fmt: skip
+        ]
         atomic_write_text(ann_file, json.dumps(annotations, indent=1, ensure_ascii=False))
         write_json(out_file, result)
         shutil.rmtree(sibling(out_file, "shards"), ignore_errors=True)
@@ -188,9 +200,15 @@ def _export(ctx: Context, t: int, policy: str, policy_record) -> None:
     def answer(tag: str, prompts: list, deps: list) -> tuple[list[str], StageRecord]:
         out = rundir.iter_file(t, "export", f".{tag}.jsonl")
         rec = ctx.generate(
-            rundir.iter_stage(t, "export", tag), policy, prompts, out, deps, temperature=x.temperature,
-            max_new_tokens=x.max_new_tokens, kind="evals",
-        )  # fmt: skip
+            rundir.iter_stage(t, "export", tag),
+            policy,
+            prompts,
+            out,
+            deps,
+            temperature=x.temperature,
+            max_new_tokens=x.max_new_tokens,
+            kind="evals",
+        )
         return [r["response"] for r in read_jsonl(out)], rec
 
     if "alpaca_eval" in x.formats:

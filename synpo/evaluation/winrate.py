@@ -116,17 +116,6 @@ def lc_win_rate(preferences, len_model, len_reference, difficulty=None, n_boot: 
     return out
 
 
-def preferences_from_gaps(gaps, tie: float = 0.0) -> list[float]:
-    """A scorer's or judge's gap (model minus reference) as a preference: 1 above ``tie``, 0 below -``tie``, else
-    0.5. A judge's order-averaged verdict (-1..1) maps to (gap + 1) / 2 instead: see ``preferences_from_verdicts``."""
-    return [1.0 if g > tie else 0.0 if g < -tie else 0.5 for g in gaps]
-
-
-def preferences_from_verdicts(gaps) -> list[float]:
-    """The LLM judge's order-averaged verdicts in [-1, 1] as preferences in [0, 1]."""
-    return [(float(g) + 1) / 2 for g in gaps]
-
-
 def alpaca_preference(p: float) -> float:
     """Our preference (0..1, model wins at 1) in AlpacaEval's encoding (1 reference, 2 model, 1.5 tie)."""
     return 1.0 + float(p)

@@ -193,9 +193,15 @@ class VLLMGenerator:
         with open(log_file, "w", encoding="utf-8") as logf:
             try:
                 proc = subprocess.Popen(
-                    cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                    start_new_session=True, preexec_fn=functools.partial(die_with, os.getpid()),
-                )  # fmt: skip
+                    cmd,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    bufsize=1,
+                    start_new_session=True,
+                    preexec_fn=functools.partial(die_with, os.getpid()),
+                )
             except OSError as e:
                 raise UserError(f"Could not start the vLLM worker with {self.python!r}: {e}. {INSTALL_HINT}") from None
             watch = Watchdog(proc.pid, self.stall_timeout_s)

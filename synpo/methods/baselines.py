@@ -44,9 +44,14 @@ def sample_answers(
     k = ctx.cfg.method.samples_per_prompt
     out = ctx.rundir.iter_file(t, "samples.jsonl")
     r_samples = ctx.generate(
-        ctx.rundir.iter_stage(t, "samples"), state.policy, prompts, out, [state.policy_record, r_prompts], n=k,
+        ctx.rundir.iter_stage(t, "samples"),
+        state.policy,
+        prompts,
+        out,
+        [state.policy_record, r_prompts],
+        n=k,
         kind="samples",
-    )  # fmt: skip
+    )
     rows = read_jsonl(out)
     return [rows[i * k : (i + 1) * k] for i in range(len(prompts))], r_samples
 

@@ -76,8 +76,9 @@ class Offline:
         def score_rows(scores_file: Path):
             given = self.rows(ctx)
             rows = [r for r in given if r["prompt"] not in held_out]
-            c = ctx.compare_now([r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows],
-                                scores_file)  # fmt: skip
+            c = ctx.compare_now(
+                [r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows], scores_file
+            )
             out = []
             for i, r in enumerate(rows):
                 sides = {"score_chosen": c.scores_a[i], "score_rejected": c.scores_b[i]} if c.scores_a else {}
@@ -133,13 +134,27 @@ class SeedAblation:
                 truncated = drafts[i]["finish_reason"] == "length"
                 kept, rep = pair_filter(ctx, c.gaps[i], golds[i], drafts[i]["response"], truncated)
                 sides = {"score_chosen": c.scores_a[i], "score_rejected": c.scores_b[i]} if c.scores_a else {}
-                rows.append({"prompt": x, "chosen": golds[i], "rejected": drafts[i]["response"], **sides,
-                             "gap": round(c.gaps[i], 6), "repetition": rep, "truncated": truncated, "kept": kept})  # fmt: skip
+                rows.append(
+                    {
+                        "prompt": x,
+                        "chosen": golds[i],
+                        "rejected": drafts[i]["response"],
+                        **sides,
+                        "gap": round(c.gaps[i], 6),
+                        "repetition": rep,
+                        "truncated": truncated,
+                        "kept": kept,
+                    }
+                )
             return rows, {"mean_gap": mean(c.gaps)}
 
         m = ctx.cfg.method
-        settings = {"method": "seed_po", "threshold": ctx.cfg.scorer.threshold, "max_repetition": m.max_repetition,
-                    "drop_truncated": m.drop_truncated}  # fmt: skip
+        settings = {
+            "method": "seed_po",
+            "threshold": ctx.cfg.scorer.threshold,
+            "max_repetition": m.max_repetition,
+            "drop_truncated": m.drop_truncated,
+        }
         return add_pairs(ctx, t, [r_seed], settings, score_rows, every_kept=True)
 
     def iteration(self, ctx: Context, t: int, state: SeedState) -> Iteration:

@@ -83,7 +83,7 @@ def train_candidates(
                     beta=c.beta,
                     gamma=c.gamma,
                     trust_remote_code=cfg.model.trust_remote_code,
-                ),  # fmt: skip
+                ),
                 deps,
                 "simpo",
             )
@@ -115,9 +115,13 @@ def train_and_select(
     for c, r_train in train_candidates(ctx, t, dataset, deps, base[0] if base else None):
         model_dir = rundir.iter_file(t, c.name, "model")
         r_eval = validation_stage(
-            ctx, rundir.iter_stage(t, c.name, "eval"), str(model_dir), rundir.iter_file(t, c.name), [r_train],
+            ctx,
+            rundir.iter_stage(t, c.name, "eval"),
+            str(model_dir),
+            rundir.iter_file(t, c.name),
+            [r_train],
             rundir.reference_answers,
-        )  # fmt: skip
+        )
         per_beta[c.name] = {
             "beta": c.beta,
             "gamma": c.gamma,
@@ -133,8 +137,13 @@ def train_and_select(
     if ctx.cfg.method.keep_previous_if_worse and per_beta[best][key] < previous_val[key]:
         log.warning(
             "iteration %d: every beta candidate validates below pi_%d (%s %.4f < %.4f); keeping pi_%d",
-            t, t - 1, key, per_beta[best][key], previous_val[key], t - 1,
-        )  # fmt: skip
+            t,
+            t - 1,
+            key,
+            per_beta[best][key],
+            previous_val[key],
+            t - 1,
+        )
         target, record = Path(previous[0]), previous[1]
         row.update({"guard_fired": True, "beta": None, **previous_val})
     point_link(rundir.iter_file(t, POLICY_LINK), target)

@@ -151,9 +151,13 @@ def generate_and_judge(ctx: Context, t: int, state: State, name: str) -> Judged:
     prompts = [r["prompt"] for r in ctx.seed_train]
     real = [r["answer"] for r in ctx.seed_train]
     r_gen = ctx.generate(
-        rundir.iter_stage(t, "generated"), state.policy, prompts, rundir.iter_file(t, "generated.jsonl"),
-        [state.policy_record, ctx.seed_record], temperature=noise_temperature(cfg, t) if name == "spin_noised" else None,
-    )  # fmt: skip
+        rundir.iter_stage(t, "generated"),
+        state.policy,
+        prompts,
+        rundir.iter_file(t, "generated.jsonl"),
+        [state.policy_record, ctx.seed_record],
+        temperature=noise_temperature(cfg, t) if name == "spin_noised" else None,
+    )
     generated = [r["response"] for r in read_jsonl(rundir.iter_file(t, "generated.jsonl"))]
     judged_file = rundir.iter_file(t, "judge_scores.jsonl")
     r_judge, c = ctx.compare(rundir.iter_stage(t, "judge_scores"), prompts, real, generated, judged_file, [r_gen])
@@ -166,9 +170,13 @@ def resample_noised(ctx: Context, t: int, state: State, judged: Judged) -> dict[
     idx = [i for i, r in enumerate(judged.routes) if r == "noise"]
     out = ctx.rundir.iter_file(t, "generated_noised.jsonl")
     r_noised = ctx.generate(
-        ctx.rundir.iter_stage(t, "generated_noised"), state.policy, [judged.prompts[i] for i in idx], out,
-        judged.deps[:1], temperature=noise_temperature(ctx.cfg, t),
-    )  # fmt: skip
+        ctx.rundir.iter_stage(t, "generated_noised"),
+        state.policy,
+        [judged.prompts[i] for i in idx],
+        out,
+        judged.deps[:1],
+        temperature=noise_temperature(ctx.cfg, t),
+    )
     judged.deps.append(r_noised)
     return {i: r["response"] for i, r in zip(idx, read_jsonl(out), strict=True)}
 
@@ -185,9 +193,18 @@ def pairs_stage(ctx: Context, t: int, state: State, judged: Judged, resampled: d
         rng = random.Random(ctx.seed_for(rundir.iter_stage(t, "token_noise")))
         j = judged
         rows, info = build_pairs(
-            j.prompts, j.real, j.generated, j.gaps, j.s_real, j.s_gen, j.routes, resampled, m.noise.token_rate,
-            tokenizer, rng,
-        )  # fmt: skip
+            j.prompts,
+            j.real,
+            j.generated,
+            j.gaps,
+            j.s_real,
+            j.s_gen,
+            j.routes,
+            resampled,
+            m.noise.token_rate,
+            tokenizer,
+            rng,
+        )
         write_jsonl(scores_file, rows)
         write_jsonl(pairs_file, [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
         return info
@@ -225,7 +242,7 @@ def train_dpo_stage(ctx: Context, t: int, state: State, r_pairs: StageRecord):
             hp=hp,
             beta=beta,
             trust_remote_code=cfg.model.trust_remote_code,
-        ),  # fmt: skip
+        ),
         [*deps, state.policy_record],
         "dpo",
     )

@@ -37,9 +37,13 @@ def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict
     golds = [r["answer"] for r in ctx.seed_train]
     answers_file = rundir.iter_file(t, "seed_policy.jsonl")
     r_seed = ctx.generate(
-        rundir.iter_stage(t, "seed_policy"), state.policy, seed_prompts, answers_file,
-        [state.policy_record, ctx.seed_record], kind="seed_policy",
-    )  # fmt: skip
+        rundir.iter_stage(t, "seed_policy"),
+        state.policy,
+        seed_prompts,
+        answers_file,
+        [state.policy_record, ctx.seed_record],
+        kind="seed_policy",
+    )
     drafts = [r["response"] for r in read_jsonl(r_seed.output("seed_policy"))]
     scores_file = rundir.iter_file(t, "seed_scores.jsonl")
     _, comparison = ctx.compare(
@@ -72,13 +76,21 @@ def drafts(ctx: Context, t: int, prompts: list[str], state: State, r_prompts: St
     model; in iteration 1, pi_{t-1} is pi_0 and all three stages load one checkpoint."""
     rundir = ctx.rundir
     r_initial = ctx.generate(
-        rundir.iter_stage(t, "initial"), ctx.pi0, prompts, rundir.iter_file(t, "initial.jsonl"), [r_prompts],
+        rundir.iter_stage(t, "initial"),
+        ctx.pi0,
+        prompts,
+        rundir.iter_file(t, "initial.jsonl"),
+        [r_prompts],
         kind="initial",
-    )  # fmt: skip
+    )
     r_policy = ctx.generate(
-        rundir.iter_stage(t, "policy"), state.policy, prompts, rundir.iter_file(t, "policy.jsonl"),
-        [state.policy_record, r_prompts], kind="policy",
-    )  # fmt: skip
+        rundir.iter_stage(t, "policy"),
+        state.policy,
+        prompts,
+        rundir.iter_file(t, "policy.jsonl"),
+        [state.policy_record, r_prompts],
+        kind="policy",
+    )
     return {"policy": r_policy, "initial": r_initial}
 
 

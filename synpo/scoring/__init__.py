@@ -75,9 +75,13 @@ def ranking_scores(scorer: Scorer, prompts: list[str], groups: list[list[str]]) 
             k += len(g)
         return out
     pairs = [(n, i, j) for n, g in enumerate(groups) for i in range(len(g)) for j in range(i + 1, len(g))]
-    gaps = scorer.compare(
-        [prompts[n] for n, _, _ in pairs], [groups[n][i] for n, i, _ in pairs], [groups[n][j] for n, _, j in pairs]
-    ).gaps if pairs else []  # fmt: skip
+    gaps = (
+        scorer.compare(
+            [prompts[n] for n, _, _ in pairs], [groups[n][i] for n, i, _ in pairs], [groups[n][j] for n, _, j in pairs]
+        ).gaps
+        if pairs
+        else []
+    )
     out = [[0.0] * len(g) for g in groups]
     for (n, i, j), gap in zip(pairs, gaps, strict=True):
         out[n][i] += gap / (len(groups[n]) - 1)

@@ -58,10 +58,19 @@ class Scorer(Protocol):
         """Whether each response's content is exactly right, or None for a scorer that cannot tell."""
         ...
 
+    def preferences(self, gaps: list[float], tie: float = 0.0) -> list[float]:
+        """Each gap of a comparison (a minus b) as a preference for ``a`` in [0, 1], for win rates."""
+        ...
+
     def release(self) -> None:
         """Give back the accelerator memory the scorer holds (its model goes back to host memory); the next call
         takes it again. Called before a stage that needs the device: a training job, a vLLM engine, lm-eval."""
         ...
+
+
+def gap_preferences(gaps: list[float], tie: float = 0.0) -> list[float]:
+    """A gap (a minus b) as a preference for ``a``: 1 above ``tie``, 0 below ``-tie``, else 0.5."""
+    return [1.0 if g > tie else 0.0 if g < -tie else 0.5 for g in gaps]
 
 
 class PointwiseScorer:
@@ -69,6 +78,10 @@ class PointwiseScorer:
 
     def release(self) -> None:
         """Nothing to give back (a scorer with a model overrides this)."""
+
+    def preferences(self, gaps: list[float], tie: float = 0.0) -> list[float]:
+        """1 where ``a`` won by more than ``tie``, 0 where it lost by more, else 0.5 (a tie)."""
+        return gap_preferences(gaps, tie)
 
     def score(self, prompts: list[str], responses: list[str]) -> list[float]:
         raise NotImplementedError
@@ -89,6 +102,10 @@ class PairwiseScorer:
 
     def release(self) -> None:
         """Nothing to give back (a scorer with a model overrides this)."""
+
+    def preferences(self, gaps: list[float], tie: float = 0.0) -> list[float]:
+        """1 where ``a`` won by more than ``tie``, 0 where it lost by more, else 0.5 (a tie)."""
+        return gap_preferences(gaps, tie)
 
     def gaps(self, prompts: list[str], a: list[str], b: list[str]) -> list[float]:
         raise NotImplementedError

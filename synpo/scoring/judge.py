@@ -161,6 +161,11 @@ class JudgeScorer(PairwiseScorer):
         self._count("unparsed")
         return 0
 
+    def preferences(self, gaps: list[float], tie: float = 0.0) -> list[float]:
+        """The order-averaged verdicts in [-1, 1] as preferences in [0, 1]: a split verdict keeps its half point
+        (``tie`` does not apply)."""
+        return [(float(g) + 1) / 2 for g in gaps]
+
     def gaps(self, prompts: list[str], a: list[str], b: list[str]) -> list[float]:
         """(verdict(a, b) - verdict(b, a)) / 2 per pair: both orders, so position bias cancels."""
         n = len(prompts)

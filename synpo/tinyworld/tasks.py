@@ -16,10 +16,31 @@ import re
 from dataclasses import dataclass
 
 NOUNS = (
-    "apple", "river", "stone", "cloud", "tiger", "lamp", "bread", "chair", "grape", "horse",
-    "ocean", "pencil", "rose", "snake", "table", "window", "zebra", "candle", "forest", "mango",
-    "piano", "rocket", "sugar", "violin",
-)  # fmt: skip
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "tiger",
+    "lamp",
+    "bread",
+    "chair",
+    "grape",
+    "horse",
+    "ocean",
+    "pencil",
+    "rose",
+    "snake",
+    "table",
+    "window",
+    "zebra",
+    "candle",
+    "forest",
+    "mango",
+    "piano",
+    "rocket",
+    "sugar",
+    "violin",
+)
 MAX_NUMBER = 99
 
 FAMILIES = ("reverse", "sort", "add", "count", "uppercase", "largest")
