@@ -118,6 +118,20 @@ def tiny_world_values(cfg: DictConfig) -> list[str]:
     ]
 
 
+LOSSES = {"simpo": "SimPO", "dpo": "the DPO loss against a frozen reference"}
+
+
+def trainer_mismatch(cfg: DictConfig) -> list[str]:
+    """The method's declared trainer (its ``trainer`` trait) against ``trainer.loss``."""
+    want = get_method(cfg.method.name).trainer
+    if want is None or cfg.trainer.loss == want:
+        return []
+    return [
+        f"trainer.loss={cfg.trainer.loss!r}: method {cfg.method.name} trains the policy with {LOSSES[want]}; "
+        f"set trainer={want}"
+    ]
+
+
 def collect_problems(cfg: DictConfig, read_files: bool = True) -> list[str]:
     """Every problem in ``cfg``, one sentence each; with ``read_files``, the data files it names are read too."""
     problems = schema_problems(cfg, SynpoConfig, "")
@@ -126,7 +140,7 @@ def collect_problems(cfg: DictConfig, read_files: bool = True) -> list[str]:
     if cfg.method.name not in METHODS:
         problems.append(f"method.name={cfg.method.name!r} is not allowed; choose one of {sorted(METHODS)}")
     else:
-        problems += get_method(cfg.method.name).problems(cfg)
+        problems += trainer_mismatch(cfg) + get_method(cfg.method.name).problems(cfg)
     for check in COMPONENT_PROBLEMS:
         problems += check(cfg)
     return problems

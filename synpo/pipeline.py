@@ -115,7 +115,7 @@ def run(cfg: DictConfig) -> float:
                 columns = list(result.samples[0].keys())
                 tracker.log_table("sample_pairs", columns, [list(s.values()) for s in result.samples], t)
             log.info("iteration %d: %s", t, summary(row))
-        write_results(rundir, cfg, rows, time.perf_counter() - started, method.columns)
+        write_results(rundir, cfg, rows, time.perf_counter() - started, method)
         return float(rows[-1]["val_score"])
     except (UserError, Preempted):
         raise

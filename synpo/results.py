@@ -26,16 +26,17 @@ def summary(row: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in row.items() if isinstance(v, (int, float, str)) and k != "iteration")
 
 
-def write_results(rundir: RunDir, cfg: DictConfig, rows: list[dict], seconds: float, method_columns: tuple) -> None:
-    """``results.json``, ``results.md`` and ``plots/val_score.png``; the table is also logged."""
+def write_results(rundir: RunDir, cfg: DictConfig, rows: list[dict], seconds: float, method) -> None:
+    """``results.json``, ``results.md`` and ``plots/val_score.png``; the table is also logged. ``method`` gives the
+    table's columns and whether the run's prompts had a source (``prompt_source`` is null where they had none)."""
     meta = {
         "method": cfg.method.name,
-        "prompt_source": cfg.method.prompt_source,
+        "prompt_source": cfg.method.prompt_source if method.draws_prompts else None,
         "model": cfg.model.name,
         "seed": cfg.seed,
     }  # what the report groups runs by (seeds of one setting) and labels them with
     write_json(rundir.results_file, {"name": cfg.name, **meta, "iterations": rows, "wall_seconds": round(seconds, 1)})
-    columns = VALIDATION_COLUMNS + tuple(method_columns)
+    columns = VALIDATION_COLUMNS + tuple(method.columns)
     header = "| " + " | ".join(columns) + " | seconds |"
     lines = [f"# {cfg.name}", "", header, "|" + "---|" * (len(columns) + 1)]
     for r in rows:

@@ -10,8 +10,6 @@ from pathlib import Path
 from synpo.errors import UserError
 from synpo.tracking import offline_run_files
 
-PROMPT_METHODS = ("synpo", "sampling_ranking", "self_rewarding")  # the methods whose prompts have a source
-
 
 @dataclass
 class LoadedRun:
@@ -72,7 +70,7 @@ def run_label(name: str, method: str | None, prompt_source: str | None) -> str:
     """A run's label in the report: its name, plus the method where the name does not say it and the prompt source
     where it is not SynPO's generator. Runs that differ only in their seed share a label (the report averages them)."""
     label = name if not method or method in name else f"{name} ({method})"
-    if method in PROMPT_METHODS and prompt_source and prompt_source != "generator":
+    if prompt_source and prompt_source != "generator":  # null for a method whose prompts have no source
         label += f" [{prompt_source} prompts]"
     return label
 

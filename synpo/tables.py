@@ -18,7 +18,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from synpo.sources import PROMPT_METHODS, LoadedRun
+from synpo.sources import LoadedRun
 
 OPENLLM = [
     ("arc_challenge", "ARC"),
@@ -168,7 +168,7 @@ def table2(groups: list[Group], paper: dict) -> Table:
     header = ["Run", "Iter", "n", *VALIDATION_HEADER, "AE2 LC (%)", "AE2 WR (%)", "Arena-Hard (%)", "MT-Bench"]
     rows, notes = [], []
     for g in groups:
-        if g.method in SEED_ABLATIONS or (g.method in PROMPT_METHODS and g.prompt_source not in (None, "generator")):
+        if g.method in SEED_ABLATIONS or g.prompt_source not in (None, "generator"):
             continue  # Tables 7 and 6
         for t in g.iterations():
             at = g.at(t)

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from synpo.config import validate
 from synpo.errors import UserError
+from synpo.methods import METHODS
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra", "accelerate"))
 
@@ -54,8 +55,9 @@ def test_unknown_accelerate_config_is_refused():
     assert "launch.accelerate_config='zero9'" in msg and "zero2" in msg
 
 
-# Options that only make sense with a partner: SPIN methods train with the DPO loss, and vice versa.
-COMPANIONS = {("method", m): ["trainer=dpo"] for m in ("spin", "spin_judged", "spin_noised", "spin_adaptive")}
+# Options that only make sense with a partner: a method's trainer is its declared trait (SPIN's is DPO), and the DPO
+# trainer needs a method that trains with it.
+COMPANIONS = {("method", n): [f"trainer={m.trainer}"] for n, m in METHODS.items() if m.trainer not in (None, "simpo")}
 COMPANIONS[("trainer", "dpo")] = ["method=spin"]
 COMPANIONS[("scorer", "reward_model")] = ["scorer.name_or_path=builtin:tiny-sft"]
 # The vLLM configs name .venv-vllm's interpreter, which the default suite does not need: any interpreter validates.

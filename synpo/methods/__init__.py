@@ -1,7 +1,9 @@
 """Methods: how one iteration turns the current state into preference pairs and a new policy.
 
-A method is a class that implements ``Method`` and is registered once, in ``METHODS``; the config's validation and
-the loop both read that registry. docs/ARCHITECTURE.md shows how to add one.
+A method is a class that implements ``Method``. Each module of this package may define ``METHODS``, a dict from a
+``method.name`` to an instance; ``METHODS`` here gathers them all, so adding a method is one module and one YAML
+(conf/method/). The config's validation and the loop read this registry and the methods' traits.
+docs/ARCHITECTURE.md shows how to add one.
 """
 
 from __future__ import annotations
@@ -13,24 +15,18 @@ __all__ = ["METHODS", "Iteration", "Method", "get_method"]
 
 
 def _registry() -> dict[str, Method]:
-    from synpo.methods.baselines import SamplingRanking, SelfRewarding
-    from synpo.methods.oneshot import Offline, SeedAblation
-    from synpo.methods.spin import Spin
-    from synpo.methods.synpo import SynPO
+    """Every module's ``METHODS``, merged; a name defined twice is a bug."""
+    import importlib
+    import pkgutil
 
-    return {
-        "synpo": SynPO(),
-        "sampling_ranking": SamplingRanking(),
-        "self_rewarding": SelfRewarding(),
-        "offline": Offline(),
-        "seed_sft": SeedAblation("seed_sft"),
-        "seed_po": SeedAblation("seed_po"),
-        "seed_sft_po": SeedAblation("seed_sft_po"),
-        "spin": Spin("spin"),
-        "spin_judged": Spin("spin_judged"),
-        "spin_noised": Spin("spin_noised"),
-        "spin_adaptive": Spin("spin_adaptive"),
-    }
+    found: dict[str, Method] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for name, method in getattr(module, "METHODS", {}).items():
+            if name in found:
+                raise RuntimeError(f"method {name!r} is defined twice (the second time in {module.__name__})")
+            found[name] = method
+    return found
 
 
 METHODS: dict[str, Method] = _registry()

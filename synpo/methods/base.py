@@ -25,8 +25,13 @@ class Iteration:
 
 
 class Method(Protocol):
+    """A method, registered by the ``METHODS`` dict of its module under ``synpo/methods/`` (found there by
+    ``synpo.methods``): its traits, its checks, and what it does before and in each iteration."""
+
     columns: tuple[str, ...]  # the method's columns of the results table
+    trainer: str | None  # the preference loss it trains the policy with (trainer=simpo|dpo); None: no such job
     trains_sft: bool  # whether it runs SFT jobs (sft_trainer), e.g. SynPO's prompt generator and improver
+    draws_prompts: bool  # whether its prompts come from method.prompt_source (generator, self_instruct, ...)
 
     def problems(self, cfg: DictConfig) -> list[str]:
         """How the config fails this method's needs (loss, scorer, data), one sentence each."""

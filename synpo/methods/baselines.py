@@ -72,23 +72,16 @@ def candidate_row(ctx: Context, x: str, group: list[dict], best: int, worst: int
     }
 
 
-def base_problems(cfg: DictConfig, name: str) -> list[str]:
-    p = []
-    if cfg.trainer.loss != "simpo":
-        p.append(
-            f"trainer.loss={cfg.trainer.loss!r}: {name} trains with SimPO like SynPO (Table 2); set trainer=simpo"
-        )
-    return p + source_problems(cfg)
-
-
 class SamplingRanking:
     """Sampling-Ranking: the scorer's best of k samples over its worst."""
 
     columns = ("n_prompts", "n_pairs_kept", "n_tied", "score_best", "score_worst", "d_size", "beta")
+    trainer = "simpo"  # as SynPO, so that Table 2's rows differ only in how pairs are made
     trains_sft = True  # the prompt generator (prompt_source=generator)
+    draws_prompts = True
 
     def problems(self, cfg: DictConfig) -> list[str]:
-        return base_problems(cfg, "sampling_ranking")
+        return source_problems(cfg)
 
     def prepare(self, ctx: Context, pi0_val: dict) -> State:
         return State(prepare_source(ctx), ctx.pi0, "pi_0", dict(pi0_val))
@@ -96,31 +89,37 @@ class SamplingRanking:
     def iteration(self, ctx: Context, t: int, state: State) -> Iteration:
         prompts, r_prompts = iteration_prompts(ctx, t, state.source, state.policy, state.policy_record)
         groups, r_samples = sample_answers(ctx, t, state, prompts, r_prompts)
-
-        def score_rows(scores_file: Path):
-            ranks = ranking_scores(ctx.scorer, prompts, [[r["response"] for r in g] for g in groups])
-            best = [max(range(len(s)), key=s.__getitem__) for s in ranks]
-            worst = [min(range(len(s)), key=s.__getitem__) for s in ranks]
-            chosen = [g[b]["response"] for g, b in zip(groups, best, strict=True)]
-            rejected = [g[w]["response"] for g, w in zip(groups, worst, strict=True)]
-            c = ctx.compare_now(prompts, chosen, rejected, scores_file)
-            rows = []
-            for i, x in enumerate(prompts):
-                row = candidate_row(ctx, x, groups[i], best[i], worst[i], c.gaps[i])
-                sides = {"score_chosen": c.scores_a[i], "score_rejected": c.scores_b[i]} if c.scores_a else {}
-                rows.append({**row, **sides, "rank_scores": [round(v, 6) for v in ranks[i]]})
-            stats = {
-                "samples_per_prompt": ctx.cfg.method.samples_per_prompt,
-                "n_tied": sum(max(s) == min(s) for s in ranks),
-                "score_best": mean([s[b] for s, b in zip(ranks, best, strict=True)]),
-                "score_worst": mean([s[w] for s, w in zip(ranks, worst, strict=True)]),
-                "mean_gap": mean(c.gaps),
-            }
-            return rows, stats
-
-        settings = {"method": "sampling_ranking", "threshold": ctx.cfg.scorer.threshold, **_filters(ctx)}
-        r_pairs = add_pairs(ctx, t, [r_samples], settings, score_rows)
+        r_pairs = best_over_worst_pairs(ctx, t, prompts, groups, r_samples, "sampling_ranking")
         return select_on_d(ctx, t, state, r_pairs, dict(r_prompts.info), ctx.rundir.iter_file(t, PROMPTS))
+
+
+def best_over_worst_pairs(ctx: Context, t: int, prompts: list[str], groups: list[list[dict]], r_samples, name: str):
+    """The pairs stage of a best-of-k method (``name``): the scorer ranks each prompt's samples (``groups``); the
+    best over the worst is kept when the scorer's own comparison of the two is over ``scorer.threshold``."""
+
+    def score_rows(scores_file: Path):
+        ranks = ranking_scores(ctx.scorer, prompts, [[r["response"] for r in g] for g in groups])
+        best = [max(range(len(s)), key=s.__getitem__) for s in ranks]
+        worst = [min(range(len(s)), key=s.__getitem__) for s in ranks]
+        chosen = [g[b]["response"] for g, b in zip(groups, best, strict=True)]
+        rejected = [g[w]["response"] for g, w in zip(groups, worst, strict=True)]
+        c = ctx.compare_now(prompts, chosen, rejected, scores_file)
+        rows = []
+        for i, x in enumerate(prompts):
+            row = candidate_row(ctx, x, groups[i], best[i], worst[i], c.gaps[i])
+            sides = {"score_chosen": c.scores_a[i], "score_rejected": c.scores_b[i]} if c.scores_a else {}
+            rows.append({**row, **sides, "rank_scores": [round(v, 6) for v in ranks[i]]})
+        stats = {
+            "samples_per_prompt": ctx.cfg.method.samples_per_prompt,
+            "n_tied": sum(max(s) == min(s) for s in ranks),
+            "score_best": mean([s[b] for s, b in zip(ranks, best, strict=True)]),
+            "score_worst": mean([s[w] for s, w in zip(ranks, worst, strict=True)]),
+            "mean_gap": mean(c.gaps),
+        }
+        return rows, stats
+
+    settings = {"method": name, "threshold": ctx.cfg.scorer.threshold, **_filters(ctx)}
+    return add_pairs(ctx, t, [r_samples], settings, score_rows)
 
 
 def _filters(ctx: Context) -> dict:
@@ -169,11 +168,13 @@ class SelfRewarding:
     """Self-Rewarding: the policy's own judgement of k samples, highest over lowest."""
 
     columns = ("n_prompts", "n_pairs_kept", "judge_unparsed", "judge_agreement", "d_size", "beta")
+    trainer = "simpo"
     trains_sft = True
+    draws_prompts = True
 
     def problems(self, cfg: DictConfig) -> list[str]:
         problem = world_or_file_problem(cfg, "method.judge_data", load_judge_file, required=False)
-        return base_problems(cfg, "self_rewarding") + ([problem] if problem else [])
+        return source_problems(cfg) + ([problem] if problem else [])
 
     def prepare(self, ctx: Context, pi0_val: dict) -> State:
         """The prompt source, and M_1 = pi_0 after evaluation fine-tuning on ``method.judge_data`` (if given)."""
@@ -260,3 +261,6 @@ class SelfRewarding:
             "method.judge_data to learn it)"
         )
         return select_on_d(ctx, t, state, r_pairs, dict(r_prompts.info), ctx.rundir.iter_file(t, PROMPTS), rule)
+
+
+METHODS = {"sampling_ranking": SamplingRanking(), "self_rewarding": SelfRewarding()}

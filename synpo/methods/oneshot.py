@@ -30,15 +30,10 @@ from synpo.stages import Context
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
 
 
-def one_round_problems(cfg: DictConfig, name: str, loss: str | None = "simpo") -> list[str]:
-    p = []
+def one_round_problems(cfg: DictConfig, name: str) -> list[str]:
     if cfg.method.iterations != 1:
-        p.append(
-            f"method.iterations={cfg.method.iterations}: {name} is one round of training; set method.iterations=1"
-        )
-    if loss and cfg.trainer.loss != loss:
-        p.append(f"trainer.loss={cfg.trainer.loss!r}: {name} trains with SimPO like SynPO; set trainer=simpo")
-    return p
+        return [f"method.iterations={cfg.method.iterations}: {name} is one round of training; set method.iterations=1"]
+    return []
 
 
 def load_preference_file(path: str | Path) -> list[dict]:
@@ -51,7 +46,9 @@ class Offline:
     """The "Manual" row: SimPO on a given preference set, one round."""
 
     columns = ("n_candidates", "n_validation_overlap", "scorer_agreement", "d_size", "beta")
+    trainer = "simpo"
     trains_sft = False
+    draws_prompts = False
 
     def problems(self, cfg: DictConfig) -> list[str]:
         problem = world_or_file_problem(cfg, "method.preference_file", load_preference_file)
@@ -104,9 +101,11 @@ class SeedAblation:
     def __init__(self, name: str):
         self.name = name
         self.trains_sft = name != "seed_po"
+        self.trainer = None if name == "seed_sft" else "simpo"
+        self.draws_prompts = False
 
     def problems(self, cfg: DictConfig) -> list[str]:
-        return one_round_problems(cfg, self.name, None if self.name == "seed_sft" else "simpo")
+        return one_round_problems(cfg, self.name)
 
     def prepare(self, ctx: Context, pi0_val: dict) -> SeedState:
         return SeedState(dict(pi0_val))
@@ -170,3 +169,6 @@ class SeedAblation:
         base = self.seed_sft(ctx, t) if self.name == "seed_sft_po" else None
         po_state = State(PromptSource("none"), ctx.pi0, "pi_0", state.previous_val, base=base)
         return select_on_d(ctx, t, po_state, self.seed_pairs(ctx, t), {})
+
+
+METHODS = {"offline": Offline(), **{name: SeedAblation(name) for name in ("seed_sft", "seed_po", "seed_sft_po")}}

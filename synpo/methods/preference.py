@@ -71,12 +71,20 @@ def add_pairs(
 
 
 def select_on_d(
-    ctx: Context, t: int, state: State, r_pairs: StageRecord, row: dict, prompts_file=None, gap_rule: str = ""
+    ctx: Context,
+    t: int,
+    state: State,
+    r_pairs: StageRecord,
+    row: dict,
+    prompts_file=None,
+    gap_rule: str = "",
+    accumulate: bool = True,
 ) -> Iteration:
-    """D grows by this iteration's pairs; SimPO from the state's base (pi_0) per beta; the best is pi_t. An empty D
-    stops the run with the counts; ``gap_rule`` says what the gap filter was when it is not ``scorer.threshold``."""
+    """D grows by this iteration's pairs (``accumulate=False``: D is this iteration's pairs alone); the trainer's
+    loss from the state's base (pi_0 by default) per beta; the best is pi_t. An empty D stops the run with the
+    counts; ``gap_rule`` says what the gap filter was when it is not ``scorer.threshold``."""
     pair_records = [*state.pair_records, r_pairs]
-    if not any(r.info.get("n_pairs_added") for r in pair_records):
+    if not any(r.info.get("n_pairs_added") for r in (pair_records if accumulate else [r_pairs])):
         i, cfg = r_pairs.info, ctx.cfg
         rule = gap_rule or f"scorer.threshold={cfg.scorer.threshold}"
         raise UserError(
@@ -87,7 +95,7 @@ def select_on_d(
             + ("Lower scorer.threshold, or raise method.n_prompts." if not gap_rule else "Raise method.n_prompts.")
         )
     selected = train_and_select(
-        ctx, t, pair_records, state.previous_val, (state.policy, state.policy_record), state.base
+        ctx, t, pair_records, state.previous_val, (state.policy, state.policy_record), state.base, accumulate
     )
     new_state = replace(
         state,

@@ -1,4 +1,6 @@
-"""Training pi_0 on D once per beta candidate and keeping the best on validation (SynPO's step 7).
+"""Training one model per beta candidate and keeping the best on validation (SynPO's step 7, and any method that
+selects its policy so): SimPO from pi_0 on D (SynPO and its baselines), or DPO from a base against the same base
+frozen as the reference (``trainer=dpo``: iterative DPO), whichever ``trainer.loss`` names.
 
 Candidates train one after another, at once on disjoint GPU sets (``launch.concurrent_candidates``), or, on a
 machine without a GPU, at once in forked processes of one thread (``launch.cpu_lanes``, ``synpo.training.lanes``);
@@ -45,17 +47,26 @@ def accumulated_pairs(ctx: Context, t: int) -> list[dict]:
     return [p for s in range(1, t + 1) for p in read_jsonl(ctx.rundir.iter_file(s, PAIRS))]
 
 
+def candidate_job(cfg, base: str) -> tuple[str, dict]:
+    """The training job kind ``trainer.loss`` names and what it needs beyond the shared arguments: SimPO has no
+    reference; DPO's reference is the model it starts from (frozen)."""
+    if cfg.trainer.loss == "dpo":
+        return "dpo", {"ref_path": base}
+    return "simpo", {}
+
+
 def train_candidates(
     ctx: Context, t: int, dataset: list[dict], deps: list[StageRecord], base: str | None = None
 ) -> list[tuple[Candidate, StageRecord]]:
-    """One SimPO model from ``base`` (default pi_0) on ``dataset`` per beta candidate, on the launch topology's
-    device slots."""
+    """One model from ``base`` (default pi_0) on ``dataset`` per beta candidate, trained with ``trainer.loss``, on
+    the launch topology's device slots."""
     from synpo.training import lanes
     from synpo.training.launch import device_slots
 
     cfg, rundir = ctx.cfg, ctx.rundir
     base = base or ctx.pi0
-    hp = hparams(cfg.trainer, cfg.model, cfg.launch, ctx.seed_for(rundir.iter_stage(t, "simpo")), t)
+    kind, extra = candidate_job(cfg, base)
+    hp = hparams(cfg.trainer, cfg.model, cfg.launch, ctx.seed_for(rundir.iter_stage(t, kind)), t)
     grid = [Candidate(b, g) for b, g in beta_candidates(cfg.trainer, t)]
     n_lanes = lanes.available(cfg.launch.cpu_lanes, len(grid), cfg.launch.launcher)
     slots = device_slots(cfg.launch, len(grid)) if n_lanes == 1 else [None] * n_lanes
@@ -66,26 +77,17 @@ def train_candidates(
     def train(c: Candidate) -> StageRecord:
         model_dir = rundir.iter_file(t, c.name, "model")
         slot, devices = free.get()  # a disjoint GPU set, held while this candidate trains
+        settings = {"hp": hp.identity(), "beta": c.beta, "gamma": c.gamma, "from": base}
+        job = dict(model_path=base, pairs=dataset, hp=hp, beta=c.beta, trust_remote_code=cfg.model.trust_remote_code)
+        job.update(extra if kind == "dpo" else {"gamma": c.gamma})
         try:
             return ctx.stage(
                 rundir.iter_stage(t, c.name, "train"),
-                {"hp": hp.identity(), "beta": c.beta, "gamma": c.gamma, "from": base},
+                settings if kind == "simpo" else {**settings, "loss": kind, **extra},
                 [model_dir],
-                lambda: ctx.train(
-                    "simpo",
-                    model_dir,
-                    devices=devices,
-                    slot=slot,
-                    forked=n_lanes > 1,
-                    model_path=base,
-                    pairs=dataset,
-                    hp=hp,
-                    beta=c.beta,
-                    gamma=c.gamma,
-                    trust_remote_code=cfg.model.trust_remote_code,
-                ),
+                lambda: ctx.train(kind, model_dir, devices=devices, slot=slot, forked=n_lanes > 1, **job),
                 deps,
-                "simpo",
+                kind,
             )
         finally:
             free.put((slot, devices))
@@ -105,11 +107,13 @@ def train_and_select(
     previous_val: dict,
     previous: tuple[str, StageRecord | str],
     base: tuple[str, StageRecord | str] | None = None,
+    accumulate: bool = True,
 ) -> Selected:
-    """Train every candidate on D from ``base`` (model directory and record; default pi_0), validate each, and point
-    ``iter_<t>/policy`` at the best."""
+    """Train every candidate from ``base`` (model directory and record; default pi_0) on D (the pairs of
+    iterations 1..t; with ``accumulate=False``, iteration t's alone), validate each, and point ``iter_<t>/policy``
+    at the best."""
     rundir = ctx.rundir
-    dataset = accumulated_pairs(ctx, t)
+    dataset = accumulated_pairs(ctx, t) if accumulate else read_jsonl(rundir.iter_file(t, PAIRS))
     per_beta, records = {}, {}
     deps = [*pair_records, *([base[1]] if base and isinstance(base[1], StageRecord) else [])]
     for c, r_train in train_candidates(ctx, t, dataset, deps, base[0] if base else None):
@@ -125,6 +129,7 @@ def train_and_select(
         per_beta[c.name] = {
             "beta": c.beta,
             "gamma": c.gamma,
+            "from": base[0] if base else "pi_0",
             **r_eval.info,
             "train_loss": r_train.info.get("train_loss"),
         }

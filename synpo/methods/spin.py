@@ -263,18 +263,15 @@ class Spin:
         "temperature",
     )
 
+    trainer = "dpo"  # against the previous iteration's frozen model
     trains_sft = False
+    draws_prompts = False
 
     def __init__(self, name: str):
         self.name = name
 
     def problems(self, cfg: DictConfig) -> list[str]:
         p, m, t = [], cfg.method, cfg.trainer
-        if t.loss != "dpo":
-            p.append(
-                f"trainer.loss={t.loss!r}: {m.name} trains with the DPO loss against the previous iteration; "
-                "set trainer=dpo"
-            )
         if t.beta_schedule is None and t.beta is None:
             p.append(f"trainer.beta={t.beta}: SPIN needs a fixed beta > 0 or a trainer.beta_schedule")
         if m.noise.temperature_final is not None and m.noise.temperature is None:
@@ -319,3 +316,6 @@ class Spin:
         samples = [{k: r[k] for k in SAMPLE_FIELDS} for r in scores]
         new_state = State(str(model_dir), r_train, r_pairs, dict(r_eval.info))
         return Iteration(row, new_state, str(model_dir), r_train, samples)
+
+
+METHODS = {name: Spin(name) for name in ("spin", "spin_judged", "spin_noised", "spin_adaptive")}

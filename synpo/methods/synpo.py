@@ -163,13 +163,12 @@ class SynPO:
     """SynPO as a ``Method``: prepare trains G once; each iteration builds pairs and selects a SimPO model."""
 
     columns = ("n_prompts", "n_pairs_kept", "keep_ratio", "d_size", "beta")
+    trainer = "simpo"
     trains_sft = True
+    draws_prompts = True
 
     def problems(self, cfg: DictConfig) -> list[str]:
-        p = []
-        if cfg.trainer.loss != "simpo":
-            p.append(f"trainer.loss={cfg.trainer.loss!r}: SynPO trains the policy with SimPO; set trainer=simpo")
-        return p + source_problems(cfg)
+        return source_problems(cfg)
 
     def prepare(self, ctx: Context, pi0_val: dict) -> State:
         """The prompt source (SynPO's own: train the prompt generator G once, from pi_0, on the seed set)."""
@@ -184,3 +183,6 @@ class SynPO:
         r_pairs = pairs(ctx, t, prompts, deps)
         row = {**r_prompts.info, **improver_info}
         return select_on_d(ctx, t, state, r_pairs, row, ctx.rundir.iter_file(t, PROMPTS))
+
+
+METHODS = {"synpo": SynPO()}
