@@ -14,6 +14,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from synpo.artifacts import RunDir, StageRecord, file_digest, iter_jsonl, stage_seed, write_jsonl
 from synpo.errors import UserError
 from synpo.schema import spec
+from synpo.worlds import PROVIDERS, world
 
 SEED_FIELDS = ("prompt", "answer")
 
@@ -81,28 +82,11 @@ def data_file_problems(cfg: DictConfig) -> list[str]:
     return p
 
 
-def _tinyworld_answer(task, d: DictConfig, rng: random.Random) -> str:
-    """A tiny-world seed answer: gold, or SFT-quality (mostly terse, ``sft_noise`` of them wrong) for SPIN."""
-    if d.answers == "gold":
-        return task.gold()
-    from synpo.tinyworld.build_sft import TERSE_SHARE, corrupt
-
-    if rng.random() < d.sft_noise:
-        return corrupt(task, rng)
-    return task.terse() if rng.random() < TERSE_SHARE else task.gold()
-
-
 def _seed_rows(cfg: DictConfig) -> tuple[list[dict], list[dict]]:
     d = cfg.data
-    if d.source == "tinyworld":
-        from synpo.tinyworld.tasks import sample_distinct_tasks
-
-        rng = random.Random(stage_seed(cfg.seed, "seed"))
-        val_tasks = sample_distinct_tasks(rng, d.n_val)
-        train_tasks = sample_distinct_tasks(rng, d.n_train, exclude={t.prompt for t in val_tasks})
-        answer_rng = random.Random(stage_seed(cfg.seed, "seed_answers"))
-        train = [{"prompt": t.prompt, "answer": _tinyworld_answer(t, d, answer_rng)} for t in train_tasks]
-        return train, [{"prompt": t.prompt, "answer": t.gold()} for t in val_tasks]
+    if (w := world(d.source)) is not None:  # a world draws its own seed rows
+        rng, answer_rng = (random.Random(stage_seed(cfg.seed, name)) for name in ("seed", "seed_answers"))
+        return w.seed_rows(d.n_train, d.n_val, rng, answer_rng, d.answers, d.sft_noise)
     if d.source == "jsonl":
         rows = load_seed_file(d.path)
     else:
@@ -161,13 +145,15 @@ def load_text_rows(
 
 
 def world_or_file_problem(cfg: DictConfig, key: str, load: Callable, required: bool = True) -> str | None:
-    """What is wrong with an option that names ``tinyworld`` (the tiny world's own data, which needs data=tinyworld)
-    or a user's JSONL file (read now with ``load``, so that every bad row is reported before any heavy work)."""
+    """What is wrong with an option that names a world (its own data, which needs that world's seed data:
+    ``synpo.worlds``) or a user's JSONL file (read now with ``load``, so that every bad row is reported before any
+    heavy work)."""
     value = OmegaConf.select(cfg, key)
     if not value:
-        return f"{key} is null: give a JSONL file, or tinyworld for the tiny world's own" if required else None
-    if value == "tinyworld":
-        return None if cfg.data.source == "tinyworld" else f"{key}=tinyworld needs data=tinyworld (the world's data)"
+        worlds = " or ".join(PROVIDERS)
+        return f"{key} is null: give a JSONL file, or {worlds} for that world's own" if required else None
+    if world(value) is not None:
+        return None if cfg.data.source == value else f"{key}={value} needs data.source={value} (the world's data)"
     try:
         load(value)
     except UserError as e:
@@ -277,14 +263,12 @@ def corpus_keyword_rows(path: str | Path, seed: int, per_paragraph: int = 3) -> 
 
 
 def keyword_function(name: str) -> Callable[[str], list[str]]:
-    """The keyword extractor named by ``data.keywords``: the tiny world's, or content words of any text."""
-    if name == "tinyworld":
-        from synpo.tinyworld.tasks import prompt_keywords
-
-        return prompt_keywords
+    """The keyword extractor named by ``data.keywords``: a world's own, or content words of any text."""
+    if (w := world(name)) is not None:
+        return w.keywords_of
     if name == "corpus":
         return content_words
-    raise UserError(f"data.keywords={name!r} is not known. Allowed: ['tinyworld', 'corpus'].")
+    raise UserError(f"data.keywords={name!r} is not known. Allowed: {[*PROVIDERS, 'corpus']}.")
 
 
 def generator_examples(rows: list[dict], keywords_of: Callable[[str], list[str]], seed: int) -> list[dict]:

@@ -106,3 +106,32 @@ def test_no_reference_to_a_document_outside_the_repository():
     ]
     assert offenders == []
     assert (ROOT / "docs" / "ARCHITECTURE.md").is_file()
+
+
+# The tiny world's room: only the registry entries that name it may import it (the world's provider is imported by
+# synpo.worlds through its PROVIDERS table; the verifier scorer and the tiny harness's lm-eval tasks are the world's
+# own components), and no code outside compares a config value with the world's name.
+WORLD_ENTRIES = {"synpo.scoring.verifier", "synpo.evaluation.harness"}
+
+
+def _in_world(name: str) -> bool:
+    return name == "synpo.tinyworld" or name.startswith("synpo.tinyworld.")
+
+
+def test_only_the_worlds_entries_import_it():
+    bad = [f"{m} imports {d}" for m, deps in GRAPH.items() for d in deps if _in_world(d) and not _in_world(m)]
+    assert sorted(set(bad) - {f"{m} imports {d}" for m in WORLD_ENTRIES for d in GRAPH[m]}) == []
+
+
+def test_no_generic_code_compares_a_value_with_the_worlds_name():
+    offenders = []
+    for name, path in MODULES.items():
+        if _in_world(name) or name == "synpo.worlds":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                values = [node.left, *node.comparators]
+                values += [e for v in values if isinstance(v, (ast.Tuple, ast.List, ast.Set)) for e in v.elts]
+                if any(isinstance(v, ast.Constant) and v.value == "tinyworld" for v in values):
+                    offenders.append(f"{name}:{node.lineno}")
+    assert offenders == []

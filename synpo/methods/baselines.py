@@ -35,6 +35,7 @@ from synpo.methods.prompt_sources import iteration_prompts, prepare_source, sour
 from synpo.prompts import judge_prompt, judge_target, parse_judge_score
 from synpo.scoring import ranking_scores
 from synpo.stages import Context
+from synpo.worlds import world
 
 
 def sample_answers(
@@ -145,10 +146,8 @@ def load_judge_file(path: str | Path) -> list[dict]:
 def judge_training_rows(ctx: Context) -> list[dict]:
     """The EFT rows of ``method.judge_data``: the tiny world's (built from the seed prompts), or a file's."""
     m = ctx.cfg.method
-    if m.judge_data == "tinyworld":
-        from synpo.tinyworld.human import judge_examples
-
-        return judge_examples([r["prompt"] for r in ctx.seed_train], ctx.seed_for("judge_data"))
+    if (w := world(m.judge_data)) is not None:
+        return w.judge_examples([r["prompt"] for r in ctx.seed_train], ctx.seed_for("judge_data"))
     return load_judge_file(m.judge_data)
 
 

@@ -26,6 +26,7 @@ from synpo.methods.base import Iteration
 from synpo.methods.preference import State, add_pairs, mean, pair_filter, select_on_d
 from synpo.methods.prompt_sources import PromptSource
 from synpo.stages import Context
+from synpo.worlds import world
 
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
 
@@ -59,11 +60,8 @@ class Offline:
 
     def rows(self, ctx: Context) -> list[dict]:
         m = ctx.cfg.method
-        if m.preference_file == "tinyworld":
-            from synpo.tinyworld.human import manual_preferences
-
-            exclude = ctx.seed_prompts()
-            return manual_preferences(m.n_preferences, ctx.seed_for("manual_preferences"), exclude)
+        if (w := world(m.preference_file)) is not None:
+            return w.preferences(m.n_preferences, ctx.seed_for("manual_preferences"), ctx.seed_prompts())
         return load_preference_file(m.preference_file)
 
     def iteration(self, ctx: Context, t: int, state: State) -> Iteration:
@@ -83,7 +81,7 @@ class Offline:
             agreement = mean([float(g > 0) for g in c.gaps])
             return out, {"n_validation_overlap": len(given) - len(rows), "scorer_agreement": agreement}
 
-        source = file_digest(Path(m.preference_file)) if m.preference_file != "tinyworld" else m.n_preferences
+        source = m.n_preferences if world(m.preference_file) is not None else file_digest(Path(m.preference_file))
         r_pairs = add_pairs(ctx, t, [ctx.seed_record], {"method": "offline", "file": source}, score_rows, True)
         return select_on_d(ctx, t, state, r_pairs, {})
 

@@ -16,7 +16,6 @@ was dropped and, where the tiny world can tell, the task family of each kept pro
 from __future__ import annotations
 
 import random
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +26,9 @@ from synpo.data import corpus_keyword_rows, generator_examples, keyword_function
 from synpo.errors import UserError
 from synpo.prompts import generator_prompt, parse_instruction, parse_question, self_instruct_prompt
 from synpo.stages import Context
+from synpo.worlds import world
 
 SOURCES = ("generator", "self_instruct", "seed", "manual")
-WORLD_CORPUS_ROWS = 2000  # the tiny world's keyword corpus: "paragraphs" (tasks), 3 keywords each
 
 
 @dataclass
@@ -81,20 +80,19 @@ def keyword_pool(ctx: Context) -> StageRecord:
     """``keywords.jsonl``: the pool K from which each synthetic prompt's keywords are drawn."""
     out = ctx.rundir.path("keywords.jsonl")
     d = ctx.cfg.data
+    w = world(d.keywords)
 
     def fn():
-        if d.keywords == "tinyworld":  # 3 keywords per task of the world's own text, drawn together
-            from synpo.tinyworld.tasks import keyword_corpus
-
-            exclude = ctx.seed_prompts()
-            rows = [{"keywords": k} for k in keyword_corpus(WORLD_CORPUS_ROWS, ctx.seed_for("keywords"), exclude)]
+        if w is not None:  # keyword lists of the world's own text
+            lists = w.keyword_lists(w.corpus_rows, ctx.seed_for("keywords"), ctx.seed_prompts())
+            rows = [{"keywords": k} for k in lists]
         else:  # 3 keywords per paragraph of a local corpus, drawn together (the paper's keyword lists)
             rows = corpus_keyword_rows(d.keyword_corpus, ctx.seed_for("keywords"))
         return {"n": write_jsonl(out, rows)}
 
     corpus_file = Path(d.keyword_corpus) if d.keywords == "corpus" and d.keyword_corpus else None
     corpus = file_digest(corpus_file) if corpus_file and corpus_file.is_file() else None
-    settings = {"keywords": d.keywords, "corpus": corpus, "world_rows": WORLD_CORPUS_ROWS}
+    settings = {"keywords": d.keywords, "corpus": corpus, "world_rows": w.corpus_rows if w else None}
     return ctx.stage("keywords", settings, [out], fn, [ctx.seed_record])
 
 
@@ -108,14 +106,6 @@ def keyword_requests(ctx: Context, t: int) -> list[list[str]]:
         return [rng.choice(groups)[:k] for _ in range(m.n_prompts)]
     pool = [w for g in groups for w in g]  # single-word pool: k distinct words per request
     return [rng.sample(pool, min(k, len(pool))) for _ in range(m.n_prompts)]
-
-
-def family_counts(prompts: list[str]) -> dict:
-    """``family_<name>``: how many of ``prompts`` ask for each tiny-world task family (``family_other``: none)."""
-    from synpo.tinyworld.tasks import parse_prompt
-
-    counts = Counter((task.family if (task := parse_prompt(p)) else "other") for p in prompts)
-    return {f"family_{k}": v for k, v in sorted(counts.items())}
 
 
 def filter_prompts(ctx: Context, rows: list[dict], parse, out: Path) -> dict:
@@ -138,8 +128,8 @@ def filter_prompts(ctx: Context, rows: list[dict], parse, out: Path) -> dict:
             kept.append({"prompt": question, **extra})
     write_jsonl(out, kept)
     info = {"n_generated": len(rows), **counts, "n_prompts": len(kept)}
-    if ctx.cfg.data.source == "tinyworld":
-        info.update(family_counts([r["prompt"] for r in kept]))
+    if (w := world(ctx.cfg.data.source)) is not None:  # what the world says of its prompts (tiny: task families)
+        info.update(w.prompt_stats([r["prompt"] for r in kept]))
     return info
 
 
@@ -164,11 +154,8 @@ def _given_prompts(ctx: Context, t: int) -> list[str]:
     rng = random.Random(ctx.seed_for(ctx.rundir.iter_stage(t, "prompt_sample")))
     if m.prompt_source == "seed":
         pool = [r["prompt"] for r in ctx.seed_train]
-    elif m.manual_prompts == "tinyworld":  # people's prompts of the same world: tasks outside the seed split
-        from synpo.tinyworld.tasks import sample_distinct_tasks
-
-        exclude = ctx.seed_prompts()
-        return [task.prompt for task in sample_distinct_tasks(rng, m.n_prompts, exclude)]
+    elif (w := world(m.manual_prompts)) is not None:  # people's prompts of the same world, outside the seed split
+        return w.fresh_prompts(rng, m.n_prompts, ctx.seed_prompts())
     else:
         pool = load_prompt_file(m.manual_prompts)
     return rng.sample(pool, min(m.n_prompts, len(pool)))
@@ -195,7 +182,7 @@ def iteration_prompts(
         )
     else:
         manual = m.manual_prompts if source.kind == "manual" else None
-        digest = file_digest(Path(manual)) if manual and manual != "tinyworld" else manual
+        digest = file_digest(Path(manual)) if manual and world(manual) is None else manual
         rec = ctx.stage(
             rundir.iter_stage(t, "prompts"),
             {"scorer": ctx.cfg.scorer.name, "source": source.kind, "n": m.n_prompts, "manual": digest},
