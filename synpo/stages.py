@@ -211,13 +211,10 @@ class Context:
 
     def train(self, kind: str, out: Path, **kwargs) -> dict:
         """A training job (``synpo.training.launch.run_training_job``) under the run's launch topology, on devices
-        that no component of this process holds (``free_devices``), with what is alive frozen out of the garbage
-        collector's later passes (``synpo.memory.settle``)."""
-        from synpo import memory
+        that no component of this process holds (``free_devices``)."""
         from synpo.training.launch import run_training_job
 
         self.free_devices()
-        memory.settle()
         return run_training_job(kind, out, self.cfg.launch, **kwargs)
 
     def train_sft(self, name: str, examples: list[dict], out: Path, deps: list, max_length: int | None = None):

@@ -102,7 +102,7 @@ def test_a_simpo_job_in_a_lane_is_the_job_trained_here(tmp_path):
     from synpo.modeling import load_causal_lm
     from synpo.training.common import HParams
     from synpo.training.config import LaunchConfig
-    from synpo.training.launch import run_training_job
+    from synpo.training.launch import Slot, run_training_job
 
     pairs = [
         {"prompt": f"Add the numbers {a} and {a + 1}.", "chosen": f"The sum is {2 * a + 1}.", "rejected": str(a)}
@@ -112,7 +112,7 @@ def test_a_simpo_job_in_a_lane_is_the_job_trained_here(tmp_path):
     launch = OmegaConf.structured(LaunchConfig())
     job = dict(model_path="builtin:tiny-sft", pairs=pairs, hp=hp, beta=2.0, gamma=1.6)
     here = run_training_job("simpo", tmp_path / "here", launch, **job)
-    forked = run_training_job("simpo", tmp_path / "lane", launch, forked=True, **job)
+    forked = run_training_job("simpo", tmp_path / "lane", launch, slot=Slot(forked=True), **job)
     assert forked["steps"] == here["steps"] == 6
     assert forked["train_loss"] == pytest.approx(here["train_loss"], rel=1e-4)
     assert forked["compute"] == here["compute"]

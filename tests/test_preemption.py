@@ -25,7 +25,7 @@ from synpo.training import preemption
 from synpo.training.common import HParams
 from synpo.training.config import LaunchConfig
 from synpo.training import simpo
-from synpo.training.launch import run_training_job
+from synpo.training.launch import Slot, run_training_job
 
 logging.basicConfig(level=logging.INFO)
 out, launcher = Path(sys.argv[1]), sys.argv[2]
@@ -50,7 +50,7 @@ launch = OmegaConf.structured(LaunchConfig(launcher="inprocess" if launcher == "
                                            accelerate_config="zero2",
                                            num_processes=2 if launcher == "accelerate" else 1))
 try:
-    result = run_training_job("simpo", out, launch, forked=launcher == "forked", model_path="builtin:tiny-sft",
+    result = run_training_job("simpo", out, launch, slot=Slot(forked=launcher == "forked"), model_path="builtin:tiny-sft",
                               pairs=pairs, hp=hp, beta=2.0, gamma=1.6)
 except preemption.Preempted as e:
     print(f"PREEMPTED {e}", flush=True)

@@ -60,23 +60,21 @@ def train_candidates(
 ) -> list[tuple[Candidate, StageRecord]]:
     """One model from ``base`` (default pi_0) on ``dataset`` per beta candidate, trained with ``trainer.loss``, on
     the launch topology's device slots."""
-    from synpo.training import lanes
-    from synpo.training.launch import device_slots
+    from synpo.training.launch import slots
 
     cfg, rundir = ctx.cfg, ctx.rundir
     base = base or ctx.pi0
     kind, extra = candidate_job(cfg, base)
     hp = hparams(cfg.trainer, cfg.model, cfg.launch, ctx.seed_for(rundir.iter_stage(t, kind)), t)
     grid = [Candidate(b, g) for b, g in beta_candidates(cfg.trainer, t)]
-    n_lanes = lanes.available(cfg.launch.cpu_lanes, len(grid), cfg.launch.launcher)
-    slots = device_slots(cfg.launch, len(grid)) if n_lanes == 1 else [None] * n_lanes
+    places = slots(cfg.launch, len(grid))
     free: queue.Queue = queue.Queue()
-    for i, devices in enumerate(slots):
-        free.put((i, devices))
+    for place in places:
+        free.put(place)
 
     def train(c: Candidate) -> StageRecord:
         model_dir = rundir.iter_file(t, c.name, "model")
-        slot, devices = free.get()  # a disjoint GPU set, held while this candidate trains
+        place = free.get()  # held while this candidate trains (a GPU set, a CPU lane, or the only slot)
         settings = {"hp": hp.identity(), "beta": c.beta, "gamma": c.gamma, "from": base}
         job = dict(model_path=base, pairs=dataset, hp=hp, beta=c.beta, trust_remote_code=cfg.model.trust_remote_code)
         job.update(extra if kind == "dpo" else {"gamma": c.gamma})
@@ -85,18 +83,14 @@ def train_candidates(
                 rundir.iter_stage(t, c.name, "train"),
                 settings if kind == "simpo" else {**settings, "loss": kind, **extra},
                 [model_dir],
-                lambda: ctx.train(kind, model_dir, devices=devices, slot=slot, forked=n_lanes > 1, **job),
+                lambda: ctx.train(kind, model_dir, slot=place, **job),
                 deps,
                 kind,
             )
         finally:
-            free.put((slot, devices))
+            free.put(place)
 
-    if n_lanes > 1:
-        log.info("iteration %d: %d beta candidates in %d forked processes of one thread", t, len(grid), n_lanes)
-    elif len(slots) > 1:
-        log.info("iteration %d: %d beta candidates on %d disjoint GPU sets %s", t, len(grid), len(slots), slots)
-    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+    with ThreadPoolExecutor(max_workers=len(places)) as pool:
         return list(zip(grid, pool.map(train, grid), strict=True))
 
 

@@ -68,7 +68,7 @@ class LaunchConfig:
         speed=True,
     )
     cpu_lanes: int = spec(
-        1,
+        2,
         "no GPU, in-process launcher: train up to this many beta candidates at once, each in a process of one "
         "thread forked from run.py (at most one per CPU)",
         gt=0,

@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -145,23 +145,45 @@ def _wait_forwarding_preemption(proc: subprocess.Popen) -> None:
             pass
 
 
-def run_training_job(
-    kind: str,
-    out_dir: Path,
-    launch: DictConfig,
-    devices: list[int] | None = None,
-    slot: int = 0,
-    forked: bool = False,
-    **kwargs,
-) -> dict:
-    """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``launch.launcher``; with
-    ``forked`` (the in-process launcher only), in a forked lane of one thread (``synpo.training.lanes``).
+@dataclass(frozen=True)
+class Slot:
+    """Where one of several training jobs that may run at once goes: its GPU set (None: ``launch.devices``, or every
+    visible GPU), its index (multi-node jobs rendezvous on ``29500 + index``), and whether it runs in a forked CPU
+    lane of one thread (``synpo.training.lanes``)."""
 
-    ``devices`` (a slot of ``device_slots``) overrides ``launch.devices``; on one node each launch
-    rendezvouses on a port free at launch; across nodes (srun) on ``29500 + slot``, so that concurrent multi-node
-    jobs do not collide."""
+    index: int = 0
+    devices: list[int] | None = None
+    forked: bool = False
+
+
+def slots(launch: DictConfig, n_jobs: int) -> list[Slot]:
+    """Where ``n_jobs`` jobs that may run at once go, by the machine and the launch topology: disjoint GPU sets
+    (``launch.concurrent_candidates``), forked CPU lanes (no GPU, ``launch.cpu_lanes``), or one slot (in turn).
+    Callers hand each job a free slot and never ask how it is placed."""
+    from synpo.training import lanes
+
+    n_lanes = lanes.available(launch.cpu_lanes, n_jobs, launch.launcher)
+    if n_lanes > 1:
+        log.info("%d training jobs at once in forked processes of one thread: %d lanes", n_jobs, n_lanes)
+        return [Slot(i, None, True) for i in range(n_lanes)]
+    sets = device_slots(launch, n_jobs)
+    if len(sets) > 1:
+        log.info("%d training jobs on %d disjoint GPU sets %s", n_jobs, len(sets), sets)
+    return [Slot(i, devices) for i, devices in enumerate(sets)]
+
+
+def run_training_job(kind: str, out_dir: Path, launch: DictConfig, slot: Slot = Slot(), **kwargs) -> dict:
+    """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``launch.launcher``, in
+    ``slot`` (``slots``): in this process, in a forked lane, or under ``accelerate launch`` on the slot's GPUs. What
+    is alive first leaves the garbage collector's later passes (``synpo.memory.settle``).
+
+    On one node each launch rendezvouses on a port free at launch; across nodes (srun) on ``29500 + slot.index``, so
+    that concurrent multi-node jobs do not collide."""
+    from synpo import memory
+
+    memory.settle()
     if launch.launcher == "inprocess":
-        if forked:
+        if slot.forked:
             from synpo.training.lanes import run_forked
 
             return run_forked(job_function(kind), out_dir=out_dir, **kwargs)
@@ -183,11 +205,11 @@ def run_training_job(
     ]
     job = ["-m", "synpo.training.job", str(job_file)]
     if launch.srun or launch.num_machines > 1:  # every node must name the same port: a fixed one per slot
-        cmd = srun_command([*cmd, "--main_process_port", str(29500 + slot)], job, launch.num_machines)
+        cmd = srun_command([*cmd, "--main_process_port", str(29500 + slot.index)], job, launch.num_machines)
     else:  # one node: a port free now, so two runs on one machine (or a port still held) never collide
         cmd = [*cmd, "--main_process_port", str(free_port()), *job]
     env = dict(os.environ)
-    devices = launch.devices if devices is None else devices
+    devices = launch.devices if slot.devices is None else slot.devices
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
     log_file = sibling(out_dir, "launch_log")
