@@ -3,7 +3,10 @@
 python run.py                                   # SynPO on the tiny world (runs/synpo_tiny_tinyworld)
 python run.py experiment=tiny_synpo trainer.beta_grid=[2,6,10]
 python run.py -m trainer.beta=2,4,6,8,10,12     # one run per beta (Hydra multirun)
+python run.py experiment=mistral_synpo --plan   # what the run will cost, before any work (synpo/plan.py)
 """
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -27,4 +30,8 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    if "--plan" in sys.argv[1:]:  # the plan composes the same config and prints its cost; nothing runs
+        from synpo.plan import main as plan
+
+        sys.exit(plan([a for a in sys.argv[1:] if a != "--plan"]))
     main()

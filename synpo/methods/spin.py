@@ -270,6 +270,20 @@ class Spin:
     def __init__(self, name: str):
         self.name = name
 
+    def workload(self, cfg: DictConfig, t: int, a, policy: dict, scorer: dict, pairwise: bool) -> list:
+        """Iteration t's stages for the plan (``synpo.plan``): pi_{t-1} answers every seed prompt; DPO against
+        pi_{t-1} on the real-over-generated pairs (and the previous iteration's); one candidate."""
+        from synpo.cost import generate, score, train, validation
+
+        n, p, new = cfg.data.n_train, a.prompt_tokens, cfg.generator.max_new_tokens
+        pairs = n * (2 if cfg.method.mix_previous and t > 1 else 1)
+        seq = p + (a.gold_tokens + a.answer_fill * new) / 2
+        works = [generate("generated answers", policy, n, p, new, a)]
+        if cfg.method.name != "spin":  # the fixes judge every pair with the scorer
+            works.append(score("judged pairs", scorer, n, p, (a.gold_tokens + a.answer_fill * new) / 2, a, pairwise))
+        works.append(train("DPO", policy, 2 * pairs, seq, cfg.trainer.epochs, a, reference=True))
+        return works + validation(cfg, policy, scorer, a, 1, pairwise)
+
     def problems(self, cfg: DictConfig) -> list[str]:
         p, m, t = [], cfg.method, cfg.trainer
         if t.beta_schedule is None and t.beta is None:

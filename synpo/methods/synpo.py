@@ -170,6 +170,42 @@ class SynPO:
     def problems(self, cfg: DictConfig) -> list[str]:
         return source_problems(cfg)
 
+    def workload(self, cfg: DictConfig, t: int, a, policy: dict, scorer: dict, pairwise: bool) -> list:
+        """Iteration t's stages for the plan (``synpo.plan``), in ``synpo.cost``'s units."""
+        from synpo.cost import generate, score, train, validation
+        from synpo.training.config import beta_candidates
+
+        m, new = cfg.method, cfg.generator.max_new_tokens
+        p, answer, gold, n_seed = a.prompt_tokens, a.answer_fill * new, a.gold_tokens, cfg.data.n_train
+        valid = m.n_prompts * a.valid_share
+        improver_prompt = p + answer + a.improver_overhead
+        d_size = t * min(m.pairs_per_iteration * a.pair_keep, valid)
+        candidates = len(beta_candidates(cfg.trainer, t))
+        works = []
+        if t == 1 and m.prompt_source == "generator":  # trained once, before iteration 1
+            works.append(
+                train("generator SFT", policy, n_seed, a.request_tokens + p + gold, cfg.sft_trainer.epochs, a)
+            )
+        works += [
+            generate("synthetic prompts", policy, m.n_prompts, a.request_tokens, new, a, a.request_fill),
+            generate("pi_0 and pi_{t-1} answers", policy, 2 * valid, p, new, a),
+            generate("pi_{t-1} seed answers", policy, n_seed, p, new, a),
+            score("seed scores", scorer, n_seed, p, (gold + answer) / 2, a, pairwise),
+            train("improver SFT", policy, n_seed * a.improver_keep, improver_prompt + gold, cfg.sft_trainer.epochs, a),
+            generate("improver rewrites", policy, valid, improver_prompt, new, a),
+            score("pair scores", scorer, valid, p, answer, a, pairwise),
+            train(
+                f"SimPO x {candidates} betas",
+                policy,
+                2 * d_size * candidates,
+                p + answer,
+                cfg.trainer.epochs,
+                a,
+                models=candidates,
+            ),
+        ]
+        return works + validation(cfg, policy, scorer, a, candidates, pairwise)
+
     def prepare(self, ctx: Context, pi0_val: dict) -> State:
         """The prompt source (SynPO's own: train the prompt generator G once, from pi_0, on the seed set)."""
         return State(prepare_source(ctx), ctx.pi0, "pi_0", dict(pi0_val))

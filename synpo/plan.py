@@ -1,0 +1,124 @@
+"""``python run.py <overrides> --plan`` (or ``python -m synpo.plan <overrides>``): what the composed run will cost,
+before any work, on a machine without a GPU too. ``assume.<field>=<value>`` changes an assumption of
+``synpo.cost.Assumptions`` (e.g. ``assume.answer_fill=0.3 assume.gpus=16``).
+
+Per iteration and stage: sequences, tokens, model arithmetic (PFLOP), GPU-hours at the stated efficiencies, and the
+wall hours on the node as the code places each stage (generation and training on every GPU, scoring on one); peak
+training memory per GPU; disk written; totals; and every assumption (``synpo.cost``). The method says what an
+iteration runs (its ``workload``); a method without one is not modelled.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from synpo.cost import H100_BF16_PEAK, Assumptions, Work, shape, training_memory_gib
+from synpo.errors import UserError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+NO_MODEL = {"matmul": 0, "total": 0, "layers": 0, "width": 0, "vocab": 0}  # the verifier, or a judge behind an API
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """The config ``python run.py <overrides>`` would run (Hydra's runtime-only keys aside)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import synpo.config  # noqa: F401  (registers the schemas)
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=[*overrides, "run_dir=plan-only"])
+
+
+def workloads(cfg: DictConfig, a: Assumptions) -> list[list[Work]]:
+    """Each iteration's stages, as the run's method declares them."""
+    from synpo.methods import get_method
+
+    method = get_method(cfg.method.name)
+    if not hasattr(method, "workload"):
+        raise UserError(
+            f"method.name={cfg.method.name!r} has no workload model yet, so its run cannot be planned; methods that "
+            "have one: synpo, spin and its fixes."
+        )
+    policy = shape(cfg.model.name_or_path)
+    pairwise = cfg.scorer.name in ("pairrm", "judge")
+    scorer = shape(cfg.scorer.name_or_path) if cfg.scorer.name in ("pairrm", "armorm", "reward_model") else NO_MODEL
+    return [method.workload(cfg, t, a, policy, scorer, pairwise) for t in range(1, cfg.method.iterations + 1)]
+
+
+def _wall_hours(w: Work, a: Assumptions) -> float:
+    return w.gpu_hours() / (1 if w.kind == "score" else a.gpus)  # scoring runs on one GPU as the code stands
+
+
+def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
+    """The plan as Markdown."""
+    from synpo.training.config import world_size
+
+    policy = shape(cfg.model.name_or_path)
+    lines = [
+        f"# Plan: {cfg.name} ({cfg.model.name_or_path}, {cfg.method.name}, {cfg.method.iterations} iterations)",
+        "",
+    ]
+    lines += ["| iteration | stage | sequences | tokens (M) | passes | PFLOP | GPU-h | wall h on the node |"]
+    lines += ["|---|---|---|---|---|---|---|---|"]
+    for t, works in enumerate(its, 1):
+        for w in works:
+            cells = [t, w.stage, f"{w.sequences:,.0f}", f"{w.tokens / 1e6:,.1f}", f"{w.passes:g}"]
+            cells += [f"{w.flops / 1e15:,.1f}", f"{w.gpu_hours():,.2f}", f"{_wall_hours(w, a):,.2f}"]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
+    flat = [w for works in its for w in works]
+    floor = sum(w.flops for w in flat) / H100_BF16_PEAK / 3600
+    gpu_h, wall = sum(w.gpu_hours() for w in flat), sum(_wall_hours(w, a) for w in flat)
+    saved = sum(w.models for w in flat) * 2 * policy["total"] / 1e9
+    world = world_size(cfg.launch)
+    memory = training_memory_gib(policy, cfg.trainer, world, policy.get("vocab"))
+    lines += [
+        "",
+        f"- **Total: {gpu_h:,.1f} GPU-hours** ({gpu_h / len(its):,.1f} per iteration), about {wall:,.1f} hours on "
+        f"{a.gpus} GPUs; the FLOP floor at the H100's bf16 peak is {floor:,.1f} GPU-hours ({gpu_h / max(floor, 1e-9):.1f}x).",
+        f"- **Training memory per GPU** (ZeRO-3 over {world} process(es), micro batch {cfg.trainer.batch_size} x "
+        f"{cfg.trainer.max_length} tokens): about {memory:,.1f} GiB.",
+        f"- **Disk**: {saved:,.0f} GB of final models over the run (bf16, {2 * policy['total'] / 1e9:,.1f} GB each), "
+        "plus each job's step checkpoints while it runs.",
+        f"- Policy: {policy['matmul'] / 1e9:,.2f}B matmul parameters, {policy['layers']} layers, width {policy['width']}.",
+        "- Assumptions: " + ", ".join(f"{k}={v}" for k, v in vars(a).items()) + " (synpo/cost.py says where each "
+        "comes from); attention's own arithmetic, padding and recomputed activations are not counted.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def assumptions(settings: list[str]) -> Assumptions:
+    """``Assumptions`` with ``assume.<field>=<value>`` settings applied (e.g. ``assume.answer_fill=0.3``)."""
+    a, known = Assumptions(), set(vars(Assumptions()))
+    for item in settings:
+        key, _, value = item.removeprefix("assume.").partition("=")
+        if key not in known:
+            raise UserError(f"{item}: the plan has no assumption {key!r}; it has {sorted(known)}")
+        try:
+            setattr(a, key, type(getattr(a, key))(value))
+        except ValueError:
+            raise UserError(f"{item}: {value!r} is not a number") from None
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    from synpo.config import validate
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    overrides = [x for x in args if not x.startswith("assume.")]
+    try:
+        a = assumptions([x for x in args if x.startswith("assume.")])
+        cfg = compose(overrides)
+        validate(cfg, read_files=False)
+        sys.stdout.write(render(cfg, workloads(cfg, a), a))
+    except UserError as e:
+        sys.stderr.write(f"{e}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The plan (``python run.py <overrides> --plan``): the paper's settings priced on a machine without a GPU, from
+their checkpoints' published shapes, and the arithmetic checked where it can be by hand."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, compose
+
+from synpo.cost import Assumptions, shape
+from synpo.plan import workloads
+
+
+@pytest.mark.parametrize("experiment", ["mistral_synpo", "llama3_synpo", "zephyr_spin"])
+def test_the_papers_settings_are_priced_before_any_work(experiment, tmp_path):
+    cmd = [sys.executable, "run.py", f"experiment={experiment}", "--plan", f"hydra.run.dir={tmp_path}/never"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "GPU-hours" in out and "Training memory per GPU" in out and "Disk" in out and "Assumptions" in out
+    assert not (tmp_path / "never").exists()  # nothing ran: no run directory was made
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_published_shapes_give_the_known_sizes():
+    assert shape("alignment-handbook/zephyr-7b-sft-full")["total"] == pytest.approx(7.24e9, rel=0.01)  # Mistral-7B
+    assert shape("princeton-nlp/Llama-3-Base-8B-SFT")["total"] == pytest.approx(8.03e9, rel=0.01)  # Llama-3-8B
+    assert shape("neuralmagic/Llama-2-7b-ultrachat200k")["total"] == pytest.approx(6.74e9, rel=0.01)  # Llama-2-7B
+
+
+def test_synpo_workload_by_hand():
+    """Iteration 2 of the Mistral setting: D holds 2 x 10k pairs; 6 SimPO candidates each train 2 sequences a pair of
+    200 + 0.5 x 2048 tokens for 1 epoch at 3 passes; pi_0 and pi_1 answer 90% of the 50k prompts."""
+    cfg = compose(["experiment=mistral_synpo"])
+    a = Assumptions()
+    its = workloads(cfg, a)
+    assert len(its) == 4 and its[0][0].stage == "generator SFT"  # the generator is trained once, in iteration 1
+    simpo = next(w for w in its[1] if w.stage.startswith("SimPO"))
+    assert simpo.sequences == 6 * 2 * 20_000 and simpo.tokens == simpo.sequences * (200 + 1024) and simpo.passes == 3
+    assert simpo.models == 6
+    answers = next(w for w in its[1] if w.stage == "pi_0 and pi_{t-1} answers")
+    assert answers.sequences == 2 * 45_000 and answers.tokens == 90_000 * (200 + 1024)
+    policy = shape(cfg.model.name_or_path)
+    assert simpo.flops == 2 * policy["matmul"] * simpo.tokens * 3
