@@ -30,13 +30,14 @@ def test_the_published_shapes_give_the_known_sizes():
 
 def test_synpo_workload_by_hand():
     """Iteration 2 of the Mistral setting: D holds 2 x 10k pairs; 6 SimPO candidates each train 2 sequences a pair of
-    200 + 0.5 x 2048 tokens for 1 epoch at 3 passes; pi_0 and pi_1 answer 90% of the 50k prompts."""
+    200 + 0.5 x 2048 tokens, cut at the trainer's max_length of 1024, for 1 epoch at 3 passes; pi_0 and pi_1 answer
+    90% of the 50k prompts (200 + 1024 tokens each)."""
     cfg = compose(["experiment=mistral_synpo"])
     a = Assumptions()
     its = workloads(cfg, a)
     assert len(its) == 4 and its[0][0].stage == "generator SFT"  # the generator is trained once, in iteration 1
     simpo = next(w for w in its[1] if w.stage.startswith("SimPO"))
-    assert simpo.sequences == 6 * 2 * 20_000 and simpo.tokens == simpo.sequences * (200 + 1024) and simpo.passes == 3
+    assert simpo.sequences == 6 * 2 * 20_000 and simpo.tokens == simpo.sequences * 1024 and simpo.passes == 3
     assert simpo.models == 6
     answers = next(w for w in its[1] if w.stage == "pi_0 and pi_{t-1} answers")
     assert answers.sequences == 2 * 45_000 and answers.tokens == 90_000 * (200 + 1024)

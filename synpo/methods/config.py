@@ -29,6 +29,11 @@ class MethodConfig:
     max_repetition: float = spec(0.5, "drop a pair if either response repeats more than this share", gt=0, le=1)
     improver_filter: bool = spec(True, "keep an improver example only if score(y*) - score(draft) > threshold")
     drop_truncated: bool = spec(True, "drop a pair whose chosen or rejected answer hit max_new_tokens (cut off)")
+    score_drafts: bool = spec(
+        True,
+        "synpo: also score pi_{t-1}'s drafts, for scores.jsonl's score_policy (a second scorer pass over every "
+        "synthetic prompt; the paper settings turn it off)",
+    )
     keep_previous_if_worse: bool = spec(False, "keep pi_{t-1} if every beta candidate validates worse (paper: off)")
     generator_keywords: int = spec(3, "keywords per synthetic prompt request", gt=0)
     improver_max_length: int | None = spec(None, "the improver's SFT max length; null: sft_trainer.max_length", gt=0)

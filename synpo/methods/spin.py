@@ -277,7 +277,7 @@ class Spin:
 
         n, p, new = cfg.data.n_train, a.prompt_tokens, cfg.generator.max_new_tokens
         pairs = n * (2 if cfg.method.mix_previous and t > 1 else 1)
-        seq = p + (a.gold_tokens + a.answer_fill * new) / 2
+        seq = min(p + (a.gold_tokens + a.answer_fill * new) / 2, cfg.trainer.max_length)
         works = [generate("generated answers", policy, n, p, new, a)]
         if cfg.method.name != "spin":  # the fixes judge every pair with the scorer
             works.append(score("judged pairs", scorer, n, p, (a.gold_tokens + a.answer_fill * new) / 2, a, pairwise))

@@ -119,7 +119,9 @@ def score_rows(
     chosen, rejected = [r["response"] for r in refined], [r["response"] for r in initial]
     cut = ["length" in (a.get("finish_reason"), b.get("finish_reason")) for a, b in zip(refined, initial, strict=True)]
     c = ctx.compare_now(prompts, chosen, rejected, scores_file)
-    s_pol = ctx.scorer.scores(prompts, policy)
+    # pi_{t-1}'s own drafts are scored only to be read beside the pairs (how often the rewrite beats its draft):
+    # a second pass of the scorer over every synthetic prompt, so at scale it is an option
+    s_pol = ctx.scorer.scores(prompts, policy) if ctx.cfg.method.score_drafts else None
     rows = []
     for i, x in enumerate(prompts):
         kept, rep = pair_filter(ctx, c.gaps[i], chosen[i], rejected[i], cut[i])
@@ -198,7 +200,7 @@ class SynPO:
                 f"SimPO x {candidates} betas",
                 policy,
                 2 * d_size * candidates,
-                p + answer,
+                min(p + answer, cfg.trainer.max_length),  # a longer pair is cut at the trainer's max_length
                 cfg.trainer.epochs,
                 a,
                 models=candidates,
