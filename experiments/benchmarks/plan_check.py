@@ -86,7 +86,9 @@ def main(run: Path) -> None:
             ratio = f"{predicted / counted:.2f}" if counted else "-"
             print(f"| {t} | {w.stage} | {predicted:,.0f} | {counted:,} | {ratio} |")
     kept = [(r.get("improver_examples"), r.get("improver_candidates"), r.get("n_pairs_added")) for r in rows[1:]]
-    print(f"\nimprover examples kept of candidates, and pairs added, per iteration (measured above as improver_keep and pair_keep): {kept}")
+    print(
+        f"\nimprover examples kept of candidates, and pairs added, per iteration (measured above as improver_keep and pair_keep): {kept}"
+    )
 
 
 if __name__ == "__main__":
