@@ -111,9 +111,8 @@ def run(cfg: DictConfig) -> float:
             write_json(rundir.iter_file(t, METRICS), row)
             rows.append(row)
             tracker.log_iteration(t, row)
-            if result.samples:
-                columns = list(result.samples[0].keys())
-                tracker.log_table("sample_pairs", columns, [list(s.values()) for s in result.samples], t)
+            if result.samples_file is not None:
+                _log_samples(tracker, result, cfg.logger.n_sample_pairs, t)
             log.info("iteration %d: %s", t, summary(row))
         write_results(rundir, cfg, rows, time.perf_counter() - started, method)
         return float(rows[-1]["val_score"])
@@ -128,6 +127,18 @@ def run(cfg: DictConfig) -> float:
         raise
     finally:
         tracker.finish()
+
+
+def _log_samples(tracker, result: Iteration, n: int, t: int) -> None:
+    """The first ``n`` of the iteration's pairs as W&B's sample table (the loop, not the method, decides how many)."""
+    from itertools import islice
+
+    from synpo.artifacts import iter_jsonl
+
+    rows = [row for _, row in islice(iter_jsonl(result.samples_file), n)]
+    if rows:
+        columns = list(result.sample_fields)
+        tracker.log_table("sample_pairs", columns, [[r.get(k) for k in columns] for r in rows], t)
 
 
 def _before_any_work(cfg: DictConfig) -> None:

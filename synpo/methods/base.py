@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,8 +20,9 @@ class Iteration:
     state: Any  # the method's state for the next iteration
     policy: str  # pi_t's model directory
     policy_record: StageRecord | str  # what pi_t was built from
-    samples: list[dict] = field(default_factory=list)  # a few pairs for W&B's sample table
     prompts_file: Path | None = None  # the iteration's synthetic prompts, for methods that make them
+    samples_file: Path | None = None  # its pairs (JSONL): the loop shows the first logger.n_sample_pairs in W&B
+    sample_fields: tuple[str, ...] = ()  # the columns of that table
 
 
 class Method(Protocol):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from synpo.artifacts import PAIRS, StageRecord, read_jsonl, sibling, write_jsonl
+from synpo.artifacts import PAIRS, StageRecord, sibling, write_jsonl
 from synpo.errors import UserError
 from synpo.methods.base import Iteration
 from synpo.methods.prompt_sources import PromptSource
@@ -104,10 +104,9 @@ def select_on_d(
         previous_val=selected.val,
         pair_records=pair_records,
     )
-    pair_rows = read_jsonl(ctx.rundir.iter_file(t, PAIRS))[: ctx.cfg.logger.n_sample_pairs]
-    samples = [{k: p.get(k) for k in PAIR_FIELDS[:-1]} for p in pair_rows]
     full_row = {"iteration": t, **selected.row, **row, **r_pairs.info}
-    return Iteration(full_row, new_state, selected.policy, selected.record, samples, prompts_file)
+    pairs = r_pairs.output("pairs")
+    return Iteration(full_row, new_state, selected.policy, selected.record, prompts_file, pairs, PAIR_FIELDS[:-1])
 
 
 def pair_filter(

@@ -326,10 +326,9 @@ class Spin:
             "noise_temperature": noise_temperature(cfg, t) if resampled else None,
             "train_loss": r_train.info.get("train_loss"),
         }
-        scores = read_jsonl(rundir.iter_file(t, "scores.jsonl"))[: cfg.logger.n_sample_pairs]
-        samples = [{k: r[k] for k in SAMPLE_FIELDS} for r in scores]
+        samples = r_pairs.output("scores")
         new_state = State(str(model_dir), r_train, r_pairs, dict(r_eval.info))
-        return Iteration(row, new_state, str(model_dir), r_train, samples)
+        return Iteration(row, new_state, str(model_dir), r_train, samples_file=samples, sample_fields=SAMPLE_FIELDS)
 
 
 METHODS = {name: Spin(name) for name in ("spin", "spin_judged", "spin_noised", "spin_adaptive")}
