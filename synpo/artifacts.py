@@ -42,6 +42,7 @@ SIBLINGS = {
     "result": ".result.json",  # what that job returned
     "accelerate": ".accelerate.yaml",  # the resolved accelerate config it ran with
     "launch_log": ".launch.log",  # its output
+    "pruned": ".pruned",  # says that the output was deleted on purpose once used (a beta candidate not selected)
 }
 
 
@@ -254,11 +255,12 @@ class RunDir:
         """
         named = output_names(outputs)
         outputs = list(named.values())
+        present = [Path(o).exists() or sibling(o, "pruned").is_file() for o in outputs]
         # Paths inside the run directory count relative to it, so a moved run directory still resumes.
         key = {"stage": name, "settings": settings, "deps": dependency_prints(deps)}
         fp = fingerprint(json.dumps(key, sort_keys=True, default=str).replace(str(self.root), "<run>"))
         done = self.marker(name)
-        if done and done.get("fingerprint") == fp and all(Path(o).exists() for o in outputs):
+        if done and done.get("fingerprint") == fp and all(present):
             log.info("stage %-28s done earlier (%.1fs), skipped", name, done.get("seconds", 0.0))
             info = done.get("info") or {}
             return StageRecord(name, fp, done.get("seconds", 0.0), True, info, done.get(COMPUTE), named)
@@ -266,6 +268,7 @@ class RunDir:
             log.info("stage %-28s inputs or settings changed: redoing it", name)
         for o in outputs:
             o = Path(o)
+            sibling(o, "pruned").unlink(missing_ok=True)
             if o.is_dir():
                 shutil.rmtree(o)
             elif o.exists():
@@ -296,6 +299,18 @@ class RunDir:
         write_json(marker_path, marker)
         log.info("stage %-28s finished in %.1fs (peak RSS %.0f MiB)", name, seconds, used["peak_rss_mib"])
         return StageRecord(name, fp, seconds, False, info, compute, named)
+
+
+def prune(path: Path, why: str) -> None:
+    """Delete a finished stage's output that nothing will read again (a beta candidate that was not selected), and
+    leave ``<path>.pruned`` saying so: the stage stays finished (``RunDir.stage`` counts a pruned output as present),
+    and the output is made again only if the stage itself is redone."""
+    path = Path(path)
+    write_json(sibling(path, "pruned"), {"why": why, "when": time.time()})
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 def run_dir_problem(path: Path | str) -> str | None:

@@ -189,3 +189,23 @@ def test_a_gguf_conversion_finished_by_another_process_meanwhile_is_kept(tmp_pat
     monkeypatch.setattr(gguf_models, "_convert", convert_while_another_process_finishes)
     assert gguf_models.converted("smollm2-135m") == out
     assert (out / "in-use").is_file() and sorted(p.name for p in out.parent.iterdir()) == [out.name]
+
+
+def test_a_pruned_output_keeps_its_stage_finished_until_the_stage_is_redone(tmp_path):
+    from synpo.artifacts import prune, sibling
+
+    run = RunDir(tmp_path)
+    model = run.path("beta_2", "model")
+    calls = []
+
+    def train():
+        calls.append(1)
+        model.mkdir(parents=True)
+        (model / "config.json").write_text("{}")
+
+    run.stage("train", {"beta": 2}, [model], train)
+    prune(model, "not selected")
+    assert not model.exists() and sibling(model, "pruned").is_file()
+    assert run.stage("train", {"beta": 2}, [model], train).skipped and len(calls) == 1  # still finished
+    run.stage("train", {"beta": 3}, [model], train)  # its settings changed: redone, the marker gone
+    assert len(calls) == 2 and model.is_dir() and not sibling(model, "pruned").exists()

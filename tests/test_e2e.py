@@ -65,9 +65,7 @@ def test_every_artifact_exists(micro_run):
         "iter_1/initial.jsonl",
         "iter_1/scores.jsonl",
         "iter_1/pairs.jsonl",
-        "iter_1/beta_2/model/config.json",
         "iter_1/beta_2/metrics.json",
-        "iter_1/beta_10/model/config.json",
         "iter_1/beta_10/metrics.json",
         "iter_1/policy/config.json",
         "iter_1/metrics.json",
@@ -77,6 +75,14 @@ def test_every_artifact_exists(micro_run):
     ]
     missing = [p for p in expected if not (run_dir / p).is_file()]
     assert not missing
+    # the selected candidate's model is kept (pi_1); the other's is deleted, with a marker (launch.keep_candidates)
+    selected = (run_dir / "iter_1/policy").resolve()
+    for beta in ("beta_2", "beta_10"):
+        model = run_dir / "iter_1" / beta / "model"
+        kept = model.resolve() == selected
+        assert (model / "config.json").is_file() == kept and (
+            run_dir / "iter_1" / beta / "model.pruned"
+        ).is_file() != kept
     assert (run_dir / "plots/val_score.png").read_bytes()[:4] == b"\x89PNG"
     pairs = [json.loads(x) for x in (run_dir / "iter_1/pairs.jsonl").read_text().splitlines()]
     scores = [json.loads(x) for x in (run_dir / "iter_1/scores.jsonl").read_text().splitlines()]
@@ -271,7 +277,7 @@ def _speed_overrides() -> list[str]:
     return out
 
 
-def test_changing_every_speed_setting_redoes_no_stage(micro_run, tmp_path):
+def test_changing_every_speed_setting_redoes_no_stage(micro_run, tmp_path, monkeypatch):
     """An out-of-memory fix (batch, shard, memory share, devices, launcher...) keeps every finished stage: no marker
     is rewritten and the results are the same."""
     import shutil
@@ -285,6 +291,8 @@ def test_changing_every_speed_setting_redoes_no_stage(micro_run, tmp_path):
     }
     stages = run_dir / ".stages"
     before = {p.name: p.read_text() for p in stages.iterdir()}
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "node-a")  # launch.srun=true is refused outside a SLURM allocation
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
     rerun = run_cli(run_dir, *overrides)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     after = {p.name: p.read_text() for p in stages.iterdir()}

@@ -70,6 +70,7 @@ def test_pipeline_trains_through_accelerate(tmp_path):
         "trainer.beta_grid=[2,10]",
         "launch.devices=[0,1]",
         "launch.concurrent_candidates=true",
+        "launch.keep_candidates=true",  # both trained models are checked below
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for job in ("generator/model", "iter_1/improver/model", "iter_1/beta_2/model", "iter_1/beta_10/model"):

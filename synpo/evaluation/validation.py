@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synpo.artifacts import COMPUTE, METRICS, VAL_ANSWERS, StageRecord, read_jsonl, write_json, write_jsonl
+from synpo.artifacts import COMPUTE, METRICS, VAL_ANSWERS, StageRecord, read_jsonl, sibling, write_json, write_jsonl
 from synpo.compute import add_compute
+from synpo.errors import UserError
 from synpo.evaluation.config import EvalConfig
 from synpo.generation.protocol import SamplingParams, generation_compute
 from synpo.schema import identity
@@ -81,6 +82,13 @@ def validation_stage(ctx: Context, name: str, model: str, out_dir: Path, deps: l
     answers, metrics_file = out_dir / VAL_ANSWERS, out_dir / METRICS
 
     def fn():
+        if sibling(Path(model), "pruned").is_file() and not Path(model).exists():
+            raise UserError(
+                f"{model} was deleted after its iteration selected another candidate (launch.keep_candidates=false), "
+                f"and its validation ({name}) must now be redone: the eval settings changed. Delete the marker of "
+                f"its training stage under {ctx.rundir.markers} to retrain it, or start the run with "
+                "launch.keep_candidates=true."
+            )
         rows, compute = _answer_rows(ctx, model, reference)
         write_jsonl(answers, rows)
         metrics = validation_metrics(rows)

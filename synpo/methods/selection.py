@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from synpo.artifacts import PAIRS, POLICY_LINK, StageRecord, point_link, read_jsonl
+from synpo.artifacts import PAIRS, POLICY_LINK, StageRecord, point_link, prune, read_jsonl
 from synpo.evaluation.validation import validation_stage
 from synpo.stages import Context
 from synpo.training.config import beta_candidates, hparams
@@ -146,5 +146,10 @@ def train_and_select(
         target, record = Path(previous[0]), previous[1]
         row.update({"guard_fired": True, "beta": None, **previous_val})
     point_link(rundir.iter_file(t, POLICY_LINK), target)
+    if not ctx.cfg.launch.keep_candidates:
+        for name in per_beta:
+            model_dir = rundir.iter_file(t, name, "model")
+            if model_dir != target and model_dir.exists():
+                prune(model_dir, f"not selected at iteration {t}; pi_{t} is {target}")
     val = {k: v for k, v in row.items() if k.startswith("val_")}
     return Selected(row, str(target), record, val)

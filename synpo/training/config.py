@@ -75,6 +75,12 @@ class LaunchConfig:
         speed=True,
     )
     num_machines: int = spec(1, "nodes one training job spans (num_processes on each), through srun", gt=0)
+    keep_candidates: bool = spec(
+        False,
+        "keep every beta candidate's model; off: once an iteration has selected pi_t, the other candidates' models are "
+        "deleted (a 7B run writes 6 x 14.5 GB per iteration), leaving <model>.pruned",
+        speed=True,
+    )
     allow_cpu: bool = spec(
         False,
         "run settings that mean GPUs (accelerate launch, a bf16 model of 1B+ parameters, tensor-parallel vLLM) on "
