@@ -72,7 +72,10 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
     flat = [w for works in its for w in works]
     floor = sum(w.flops for w in flat) / H100_BF16_PEAK / 3600
     gpu_h, wall = sum(w.gpu_hours() for w in flat), sum(_wall_hours(w, a) for w in flat)
-    saved = sum(w.models for w in flat) * 2 * policy["total"] / 1e9
+    size = 2 * policy["total"] / 1e9  # GB of one bf16 model
+    written = sum(w.models for w in flat) * size
+    # the candidates that were not selected are deleted after each selection unless launch.keep_candidates
+    kept = written if cfg.launch.keep_candidates else written - sum(w.models - 1 for w in flat if w.models > 1) * size
     world = world_size(cfg.launch)
     memory = training_memory_gib(policy, cfg.trainer, world, policy.get("vocab"))
     lines += [
@@ -81,8 +84,8 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
         f"{a.gpus} GPUs; the FLOP floor at the H100's bf16 peak is {floor:,.1f} GPU-hours ({gpu_h / max(floor, 1e-9):.1f}x).",
         f"- **Training memory per GPU** (ZeRO-3 over {world} process(es), micro batch {cfg.trainer.batch_size} x "
         f"{cfg.trainer.max_length} tokens): about {memory:,.1f} GiB.",
-        f"- **Disk**: {saved:,.0f} GB of final models over the run (bf16, {2 * policy['total'] / 1e9:,.1f} GB each), "
-        "plus each job's step checkpoints while it runs.",
+        f"- **Disk**: {written:,.0f} GB of final models written over the run (bf16, {size:,.1f} GB each), {kept:,.0f} "
+        "GB of them kept (launch.keep_candidates decides), plus each job's step checkpoints while it runs.",
         f"- Policy: {policy['matmul'] / 1e9:,.2f}B matmul parameters, {policy['layers']} layers, width {policy['width']}.",
         "- Assumptions: " + ", ".join(f"{k}={v}" for k, v in vars(a).items()) + " (synpo/cost.py says where each "
         "comes from); attention's own arithmetic, padding and recomputed activations are not counted.",
