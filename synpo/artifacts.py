@@ -266,16 +266,8 @@ class RunDir:
             return StageRecord(name, fp, done.get("seconds", 0.0), True, info, done.get(COMPUTE), named)
         if done:
             log.info("stage %-28s inputs or settings changed: redoing it", name)
-        for o in outputs:
-            o = Path(o)
-            sibling(o, "pruned").unlink(missing_ok=True)
-            if o.is_dir():
-                shutil.rmtree(o)
-            elif o.exists():
-                o.unlink()
+        _remove([*outputs, *(sibling(o, "pruned") for o in outputs), self.marker_path(name)])
         marker_path = self.marker_path(name)
-        if marker_path.exists():
-            marker_path.unlink()
         log.info("stage %-28s running", name)
         window = memory.start()
         t0 = time.perf_counter()
@@ -299,6 +291,15 @@ class RunDir:
         write_json(marker_path, marker)
         log.info("stage %-28s finished in %.1fs (peak RSS %.0f MiB)", name, seconds, used["peak_rss_mib"])
         return StageRecord(name, fp, seconds, False, info, compute, named)
+
+
+def _remove(paths: Iterable[Path]) -> None:
+    """Delete each of ``paths`` that exists, file or directory."""
+    for p in map(Path, paths):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
 
 
 def prune(path: Path, why: str) -> None:

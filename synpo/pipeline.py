@@ -113,6 +113,8 @@ def run(cfg: DictConfig) -> float:
             tracker.log_iteration(t, row)
             if result.samples_file is not None:
                 _log_samples(tracker, result, cfg.logger.n_sample_pairs, t)
+            if row.get("per_beta"):
+                _log_candidates(tracker, row, t)
             log.info("iteration %d: %s", t, summary(row))
         write_results(rundir, cfg, rows, time.perf_counter() - started, method)
         return float(rows[-1]["val_score"])
@@ -139,6 +141,19 @@ def _log_samples(tracker, result: Iteration, n: int, t: int) -> None:
     if rows:
         columns = list(result.sample_fields)
         tracker.log_table("sample_pairs", columns, [[r.get(k) for k in columns] for r in rows], t)
+
+
+CANDIDATE_COLUMNS = ("beta", "gamma", "val_score", "val_score_sampled", "val_exact", "val_win_rate", "train_loss")
+
+
+def _log_candidates(tracker, row: dict, t: int) -> None:
+    """Every beta candidate's validation metrics, the selected one marked: W&B's selection table."""
+    columns = ["candidate", *CANDIDATE_COLUMNS, "selected"]
+    rows = [
+        [name, *(c.get(k) for k in CANDIDATE_COLUMNS), c.get("beta") == row.get("beta")]
+        for name, c in row["per_beta"].items()
+    ]
+    tracker.log_table("beta_candidates", columns, rows, t)
 
 
 def _before_any_work(cfg: DictConfig) -> None:

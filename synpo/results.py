@@ -46,6 +46,7 @@ def write_results(rundir: RunDir, cfg: DictConfig, rows: list[dict], seconds: fl
     table = "\n".join(lines) + "\n"
     atomic_write_text(rundir.path("results.md"), table)
     _plot(rundir, rows)
+    _plot_candidates(rundir, rows, cfg.trainer.select_on)
     log.info("results (%s):\n%s", rundir.path("results.md"), table)
 
 
@@ -55,6 +56,58 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.2e}" if v and abs(v) < 0.01 else f"{v:.3f}"
     return str(v)
+
+
+def _save(fig, out) -> None:
+    """``fig`` to ``out`` through a temporary name (a reader never sees half a PNG)."""
+    import matplotlib.pyplot as plt
+
+    out.parent.mkdir(exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, out)
+
+
+def _plot_candidates(rundir: RunDir, rows: list[dict], key: str) -> None:
+    """``plots/candidates.png``: every beta candidate's selection metric per iteration, the selected one starred,
+    pi_0's value as a line; and ``plots/pairs.png``: pairs kept per iteration and |D| (methods that report them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if any(r.get("per_beta") for r in rows):
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for r in rows[1:]:
+            for c in (r.get("per_beta") or {}).values():
+                chosen = c.get("beta") == r.get("beta")
+                ax.scatter(
+                    r["iteration"],
+                    c.get(key),
+                    marker="*" if chosen else "o",
+                    s=120 if chosen else 25,
+                    color="tab:red" if chosen else "tab:gray",
+                    zorder=3 if chosen else 2,
+                )
+        ax.axhline(rows[0].get(key, float("nan")), color="tab:blue", lw=1, label=f"pi_0 {key}")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(f"{key} (star: selected beta)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        _save(fig, rundir.path("plots", "candidates.png"))
+    if any("n_pairs_kept" in r for r in rows):
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        its = [r["iteration"] for r in rows if "n_pairs_kept" in r]
+        ax.bar(its, [r["n_pairs_kept"] for r in rows if "n_pairs_kept" in r], label="pairs kept", alpha=0.6)
+        ax.plot(its, [r.get("d_size") for r in rows if "n_pairs_kept" in r], marker="o", color="k", label="|D|")
+        ax.set_xlabel("iteration")
+        ax.set_xticks(its)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        _save(fig, rundir.path("plots", "pairs.png"))
 
 
 def _plot(rundir: RunDir, rows: list[dict]) -> None:
@@ -74,9 +127,4 @@ def _plot(rundir: RunDir, rows: list[dict]) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = rundir.path("plots", "val_score.png")
-    out.parent.mkdir(exist_ok=True)
-    tmp = out.with_name(".val_score.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, out)
+    _save(fig, rundir.path("plots", "val_score.png"))

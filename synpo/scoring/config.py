@@ -70,6 +70,11 @@ def scorer_problems(cfg: DictConfig) -> list[str]:
         )
     if s.name == "judge":
         p += _judge_problems(s)
+    if cfg.trainer.select_on == "val_exact" and s.name != "verifier":
+        p.append(
+            f"trainer.select_on=val_exact needs a scorer that knows exact content (the verifier); scorer.name="
+            f"{s.name!r} cannot tell it: select on val_score, val_score_sampled or val_win_rate"
+        )
     return p
 
 

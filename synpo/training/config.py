@@ -30,8 +30,10 @@ class PreferenceTrainerConfig(OptimConfig):
     gamma_beta_ratio: float | None = spec(None, "SimPO: gamma = ratio * beta", ge=0)
     select_on: str = spec(
         "val_score",
-        "validation metric that picks the beta",
-        choices=("val_score", "val_win_rate", "val_score_sampled"),
+        "the validation metric that picks each iteration's beta (the paper names none; val_score, the scorer's mean "
+        "on greedy answers, is ours): val_score, val_score_sampled (sampled answers), val_win_rate (greedy answers "
+        "against pi_0's), val_exact (exact content; only where the scorer can tell: the verifier)",
+        choices=("val_score", "val_win_rate", "val_score_sampled", "val_exact"),
     )
     beta_schedule: list[float] | None = spec(None, "beta per iteration (index t-1), e.g. SPIN's; null: beta", gt=0)
     lr_schedule: list[float] | None = spec(None, "learning rate per iteration (index t-1); null: learning_rate", gt=0)
