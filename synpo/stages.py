@@ -114,7 +114,9 @@ class Context:
 
     # --- stages shared by the methods ---------------------------------------------------------------------------
 
-    def sampling(self, name: str, temperature: float | None = None, max_new_tokens: int | None = None, n: int = 1):
+    def sampling(
+        self, name: str, temperature: float | None = None, max_new_tokens: int | None = None, n: int = 1, stop=()
+    ):
         g = self.cfg.generator
         return SamplingParams(
             temperature=g.temperature if temperature is None else temperature,
@@ -122,6 +124,7 @@ class Context:
             max_new_tokens=g.max_new_tokens if max_new_tokens is None else max_new_tokens,
             seed=self.seed_for(name),
             n=n,
+            stop=tuple(stop),
         )
 
     def generate(
@@ -136,12 +139,13 @@ class Context:
         max_new_tokens: int | None = None,
         kind: str | None = None,
         n: int = 1,
+        stop: tuple[str, ...] = (),
     ) -> StageRecord:
         """Answers of ``model`` to ``prompts``, written to ``out`` as rows ``{prompt, response, finish_reason,
         **extra}``; the stage's info counts the answers cut off at the token limit (``n_truncated``). With ``n`` > 1,
         one generation call samples ``n`` answers per prompt: ``n`` rows per prompt, prompt-major, each with its
-        ``sample`` index."""
-        sampling = self.sampling(name, temperature, max_new_tokens, n)
+        ``sample`` index. An answer ends at a ``stop`` string too (kept in it)."""
+        sampling = self.sampling(name, temperature, max_new_tokens, n, stop)
         shard_dir = sibling(out, "shards")
         settings = {
             "model": model,

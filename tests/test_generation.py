@@ -140,3 +140,19 @@ def test_sampled_answers_do_not_depend_on_batches_or_shards(tmp_path):
     assert [str(c) for c in resumed] == [str(c) for c in one]
     reseeded = HFGenerator().generate("builtin:tiny-sft", prompts, SamplingParams(1.2, 0.95, 12, seed=8, n=2))
     assert [str(c) for c in reseeded] != [str(c) for c in one]
+
+
+def test_a_stop_string_ends_an_answer_and_is_kept_in_it():
+    """The prompt generator's sampling stops after </question>; here the same mechanism on greedy answers: the answer
+    ends right after the stop string (kept), is a prefix of the answer without it, and counts as stopped."""
+    from synpo.generation.hf import HFGenerator
+
+    prompts = ["Reverse the words: snake cloud bread", "Add the numbers 3 and 4."]
+    free = HFGenerator().generate("builtin:tiny-sft", prompts, SamplingParams(0.0, 1.0, 32))
+    stop = str(free[0]).split()[1]  # the middle word of the first answer ("bread cloud snake")
+    cut = HFGenerator().generate("builtin:tiny-sft", prompts, SamplingParams(0.0, 1.0, 32, stop=(stop,)))
+    first = str(cut[0])
+    assert first.endswith(stop) and str(free[0]).startswith(first) and len(first) < len(str(free[0]))
+    assert cut[0].finish_reason == "stop" and cut[0].tokens < free[0].tokens
+    for c, f in zip(cut, free, strict=True):  # an answer without the string is untouched
+        assert stop in str(f) or (str(c) == str(f) and c.finish_reason == f.finish_reason)

@@ -129,3 +129,15 @@ def test_a_micro_synpo_run_generates_with_vllm(vllm_python, tmp_path):
     assert [r["iteration"] for r in results["iterations"]] == [0, 1]
     assert (run_dir / "iter_1/pairs.jsonl").stat().st_size > 0
     assert not any(Path(run_dir).rglob("*.shards")), "shard directories are removed once a stage finishes"
+
+
+@pytest.mark.vllm
+def test_a_stop_string_ends_vllm_answers_as_it_ends_hf_ones(vllm_python, tmp_path):
+    """The prompt generator's stop after </question>: vLLM's stop strings and the HF loop's give the same answers."""
+    prompts = _prompts(16, seed=3)
+    free = HFGenerator().generate("builtin:tiny-sft", prompts, SamplingParams(temperature=0.0, max_new_tokens=32))
+    stop = next(w for a in free for w in str(a).split()[1:-1])  # a word inside some answer
+    sp = SamplingParams(temperature=0.0, max_new_tokens=32, stop=(stop,))
+    hf = HFGenerator().generate("builtin:tiny-sft", prompts, sp)
+    vl = cpu_generator(vllm_python, shard_size=16).generate("builtin:tiny-sft", prompts, sp, tmp_path / "shards")
+    assert [str(a) for a in vl] == [str(a) for a in hf] and any(str(a).endswith(stop) for a in hf)

@@ -109,13 +109,37 @@ class HFGenerator:
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         uniforms = row_uniforms(sampling, rows, model.device) if sampling.temperature > 0 else None
         stops = stop_token_ids(model, tokenizer)
-        answers = decode(model, enc["input_ids"], enc["attention_mask"], sampling, stops, uniforms)
+        ends = text_stop(tokenizer, sampling.stop)
+        answers = decode(model, enc["input_ids"], enc["attention_mask"], sampling, stops, uniforms, ends)
         n_prompt = enc["attention_mask"].sum(dim=1).repeat_interleave(sampling.n).tolist()
-        texts = tokenizer.batch_decode([tokens for tokens, _ in answers], skip_special_tokens=True)
+        texts = [
+            cut_at_stop(t, sampling.stop)
+            for t in tokenizer.batch_decode([a for a, _ in answers], skip_special_tokens=True)
+        ]
         return [
             Completion(t.strip(), "stop" if stopped else "length", p, len(tokens))
             for t, (tokens, stopped), p in zip(texts, answers, n_prompt, strict=True)
         ]
+
+
+def text_stop(tokenizer, stops: tuple[str, ...]):
+    """A check that a row's last tokens complete one of the ``stops`` strings, with the number of last tokens it
+    reads; None when there are none."""
+    if not stops:
+        return None
+    window = 2 + max(len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops)
+
+    def ended(tail: list[int]) -> bool:
+        text = tokenizer.decode(tail, skip_special_tokens=True)
+        return any(s in text for s in stops)
+
+    return ended, window
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """``text`` up to and including the first of ``stops`` in it (the tokens decoded may run a little past it)."""
+    ends = [text.index(s) + len(s) for s in stops if s in text]
+    return text[: min(ends)] if ends else text
 
 
 def row_uniforms(sampling: SamplingParams, rows: range, device):
@@ -136,11 +160,12 @@ def row_uniforms(sampling: SamplingParams, rows: range, device):
 
 
 def decode(
-    model, input_ids, attention_mask, sampling: SamplingParams, stop_ids: list[int], uniforms=None
+    model, input_ids, attention_mask, sampling: SamplingParams, stop_ids: list[int], uniforms=None, text_stop=None
 ) -> list[tuple[list, bool]]:
     """``sampling.n`` answers per row of a left-padded batch (prompt-major): each answer's tokens up to and
     including its first stop id, and whether it stopped (False: ``max_new_tokens`` ran out). A sampled answer
     takes its step ``s`` draw from ``uniforms[row, s]`` (``row_uniforms``), or from torch's global stream without.
+    ``text_stop`` (``text_stop``: a check and its window of last tokens) ends a row whose text reaches a stop string.
 
     A lean loop over the model's forward with a KV cache, in place of ``model.generate``: a row leaves the batch as
     soon as it stops (generate computes every row until the last one stops), and a sampled token is drawn by
@@ -168,6 +193,7 @@ def decode(
 
     stops = torch.tensor(stop_ids, device=device)
     out = torch.full((mask.shape[0], sampling.max_new_tokens), -1, dtype=torch.long, device=device)
+    ended = torch.zeros(mask.shape[0], dtype=torch.bool, device=device)  # rows a stop string ended
     alive = torch.arange(mask.shape[0], device=device)  # the rows still generating, as indices into ``out``
     with torch.inference_mode():
         logits = last_logits(input_ids.repeat_interleave(n, dim=0), mask, position, **prefill_kw)
@@ -177,6 +203,8 @@ def decode(
             token = next_token(logits, sampling.temperature, sampling.top_p, u)
             out[alive, step] = token
             going = ~torch.isin(token, stops)
+            if text_stop is not None:
+                going &= ~_text_ended(out, alive, step, text_stop, ended)
             if step == sampling.max_new_tokens - 1 or not going.any():
                 break
             if not going.all():  # drop the rows that stopped, from the cache too
@@ -186,7 +214,19 @@ def decode(
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             logits = last_logits(token[:, None], mask, position)
             position = position + 1
-    return [_until_stop([t for t in row if t >= 0], stop_ids) for row in out.tolist()]
+    answers = [_until_stop([t for t in row if t >= 0], stop_ids) for row in out.tolist()]
+    return [(tokens, stopped or bool(e)) for (tokens, stopped), e in zip(answers, ended.tolist(), strict=True)]
+
+
+def _text_ended(out, alive, step: int, text_stop, ended):
+    """Which live rows' text has just reached a stop string (marked in ``ended``)."""
+    import torch
+
+    check, window = text_stop
+    tails = out[alive, max(0, step - window + 1) : step + 1].tolist()
+    hit = torch.tensor([check([t for t in tail if t >= 0]) for tail in tails], device=out.device)
+    ended[alive[hit]] = True
+    return hit
 
 
 def _until_stop(tokens: list[int], stop_ids: list[int]) -> tuple[list[int], bool]:

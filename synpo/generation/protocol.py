@@ -14,6 +14,7 @@ class SamplingParams:
     max_new_tokens: int = 64
     seed: int = 0
     n: int = 1  # samples per prompt; the backends return them prompt-major (prompt 0's n samples first)
+    stop: tuple[str, ...] = ()  # strings that end an answer, kept in it (the prompt generator's </question>)
 
 
 class Completion(str):

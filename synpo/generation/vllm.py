@@ -151,6 +151,7 @@ class VLLMGenerator:
                 "top_p": sampling.top_p,
                 "max_tokens": sampling.max_new_tokens,
                 "seed": sampling.seed,
+                "stop": list(sampling.stop),
             },
             "prompt_token_ids": ids,
         }

@@ -155,6 +155,8 @@ def main(request_file: str) -> int:
                 top_p=float(s["top_p"]) if s["temperature"] > 0 else 1.0,
                 max_tokens=int(s["max_tokens"]),
                 seed=request_seed(int(s["seed"]), i),
+                stop=list(s.get("stop") or []) or None,
+                include_stop_str_in_output=True,
             )
             for i in range(lo, hi)
         ]

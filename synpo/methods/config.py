@@ -36,6 +36,11 @@ class MethodConfig:
     )
     keep_previous_if_worse: bool = spec(False, "keep pi_{t-1} if every beta candidate validates worse (paper: off)")
     generator_keywords: int = spec(3, "keywords per synthetic prompt request", gt=0)
+    generator_stop: str | None = spec(
+        "</question>",
+        "the prompt generator's sampling stops after this string: only the question is used, not the solution it "
+        "writes after (ours; null: sample to max_new_tokens, as the paper's code does)",
+    )
     improver_max_length: int | None = spec(None, "the improver's SFT max length; null: sft_trainer.max_length", gt=0)
     prompt_source: str = spec(
         "generator",

@@ -170,8 +170,16 @@ def iteration_prompts(
     out, raw = rundir.iter_file(t, PROMPTS), rundir.iter_file(t, "prompts_raw.jsonl")
     if source.kind in ("generator", "self_instruct"):
         model, messages, extra, deps, parse = _model_requests(ctx, t, source, policy, policy_record)
+        stop = (m.generator_stop,) if source.kind == "generator" and m.generator_stop else ()
         r_raw = ctx.generate(
-            rundir.iter_stage(t, "generate_prompts"), model, messages, raw, deps, extra=extra, kind="prompts"
+            rundir.iter_stage(t, "generate_prompts"),
+            model,
+            messages,
+            raw,
+            deps,
+            extra=extra,
+            kind="prompts",
+            stop=stop,
         )
         rec = ctx.stage(
             rundir.iter_stage(t, "prompts"),
