@@ -44,7 +44,7 @@ class Assumptions:
     prompt_tokens: int = 200  # a seed or synthetic prompt (UltraFeedback-like), after the chat template
     gold_tokens: int = 400  # a reference (seed) answer
     answer_fill: float = 0.5  # a generated answer's share of its max_new_tokens
-    request_fill: float = 0.5  # the prompt generator's output (a question and its solution), likewise
+    request_fill: float = 0.5  # the prompt generator's output without method.generator_stop (question and solution)
     request_tokens: int = 60  # the generator's keyword request (template and 3 keywords)
     improver_overhead: int = 50  # the improver's template around a prompt and a draft
     valid_share: float = 0.9  # synthetic prompts that parse and are new (the tiny world kept 0.88-0.91)

@@ -180,6 +180,7 @@ class SynPO:
         m, new = cfg.method, cfg.generator.max_new_tokens
         p, answer, gold, n_seed = a.prompt_tokens, a.answer_fill * new, a.gold_tokens, cfg.data.n_train
         valid = m.n_prompts * a.valid_share
+        question_fill = min(1.0, (p + 10) / new) if m.generator_stop else a.request_fill  # + the tags
         improver_prompt = p + answer + a.improver_overhead
         d_size = t * min(m.pairs_per_iteration * a.pair_keep, valid)
         candidates = len(beta_candidates(cfg.trainer, t))
@@ -189,7 +190,8 @@ class SynPO:
                 train("generator SFT", policy, n_seed, a.request_tokens + p + gold, cfg.sft_trainer.epochs, a)
             )
         works += [
-            generate("synthetic prompts", policy, m.n_prompts, a.request_tokens, new, a, a.request_fill),
+            # with method.generator_stop the generator writes a question (a prompt's length), not its solution too
+            generate("synthetic prompts", policy, m.n_prompts, a.request_tokens, new, a, question_fill),
             generate("pi_0 and pi_{t-1} answers", policy, 2 * valid, p, new, a),
             generate("pi_{t-1} seed answers", policy, n_seed, p, new, a),
             score("seed scores", scorer, n_seed, p, (gold + answer) / 2, a, pairwise),
