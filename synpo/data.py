@@ -271,14 +271,17 @@ def keyword_function(name: str) -> Callable[[str], list[str]]:
     raise UserError(f"data.keywords={name!r} is not known. Allowed: {[*PROVIDERS, 'corpus']}.")
 
 
-def generator_examples(rows: list[dict], keywords_of: Callable[[str], list[str]], seed: int) -> list[dict]:
+def generator_examples(
+    rows: list[dict], keywords_of: Callable[[str], list[str]], seed: int, text: str | None = None
+) -> list[dict]:
     """Training examples for the self-prompt generator (the paper's Algorithm 1, line 1).
 
     For each seed row i: 2 random keywords of x*_i plus 1 noise keyword from another seed x*_j, shuffled; the target
     is ``<question>x*_i</question> <solution>y*_i</solution>``. Rows with fewer than 2 keywords are skipped.
     """
-    from synpo.prompts import generator_prompt, generator_target
+    from synpo.prompts import GENERATOR_TEMPLATE, generator_prompt, generator_target
 
+    text = text or GENERATOR_TEMPLATE
     rng = random.Random(seed)
     all_keywords = [keywords_of(r["prompt"]) for r in rows]
     examples = []
@@ -295,6 +298,6 @@ def generator_examples(rows: list[dict], keywords_of: Callable[[str], list[str]]
                 break
         rng.shuffle(picked)
         examples.append(
-            {"prompt": generator_prompt(picked), "completion": generator_target(row["prompt"], row["answer"])}
+            {"prompt": generator_prompt(picked, text), "completion": generator_target(row["prompt"], row["answer"])}
         )
     return examples

@@ -1,13 +1,18 @@
 """The two SynPO templates and the parsing of the generator's output.
 
-The wording paraphrases the paper's Fig. 3 (self-prompt generator: keywords in, ``<question>``/``<solution>`` out)
-and Fig. 7 (response improver: question and draft in, refined answer out). The same templates serve the tiny world
-and the 7B settings; only the models differ.
+The default wording paraphrases the paper's Fig. 3 (self-prompt generator: keywords in, ``<question>``/``<solution>``
+out) and Fig. 7 (response improver: question and draft in, refined answer out); ``method.generator_template`` and
+``method.improver_template`` replace it (a string, or ``file:<path>``), for example with the paper's exact text. The
+improver's wording shapes the rewrites' length and detail, which PairRM and AlpacaEval reward, so it is a setting.
+A template's text is part of every prompt it makes, and so of each stage's identity.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from synpo.errors import UserError
 
 GENERATOR_TEMPLATE = (
     "Write one new question that uses the keywords below, then answer it.\n"
@@ -26,16 +31,41 @@ _QUESTION = re.compile(r"<question>(.*?)</question>", re.DOTALL)
 MAX_QUESTION_CHARS = 4000
 
 
-def generator_prompt(keywords: list[str]) -> str:
-    return GENERATOR_TEMPLATE.format(keywords=", ".join(keywords))
+TEMPLATE_FIELDS = {"generator_template": ("keywords",), "improver_template": ("question", "draft")}
+DEFAULTS = {"generator_template": GENERATOR_TEMPLATE, "improver_template": IMPROVER_TEMPLATE}
+
+
+def template(key: str, value: str | None) -> str:
+    """The text of ``method.<key>``: ours when ``value`` is null, a file's with ``file:<path>``, else ``value``
+    itself; it must name each of its fields (``{keywords}``; ``{question}`` and ``{draft}``) and no other."""
+    if value is None:
+        return DEFAULTS[key]
+    text = value
+    if value.startswith("file:"):
+        try:
+            text = Path(value.removeprefix("file:")).read_text(encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"method.{key}={value!r}: cannot read the file ({e.strerror or e})") from None
+    fields = set(re.findall(r"{(\w*)}", text))
+    want = set(TEMPLATE_FIELDS[key])
+    if fields != want:
+        raise UserError(
+            f"method.{key}: the template must name exactly the fields {sorted(want)} (in braces), and it names "
+            f"{sorted(fields)}. Write literal braces as {{{{ and }}}}."
+        )
+    return text
+
+
+def generator_prompt(keywords: list[str], text: str = GENERATOR_TEMPLATE) -> str:
+    return text.format(keywords=", ".join(keywords))
 
 
 def generator_target(question: str, solution: str) -> str:
     return f"<question>{question}</question> <solution>{solution}</solution>"
 
 
-def improver_prompt(question: str, draft: str) -> str:
-    return IMPROVER_TEMPLATE.format(question=question, draft=draft)
+def improver_prompt(question: str, draft: str, text: str = IMPROVER_TEMPLATE) -> str:
+    return text.format(question=question, draft=draft)
 
 
 def parse_question(text: str) -> str | None:

@@ -93,6 +93,7 @@ def _plot_candidates(rundir: RunDir, rows: list[dict], key: str) -> None:
         ax.axhline(rows[0].get(key, float("nan")), color="tab:blue", lw=1, label=f"pi_0 {key}")
         ax.set_xlabel("iteration")
         ax.set_ylabel(f"{key} (star: selected beta)")
+        ax.set_xticks([r["iteration"] for r in rows[1:]])
         ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()

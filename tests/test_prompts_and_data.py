@@ -123,3 +123,26 @@ def test_corpus_keyword_rows_take_three_per_paragraph(tmp_path):
     assert rows == corpus_keyword_rows(corpus, seed=0)
     with pytest.raises(UserError, match="file not found"):
         corpus_keyword_rows(tmp_path / "missing.txt", seed=0)
+
+
+def test_templates_are_settings_with_their_fields_checked(tmp_path, composed):
+    """The paper's exact wording can replace ours, from the command line or a file; a template that loses a field is
+    refused before any work."""
+    import pytest
+
+    from synpo.config import collect_problems
+    from synpo.errors import UserError
+    from synpo.prompts import IMPROVER_TEMPLATE, improver_prompt, template
+
+    assert template("improver_template", None) == IMPROVER_TEMPLATE
+    mine = "Refine this. Q: {question} A: {draft}"
+    assert improver_prompt("2+2?", "5", template("improver_template", mine)) == "Refine this. Q: 2+2? A: 5"
+    f = tmp_path / "improver.txt"
+    f.write_text("From the paper:\n{question}\n---\n{draft}\n")
+    assert template("improver_template", f"file:{f}").startswith("From the paper:")
+    with pytest.raises(UserError, match=r"must name exactly the fields \['draft', 'question'\]"):
+        template("improver_template", "Improve: {question}")
+    problems = collect_problems(composed(["method.generator_template=Keywords only"]), read_files=False)
+    assert any("method.generator_template" in p and "['keywords']" in p for p in problems)
+    problems = collect_problems(composed([f"method.improver_template=file:{tmp_path}/none.txt"]), read_files=False)
+    assert any("cannot read the file" in p for p in problems)

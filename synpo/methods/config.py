@@ -36,6 +36,13 @@ class MethodConfig:
     )
     keep_previous_if_worse: bool = spec(False, "keep pi_{t-1} if every beta candidate validates worse (paper: off)")
     generator_keywords: int = spec(3, "keywords per synthetic prompt request", gt=0)
+    generator_template: str | None = spec(
+        None,
+        "the prompt generator's request with {keywords}; null: ours (the paper's Fig. 3, paraphrased); or file:<path>",
+    )
+    improver_template: str | None = spec(
+        None, "the improver's request with {question} and {draft}; null: ours (Fig. 7, paraphrased); or file:<path>"
+    )
     generator_stop: str | None = spec(
         "</question>",
         "the prompt generator's sampling stops after this string: only the question is used, not the solution it "

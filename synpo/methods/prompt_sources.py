@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from synpo.artifacts import PROMPTS, StageRecord, file_digest, read_jsonl, write_jsonl
 from synpo.data import corpus_keyword_rows, generator_examples, keyword_function, load_text_rows, world_or_file_problem
 from synpo.errors import UserError
-from synpo.prompts import generator_prompt, parse_instruction, parse_question, self_instruct_prompt
+from synpo.prompts import generator_prompt, parse_instruction, parse_question, self_instruct_prompt, template
 from synpo.stages import Context
 from synpo.worlds import world
 
@@ -50,7 +50,18 @@ def source_problems(cfg: DictConfig) -> list[str]:
         problem := world_or_file_problem(cfg, "method.manual_prompts", load_prompt_file)
     ):
         p.append(problem)
+    if m.prompt_source == "generator":
+        p += template_problems(cfg, "generator_template")
     return p
+
+
+def template_problems(cfg: DictConfig, key: str) -> list[str]:
+    """A template setting that cannot be read or does not name its fields, as a sentence."""
+    try:
+        template(key, cfg.method[key])
+    except UserError as e:
+        return [str(e)]
+    return []
 
 
 def load_prompt_file(path: str | Path) -> list[str]:
@@ -64,7 +75,8 @@ def prepare_source(ctx: Context) -> PromptSource:
     if kind != "generator":
         return PromptSource(kind)
     keywords_of = keyword_function(ctx.cfg.data.keywords)
-    examples = generator_examples(ctx.seed_train, keywords_of, ctx.seed_for("generator_examples"))
+    text = template("generator_template", ctx.cfg.method.generator_template)
+    examples = generator_examples(ctx.seed_train, keywords_of, ctx.seed_for("generator_examples"), text)
     if not examples:
         raise UserError(
             f"The prompt generator has no training example: none of the {len(ctx.seed_train)} seed prompts has "
@@ -138,7 +150,8 @@ def _model_requests(ctx: Context, t: int, source: PromptSource, policy: str, pol
     m = ctx.cfg.method
     if source.kind == "generator":
         requests = keyword_requests(ctx, t)
-        messages = [generator_prompt(kw) for kw in requests]
+        text = template("generator_template", m.generator_template)
+        messages = [generator_prompt(kw, text) for kw in requests]
         deps = [source.generator_record, source.keywords_record]
         return source.generator, messages, [{"keywords": kw} for kw in requests], deps, parse_question
     rng = random.Random(ctx.seed_for(ctx.rundir.iter_stage(t, "self_instruct")))

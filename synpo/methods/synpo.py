@@ -25,8 +25,8 @@ from synpo.artifacts import PROMPTS, StageRecord, read_jsonl
 from synpo.errors import UserError
 from synpo.methods.base import Iteration
 from synpo.methods.preference import State, add_pairs, mean, pair_filter, select_on_d
-from synpo.methods.prompt_sources import iteration_prompts, prepare_source, source_problems
-from synpo.prompts import improver_prompt
+from synpo.methods.prompt_sources import iteration_prompts, prepare_source, source_problems, template_problems
+from synpo.prompts import improver_prompt, template
 from synpo.stages import Context
 
 
@@ -50,7 +50,7 @@ def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict
         rundir.iter_stage(t, "seed_scores"), seed_prompts, golds, drafts, scores_file, [r_seed]
     )
     examples = [
-        {"prompt": improver_prompt(x, d), "completion": y}
+        {"prompt": improver_prompt(x, d, template("improver_template", cfg.method.improver_template)), "completion": y}
         for x, d, y, gap in zip(seed_prompts, drafts, golds, comparison.gaps, strict=True)
         if not cfg.method.improver_filter or gap > cfg.scorer.threshold
     ]
@@ -98,10 +98,11 @@ def rewrites(ctx: Context, t: int, prompts: list[str], improver_dir: str, r_impr
     """Step 3, the chosen side: R_t's rewrites of pi_{t-1}'s answers."""
     rundir = ctx.rundir
     texts = [r["response"] for r in read_jsonl(r_policy.output("policy"))]
+    text = template("improver_template", ctx.cfg.method.improver_template)
     return ctx.generate(
         rundir.iter_stage(t, "refined"),
         improver_dir,
-        [improver_prompt(x, d) for x, d in zip(prompts, texts, strict=True)],
+        [improver_prompt(x, d, text) for x, d in zip(prompts, texts, strict=True)],
         rundir.iter_file(t, "refined.jsonl"),
         [r_improver, r_policy],
         kind="refined",
@@ -170,7 +171,7 @@ class SynPO:
     draws_prompts = True
 
     def problems(self, cfg: DictConfig) -> list[str]:
-        return source_problems(cfg)
+        return source_problems(cfg) + template_problems(cfg, "improver_template")
 
     def workload(self, cfg: DictConfig, t: int, a, policy: dict, scorer: dict, pairwise: bool) -> list:
         """Iteration t's stages for the plan (``synpo.plan``), in ``synpo.cost``'s units."""
