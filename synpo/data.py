@@ -34,15 +34,27 @@ class DataConfig:
     hf_split: str = spec("train", "source=hf: the split to read")
     hf_data_files: str | None = spec(None, "source=hf: data files for a builder such as json")
     prompt_field: str = spec("prompt", "source=hf: the prompt column, or a chat column (list of {role, content})")
-    answer_field: str | None = spec("answer", "source=hf: the answer column; null: the chat's first assistant turn")
+    answer_field: str | None = spec(
+        "answer",
+        "source=hf: the answer column, a string or a chat (its last assistant turn: UltraFeedback's chosen); null: "
+        "the prompt column's chat's first assistant turn",
+    )
     n_train: int = spec(1200, "seed prompts for training (tinyworld: drawn; files: at most this many)", gt=0)
     n_val: int = spec(96, "held out for validation (beta selection and the results table)", gt=0)
     keywords: str = spec(
         "tinyworld",
-        "tinyworld: the world's vocabulary; corpus: 3 words per paragraph of keyword_corpus",
-        choices=("tinyworld", "corpus"),
+        "tinyworld: the world's vocabulary; corpus: 3 words per paragraph of keyword_corpus; hf: 3 words per "
+        "paragraph of a datasets source (keyword_hf_*), streamed",
+        choices=("tinyworld", "corpus", "hf"),
     )
     keyword_corpus: str | None = spec(None, "keywords=corpus: a local text file, paragraphs separated by blank lines")
+    keyword_hf_name: str | None = spec(None, "keywords=hf: a datasets source of web text (RefinedWeb-like), streamed")
+    keyword_hf_split: str = spec("train", "keywords=hf: its split")
+    keyword_hf_data_files: str | None = spec(None, "keywords=hf: data files for a builder such as json or parquet")
+    keyword_hf_field: str = spec("content", "keywords=hf: the text column (RefinedWeb: content; most others: text)")
+    keyword_lists: int = spec(
+        20000, "keywords=hf: keyword lists drawn (one per paragraph, from a shuffled stream)", gt=0
+    )
     answers: str = spec(
         "gold", "tinyworld only: gold full sentences, or sft-quality ones (terse, some wrong)", choices=("gold", "sft")
     )
@@ -56,6 +68,8 @@ def data_problems(cfg: DictConfig) -> list[str]:
         p.append("data.hf_name is null but data.source=hf: give a datasets name, e.g. HuggingFaceH4/ultrachat_200k")
     if d.source == "jsonl" and not d.path:
         p.append("data.path is null but data.source=jsonl: give the seed JSONL file (rows {'prompt', 'answer'})")
+    if d.keywords == "hf" and not d.keyword_hf_name:
+        p.append("data.keyword_hf_name is null but data.keywords=hf: give a datasets source of text paragraphs")
     return p
 
 
@@ -190,6 +204,9 @@ def load_hf_seed(
             prompt, answer = user, assistant
         else:
             prompt, answer = ex.get(prompt_field), ex.get(answer_field)
+            if isinstance(answer, list):  # a chat (UltraFeedback binarized's chosen): its last assistant turn
+                turns = [m.get("content") for m in answer if isinstance(m, dict) and m.get("role") == "assistant"]
+                answer = turns[-1] if turns else None
         if not isinstance(prompt, str) or not isinstance(answer, str) or not prompt.strip() or not answer.strip():
             problems.append(i)
             continue
@@ -243,6 +260,40 @@ def content_words(text: str) -> list[str]:
     return seen
 
 
+def hf_keyword_rows(d: DictConfig, seed: int, per_paragraph: int = 3) -> list[dict]:
+    """``data.keyword_lists`` keyword lists from a datasets source of text, streamed (the corpus is never loaded
+    whole): documents in a shuffled order (a 10,000-document buffer), ``per_paragraph`` random content words from
+    each paragraph that has them, until there are enough."""
+    try:
+        import datasets
+
+        stream = datasets.load_dataset(
+            d.keyword_hf_name, split=d.keyword_hf_split, data_files=d.keyword_hf_data_files, streaming=True
+        ).shuffle(seed=seed, buffer_size=10_000)
+        rng, rows = random.Random(seed), []
+        for doc in stream:
+            for paragraph in re.split(r"\n\s*\n", str(doc.get(d.keyword_hf_field) or "")):
+                words = content_words(paragraph)
+                if len(words) >= per_paragraph:
+                    rows.append({"keywords": rng.sample(words, per_paragraph)})
+            if len(rows) >= d.keyword_lists:
+                return rows[: d.keyword_lists]
+    except UserError:
+        raise
+    except Exception as e:  # datasets raises many types for a missing, unreachable or malformed source
+        raise UserError(
+            f"data.keyword_hf_name={d.keyword_hf_name!r} (split {d.keyword_hf_split!r}) could not be streamed: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Check the name, the split and "
+            "data.keyword_hf_data_files, or save the text locally and use data.keywords=corpus."
+        ) from None
+    if not rows:
+        raise UserError(
+            f"data.keyword_hf_name={d.keyword_hf_name!r}: no paragraph of column {d.keyword_hf_field!r} has "
+            f"{per_paragraph} content words; check data.keyword_hf_field"
+        )
+    return rows
+
+
 def corpus_keyword_rows(path: str | Path, seed: int, per_paragraph: int = 3) -> list[dict]:
     """``per_paragraph`` random content words from each paragraph (blank-line separated) of a local text corpus."""
     path = Path(path)
@@ -266,9 +317,9 @@ def keyword_function(name: str) -> Callable[[str], list[str]]:
     """The keyword extractor named by ``data.keywords``: a world's own, or content words of any text."""
     if (w := world(name)) is not None:
         return w.keywords_of
-    if name == "corpus":
+    if name in ("corpus", "hf"):
         return content_words
-    raise UserError(f"data.keywords={name!r} is not known. Allowed: {[*PROVIDERS, 'corpus']}.")
+    raise UserError(f"data.keywords={name!r} is not known. Allowed: {[*PROVIDERS, 'corpus', 'hf']}.")
 
 
 def generator_examples(

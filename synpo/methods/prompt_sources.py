@@ -22,7 +22,14 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from synpo.artifacts import PROMPTS, StageRecord, file_digest, read_jsonl, write_jsonl
-from synpo.data import corpus_keyword_rows, generator_examples, keyword_function, load_text_rows, world_or_file_problem
+from synpo.data import (
+    corpus_keyword_rows,
+    generator_examples,
+    hf_keyword_rows,
+    keyword_function,
+    load_text_rows,
+    world_or_file_problem,
+)
 from synpo.errors import UserError
 from synpo.prompts import generator_prompt, parse_instruction, parse_question, self_instruct_prompt, template
 from synpo.stages import Context
@@ -98,6 +105,8 @@ def keyword_pool(ctx: Context) -> StageRecord:
         if w is not None:  # keyword lists of the world's own text
             lists = w.keyword_lists(w.corpus_rows, ctx.seed_for("keywords"), ctx.seed_prompts())
             rows = [{"keywords": k} for k in lists]
+        elif d.keywords == "hf":  # 3 keywords per paragraph of a streamed datasets source
+            rows = hf_keyword_rows(d, ctx.seed_for("keywords"))
         else:  # 3 keywords per paragraph of a local corpus, drawn together (the paper's keyword lists)
             rows = corpus_keyword_rows(d.keyword_corpus, ctx.seed_for("keywords"))
         return {"n": write_jsonl(out, rows)}
@@ -105,6 +114,14 @@ def keyword_pool(ctx: Context) -> StageRecord:
     corpus_file = Path(d.keyword_corpus) if d.keywords == "corpus" and d.keyword_corpus else None
     corpus = file_digest(corpus_file) if corpus_file and corpus_file.is_file() else None
     settings = {"keywords": d.keywords, "corpus": corpus, "world_rows": w.corpus_rows if w else None}
+    if d.keywords == "hf":  # a hub dataset's name and revision stand for its contents
+        settings["hf"] = [
+            d.keyword_hf_name,
+            d.keyword_hf_split,
+            d.keyword_hf_data_files,
+            d.keyword_hf_field,
+            d.keyword_lists,
+        ]
     return ctx.stage("keywords", settings, [out], fn, [ctx.seed_record])
 
 
