@@ -90,6 +90,13 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
         "- Assumptions: " + ", ".join(f"{k}={v}" for k, v in vars(a).items()) + " (synpo/cost.py says where each "
         "comes from); attention's own arithmetic, padding and recomputed activations are not counted.",
     ]
+    if cfg.launch.num_machines > 1:  # training spans the nodes; generation and scoring stay on the first
+        idle = sum(_wall_hours(w, a) for w in flat if w.kind != "train")
+        lines.append(
+            f"- **Idle nodes**: generation and scoring run on the first of {cfg.launch.num_machines} nodes, so the "
+            f"other {cfg.launch.num_machines - 1} wait about {idle:,.1f} hours each "
+            f"({idle * (cfg.launch.num_machines - 1) * a.gpus:,.0f} GPU-hours held, not counted above)."
+        )
     return "\n".join(lines) + "\n"
 
 

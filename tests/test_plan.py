@@ -43,3 +43,15 @@ def test_synpo_workload_by_hand():
     assert answers.sequences == 2 * 45_000 and answers.tokens == 90_000 * (200 + 1024)
     policy = shape(cfg.model.name_or_path)
     assert simpo.flops == 2 * policy["matmul"] * simpo.tokens * 3
+
+
+def test_a_second_node_idle_during_generation_is_priced():
+    from synpo.plan import render
+
+    cfg = compose(["experiment=mistral_synpo", "launch.num_machines=2", "launch.accelerate_config=zero3_multinode"])
+    a = Assumptions()
+    out = render(cfg, workloads(cfg, a), a)
+    assert "**Idle nodes**: generation and scoring run on the first of 2 nodes" in out
+    assert "Idle nodes" not in render(
+        compose(["experiment=mistral_synpo"]), workloads(compose(["experiment=mistral_synpo"]), a), a
+    )
