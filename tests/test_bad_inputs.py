@@ -61,7 +61,7 @@ CONFIG_CASES = [
         ["method.prompt_source=manual", "method.manual_prompts=/nonexistent.jsonl"],
         "/nonexistent.jsonl: file not found",
     ),
-    (["data=ultrafeedback", "method=offline"], "method.preference_file=tinyworld needs data=tinyworld"),
+    (["data=ultrafeedback", "method=offline"], "method.preference_file=tinyworld needs data.source=tinyworld"),
 ]
 
 

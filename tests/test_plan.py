@@ -55,3 +55,15 @@ def test_a_second_node_idle_during_generation_is_priced():
     assert "Idle nodes" not in render(
         compose(["experiment=mistral_synpo"]), workloads(compose(["experiment=mistral_synpo"]), a), a
     )
+
+
+def test_the_plan_does_not_need_vllm_installed_here():
+    """A GPU run is priced from a laptop: the vLLM interpreter the run would use need not exist on this machine."""
+    proc = subprocess.run(
+        [sys.executable, "run.py", "experiment=mistral_synpo", "generator.python=/nonexistent/python", "--plan"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and "GPU-hours" in proc.stdout, proc.stderr[-2000:]
