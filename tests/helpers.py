@@ -155,3 +155,13 @@ def build_standin(tmp_path: Path, style: str) -> Path:
     fast.save_pretrained(out)
     model.save_pretrained(out)
     return out
+
+
+def update_difference(a, b, start) -> tuple[float, float]:
+    """How far two trainings of the same job from ``start`` ended apart, and how far ``a`` moved: the L2 norms, over
+    all weights, of ``a - b`` and ``a - start``. Two runs on other kernels (a one-thread lane, a two-thread parent)
+    agree to rounding, and Adam turns rounding in a near-zero gradient into a step of up to the learning rate, so one
+    weight may differ by a few thousandths of the largest move; the whole update agrees to about 1e-5 of its norm."""
+    moved = sum(((p - q) ** 2).sum().item() for p, q in zip(a.parameters(), start.parameters(), strict=True)) ** 0.5
+    diff = sum(((p - q) ** 2).sum().item() for p, q in zip(a.parameters(), b.parameters(), strict=True)) ** 0.5
+    return diff, moved

@@ -116,13 +116,8 @@ def test_a_simpo_job_in_a_lane_is_the_job_trained_here(tmp_path):
     assert forked["steps"] == here["steps"] == 6
     assert forked["train_loss"] == pytest.approx(here["train_loss"], rel=1e-4)
     assert forked["compute"] == here["compute"]
-    start = load_causal_lm("builtin:tiny-sft")
+    from helpers import update_difference
+
     a, b = load_causal_lm(str(tmp_path / "here")), load_causal_lm(str(tmp_path / "lane"))
-    # A one-thread lane and a two-thread parent may pick other kernels, so the two agree to rounding, not to the bit.
-    # The tolerance is relative to how far training moved the weights, over all of them: Adam turns a rounding
-    # difference in a near-zero gradient into a step of up to the learning rate, so one weight may differ by a few
-    # thousandths of the largest move, while the whole update agrees to about 1e-5 of its norm (measured here). A
-    # lane that trained another job (other data, steps or seed) differs by a sizeable share of the whole update.
-    moved = sum(((p - q) ** 2).sum().item() for p, q in zip(a.parameters(), start.parameters(), strict=True)) ** 0.5
-    diff = sum(((p - q) ** 2).sum().item() for p, q in zip(a.parameters(), b.parameters(), strict=True)) ** 0.5
+    diff, moved = update_difference(a, b, load_causal_lm("builtin:tiny-sft"))  # kernels differ: rounding, not bits
     assert moved > 0 and diff <= 1e-3 * moved, (diff, moved)
