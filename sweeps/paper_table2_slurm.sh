@@ -10,7 +10,7 @@
 set -euo pipefail
 : "${PREFERENCES:?set PREFERENCES to the UltraFeedback binarized JSONL (prompt, chosen, rejected)}"
 PY=${PYTHON:-python}
-"$PY" run.py -m hydra/launcher=slurm experiment=mistral_synpo method=synpo,sampling_ranking,self_rewarding \
+"$PY" run.py -m hydra/launcher=slurm experiment=mistral_synpo method=synpo_paper,sampling_ranking_paper,self_rewarding_paper \
   hydra.sweep.dir=multirun/table2 "$@"
 "$PY" run.py -m hydra/launcher=slurm experiment=llama3_synpo hydra.sweep.dir=multirun/table2 "$@"
 "$PY" run.py -m hydra/launcher=slurm experiment=mistral_synpo,llama3_synpo method=offline method.iterations=1 \

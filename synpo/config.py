@@ -10,6 +10,7 @@ uses ``assert`` (``python -O`` strips them).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -17,12 +18,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from synpo.data import DataConfig, data_file_problems, data_problems
 from synpo.errors import UserError
 from synpo.evaluation.config import EvalConfig, eval_problems
-from synpo.generation.config import GeneratorConfig, generator_problems
+from synpo.generation.config import GENERATORS
 from synpo.methods import METHODS, get_method
-from synpo.methods.config import MethodConfig
 from synpo.modeling import ModelConfig, model_problems
-from synpo.schema import schema_problems, spec
-from synpo.scoring.config import ScorerConfig, scorer_problems
+from synpo.schema import schema_problems, spec, speed_fields
+from synpo.scoring.config import SCORERS
 from synpo.tracking import LoggerConfig, logger_problems, secret_problems
 from synpo.training.config import (
     LaunchConfig,
@@ -37,9 +37,12 @@ from synpo.training.config import (
 class SynpoConfig:
     model: ModelConfig = spec(MISSING, "pi_0 (conf/model)")
     data: DataConfig = spec(MISSING, "seed set and keywords (conf/data)")
-    method: MethodConfig = spec(MISSING, "the iteration recipe (conf/method)")
-    scorer: ScorerConfig = spec(MISSING, "compares responses (conf/scorer)")
-    generator: GeneratorConfig = spec(MISSING, "generation backend and sampling (conf/generator)")
+    # Each of these three is typed by its option's own schema (its registry entry's), named in the option's YAML.
+    method: Any = spec(MISSING, "the iteration recipe (conf/method; synpo.methods.METHODS)")
+    scorer: Any = spec(MISSING, "compares responses (conf/scorer; synpo.scoring.config.SCORERS)")
+    generator: Any = spec(
+        MISSING, "generation backend and sampling (conf/generator; synpo.generation.config.GENERATORS)"
+    )
     trainer: PreferenceTrainerConfig = spec(MISSING, "the policy's preference training (conf/trainer)")
     sft_trainer: SFTTrainerConfig = spec(MISSING, "SFT of the generator and improver (conf/sft_trainer)")
     launch: LaunchConfig = spec(help="where training jobs run (topology only)", factory=LaunchConfig)
@@ -50,12 +53,10 @@ class SynpoConfig:
     run_dir: str = spec(MISSING, "where stages write; re-running on the same directory resumes")
 
 
+# The groups with one schema for every option, and those whose options each have their own (a registry).
 GROUPS = {
     "model": ModelConfig,
     "data": DataConfig,
-    "method": MethodConfig,
-    "scorer": ScorerConfig,
-    "generator": GeneratorConfig,
     "trainer": PreferenceTrainerConfig,
     "sft_trainer": SFTTrainerConfig,
     "eval": EvalConfig,
@@ -63,11 +64,16 @@ GROUPS = {
 }
 
 
+REGISTRIES = (METHODS, SCORERS, GENERATORS)
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="synpo_schema", node=SynpoConfig)
     for group, node in GROUPS.items():
         cs.store(group=group, name=f"base_{group}", node=node)
+    for registry in REGISTRIES:
+        registry.store(cs)
 
 
 register_configs()
@@ -79,8 +85,6 @@ IDENTITY_KEYS = ("model.name_or_path", "data.source", "data.path", "method.name"
 COMPONENT_PROBLEMS = (
     model_problems,
     data_problems,
-    scorer_problems,
-    generator_problems,
     trainer_problems,
     launch_problems,
     eval_problems,
@@ -99,6 +103,8 @@ TINY_WORLD_VALUES = {
     "sft_trainer.max_length": (192,),
     "generator.max_new_tokens": (48,),
     "eval.max_new_tokens": (48,),
+    "method.n_prompts": (600,),  # a method's paper-scale counts are its *_paper option (conf/method/)
+    "method.pairs_per_iteration": (400,),
 }
 
 
@@ -132,15 +138,26 @@ def trainer_mismatch(cfg: DictConfig) -> list[str]:
     ]
 
 
+def speed_keys(cfg: DictConfig | dict) -> set[str]:
+    """The dotted names of every speed-only field of a run's config (``spec(..., speed=True)``), each registry
+    group read by the schema of the option it names; ``cfg`` may be a saved config loaded as plain data."""
+    keys = set(speed_fields(SynpoConfig))
+    for registry in REGISTRIES:
+        block = cfg.get(registry.group) or {}
+        if (name := block.get(registry.selector)) in registry:
+            keys |= set(speed_fields(registry[name].schema, registry.group))
+    return keys
+
+
 def collect_problems(cfg: DictConfig, read_files: bool = True) -> list[str]:
     """Every problem in ``cfg``, one sentence each; with ``read_files``, the data files it names are read too."""
     problems = schema_problems(cfg, SynpoConfig, "")
     if read_files:
         problems += data_file_problems(cfg)
-    if cfg.method.name not in METHODS:
-        problems.append(f"method.name={cfg.method.name!r} is not allowed; choose one of {sorted(METHODS)}")
-    else:
-        problems += trainer_mismatch(cfg) + get_method(cfg.method.name).problems(cfg)
+    for registry in REGISTRIES:
+        problems += registry.problems(cfg)
+    if cfg.method.name in METHODS:
+        problems += trainer_mismatch(cfg)
     for check in COMPONENT_PROBLEMS:
         problems += check(cfg)
     return problems

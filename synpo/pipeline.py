@@ -17,7 +17,7 @@ from synpo.data import prepare_seed
 from synpo.errors import UserError
 from synpo.evaluation.suite import evaluate_groups
 from synpo.evaluation.validation import validation_stage
-from synpo.generation import make_generator
+from synpo.generation.config import make_generator
 from synpo.methods import Iteration, get_method
 from synpo.modeling import resolve_model_path
 from synpo.results import summary, write_results
@@ -77,8 +77,8 @@ def open_context(cfg: DictConfig, rundir: RunDir) -> Context:
     return Context(
         cfg=cfg,
         rundir=rundir,
-        generator=make_generator(cfg),
-        scorer=make_scorer(cfg),
+        generator=make_generator(cfg.generator, cfg.model),
+        scorer=make_scorer(cfg.scorer, cfg.seed),
         pi0=resolve_model_path(cfg.model.name_or_path),
         seed_train=read_jsonl(train),
         seed_val=read_jsonl(val),

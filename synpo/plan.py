@@ -36,6 +36,7 @@ def compose(overrides: list[str]) -> DictConfig:
 def workloads(cfg: DictConfig, a: Assumptions) -> list[list[Work]]:
     """Each iteration's stages, as the run's method declares them."""
     from synpo.methods import get_method
+    from synpo.scoring.config import SCORERS
 
     method = get_method(cfg.method.name)
     if not hasattr(method, "workload"):
@@ -44,9 +45,9 @@ def workloads(cfg: DictConfig, a: Assumptions) -> list[list[Work]]:
             "have one: synpo, spin and its fixes."
         )
     policy = shape(cfg.model.name_or_path)
-    pairwise = cfg.scorer.name in ("pairrm", "judge")
-    scorer = shape(cfg.scorer.name_or_path) if cfg.scorer.name in ("pairrm", "armorm", "reward_model") else NO_MODEL
-    return [method.workload(cfg, t, a, policy, scorer, pairwise) for t in range(1, cfg.method.iterations + 1)]
+    entry = SCORERS[cfg.scorer.name]
+    scorer = shape(cfg.scorer.name_or_path) if entry.loads_model else NO_MODEL
+    return [method.workload(cfg, t, a, policy, scorer, entry.pairwise) for t in range(1, cfg.method.iterations + 1)]
 
 
 def _wall_hours(w: Work, a: Assumptions) -> float:

@@ -26,6 +26,53 @@ def summary(row: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in row.items() if isinstance(v, (int, float, str)) and k != "iteration")
 
 
+# results.json, as ``write_results`` writes it and the report reads it: the one schema of both. Each top-level field
+# with the types it may hold; each iteration row has an ``iteration`` number, and its other values are numbers,
+# booleans, nulls (the table's cells) or objects (per-beta candidates, seconds and compute per stage).
+RESULTS_FIELDS = {
+    "name": (str,),
+    "method": (str, type(None)),
+    "prompt_source": (str, type(None)),
+    "model": (str, type(None)),
+    "seed": (int, type(None)),
+    "wall_seconds": (int, float, type(None)),
+    "iterations": (list,),
+}
+_CELL = (int, float, bool, type(None), dict)
+
+
+def _kind(v) -> str:
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(v), type(v).__name__)
+
+
+def results_problems(data) -> list[str]:
+    """Where ``data`` (a parsed results.json) departs from the schema, one entry per field: its path and what it
+    holds."""
+    if not isinstance(data, dict):
+        return [f"the file holds {_kind(data)}, not an object"]
+    p = [
+        f"{k} is {_kind(data[k])}, not {' or '.join(t.__name__ for t in kinds)}"
+        for k, kinds in RESULTS_FIELDS.items()
+        if k in data and (not isinstance(data[k], kinds) or (isinstance(data[k], bool) and bool not in kinds))
+    ]
+    if "name" not in data:
+        p.append("name is missing")
+    rows = data.get("iterations")
+    for i, r in enumerate(rows if isinstance(rows, list) else []):
+        if not isinstance(r, dict):
+            p.append(f"iterations[{i}] is {_kind(r)}, not an object")
+            continue
+        t = r.get("iteration")
+        if not isinstance(t, int) or isinstance(t, bool) or t < 0:
+            p.append(f"iterations[{i}].iteration is {t!r}, not an iteration number (0, 1, ...)")
+        p += [
+            f"iterations[{i}].{k} is {_kind(v)} ({v!r:.40}), not a number"
+            for k, v in r.items()
+            if k != "iteration" and not isinstance(v, _CELL)
+        ]
+    return p
+
+
 def write_results(rundir: RunDir, cfg: DictConfig, rows: list[dict], seconds: float, method) -> None:
     """``results.json``, ``results.md`` and ``plots/val_score.png``; the table is also logged. ``method`` gives the
     table's columns and whether the run's prompts had a source (``prompt_source`` is null where they had none)."""

@@ -89,23 +89,34 @@ def schema_problems(node: DictConfig, schema: type, prefix: str) -> list[str]:
     return problems
 
 
-def speed_fields(schema: type, prefix: str = "") -> list[str]:
-    """The dotted names of the fields of ``schema`` (recursively) declared ``speed=True``."""
+def speed_fields(schema: type | DictConfig, prefix: str = "") -> list[str]:
+    """The dotted names of the fields of ``schema`` (recursively) declared ``speed=True``. Given a typed config
+    node instead, each block is read by its own type, so a group typed by its option's schema (a method, a scorer,
+    a backend) gives that option's fields."""
+    from omegaconf import OmegaConf
+
+    node = None
+    if isinstance(schema, DictConfig):
+        node, schema = schema, OmegaConf.get_type(schema)
     hints, out = typing.get_type_hints(schema), []
     for f in dataclasses.fields(schema):
         key = f"{prefix}.{f.name}" if prefix else f.name
+        child = None if node is None else OmegaConf.select(node, f.name, throw_on_resolution_failure=False)
         if f.metadata.get("speed"):
             out.append(key)
+        elif isinstance(child, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(child)):
+            out += speed_fields(child, key)
         elif dataclasses.is_dataclass(hints[f.name]):
             out += speed_fields(hints[f.name], key)
     return out
 
 
-def identity(node: DictConfig | dict, schema: type) -> dict:
+def identity(node: DictConfig | dict, schema: type | None = None) -> dict:
     """``node`` as plain data without its speed-only fields (recursively): what a stage's results depend on, for
-    its fingerprint. Keys that ``schema`` does not declare are kept."""
+    its fingerprint. ``schema`` defaults to the config node's own type; keys that it does not declare are kept."""
     from omegaconf import OmegaConf
 
+    schema = schema or OmegaConf.get_type(node)
     data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from synpo.artifacts import read_json
 from synpo.errors import UserError
 from synpo.tracking import offline_run_files
 
@@ -24,21 +25,8 @@ class LoadedRun:
 
 
 # Config keys that do not make a different setting: the seed (the report averages over it), where the run lives,
-# what is measured and logged, and the topology and batching of generation and scoring.
-NOT_A_SETTING = (
-    "seed",
-    "run_dir",
-    "name",
-    "logger.",
-    "eval.",
-    "launch.",
-    "hydra.",
-    "generator.shard_size",
-    "generator.batch_size",
-    "generator.python",
-    "scorer.shard_size",
-    "scorer.batch_size",
-)
+# what is measured and logged, the topology; and every speed-only field (``synpo.config.speed_keys``).
+NOT_A_SETTING = ("seed", "run_dir", "name", "logger.", "eval.", "launch.", "hydra.")
 
 
 def run_settings(config_file: Path) -> dict:
@@ -56,14 +44,20 @@ def run_settings(config_file: Path) -> dict:
             else:
                 flat[f"{prefix}{k}"] = v
 
+    from synpo.config import speed_keys
+
     try:
-        walk(OmegaConf.to_container(OmegaConf.load(config_file)), "")
+        saved = OmegaConf.to_container(OmegaConf.load(config_file))
+        walk(saved, "")
+        speed = speed_keys(saved)
     except Exception as e:  # YAML errors of several kinds, or a file that is not a mapping
         raise UserError(
             f"{config_file} cannot be read ({type(e).__name__}), so the report cannot tell this run's setting from "
             "the others'. Rerun the job with the same command to rewrite it, or leave the run out of the report."
         ) from None
-    return {k: v for k, v in flat.items() if not k.startswith(NOT_A_SETTING) and k not in NOT_A_SETTING}
+    return {
+        k: v for k, v in flat.items() if not k.startswith(NOT_A_SETTING) and k not in NOT_A_SETTING and k not in speed
+    }
 
 
 def run_label(name: str, method: str | None, prompt_source: str | None) -> str:
@@ -97,15 +91,24 @@ def load_source(src: str) -> LoadedRun:
 
 
 def _load_run_dir(p: Path) -> LoadedRun:
+    from synpo.results import results_problems
+
+    file = p / "results.json"
     try:
-        results = json.loads((p / "results.json").read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+        results = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f":{e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise UserError(f"{file}{where}: not valid JSON ({e}); rerun the job to rewrite it") from None
+    if problems := results_problems(results):
         raise UserError(
-            f"{p / 'results.json'}:{e.lineno}: not valid JSON ({e.msg}); rerun the job to rewrite it"
-        ) from None
-    if not isinstance(results, dict) or not results.get("iterations"):
+            f"{file} is not a results file as synpo writes it: "
+            + "; ".join(problems[:5])
+            + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+            + ". Rerun the job with the same `python run.py ...` command to rewrite it, or leave the run out."
+        )
+    if not results.get("iterations"):
         raise UserError(
-            f"{p / 'results.json'} holds no iterations: the run has not finished one. Resume it with the same "
+            f"{file} holds no iterations: the run has not finished one. Resume it with the same "
             "`python run.py ...` command, or leave it out of the report."
         )
     rows = [dict(r) for r in results["iterations"]]
@@ -114,7 +117,7 @@ def _load_run_dir(p: Path) -> LoadedRun:
         t = r["iteration"]
         d = p / f"iter_{t}" / "evals" / "diversity.json"
         if d.is_file():
-            diversity[t] = json.loads(d.read_text(encoding="utf-8"))
+            diversity[t] = read_json(d)
         r.update(_official_judgments(p, results["name"], t))
     name, method, source = results.get("name", p.name), results.get("method"), results.get("prompt_source")
     label = run_label(name, method, source)

@@ -29,11 +29,9 @@ from synpo.artifacts import (
     write_jsonl,
 )
 from synpo.compute import add_compute
-from synpo.generation.config import GeneratorConfig
 from synpo.generation.protocol import Generator, SamplingParams, generation_compute
 from synpo.schema import identity
 from synpo.scoring import Comparison, Scorer, compare_in_shards
-from synpo.scoring.config import ScorerConfig
 from synpo.training.config import hparams
 
 
@@ -151,7 +149,7 @@ class Context:
             "model": model,
             "prompts": prompts,
             "sampling": sampling.__dict__,
-            "backend": identity(self.cfg.generator, GeneratorConfig),
+            "backend": identity(self.cfg.generator),
         }
 
         def fn():
@@ -177,7 +175,7 @@ class Context:
     def scorer_settings(self) -> dict:
         """What the scorer's numbers depend on: its config without the speed-only fields and the threshold, which
         only filters."""
-        settings = identity(self.cfg.scorer, ScorerConfig)
+        settings = identity(self.cfg.scorer)
         settings.pop("threshold", None)
         return settings
 
@@ -219,7 +217,7 @@ class Context:
         from synpo.training.launch import run_training_job
 
         self.free_devices()
-        return run_training_job(kind, out, self.cfg.launch, **kwargs)
+        return run_training_job(kind, out, self.cfg.launch, data_dir=self.rundir.path("job_data"), **kwargs)
 
     def train_sft(self, name: str, examples: list[dict], out: Path, deps: list, max_length: int | None = None):
         """SFT of pi_0 on ``examples`` (sft_trainer settings; ``max_length`` overrides its max length)."""

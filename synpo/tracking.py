@@ -216,6 +216,10 @@ def _flatten(metrics: dict, prefix: str = "") -> dict:
     return out
 
 
+# Reading an offline run back (the report, and a resumed run that must not log a step twice). wandb has no public
+# reader of a ``.wandb`` file as of 0.31 (wandb/wandb#1308; a ``wandb.beta.LocalApi`` is proposed in #12745, not
+# released), and ``wandb.Api`` needs a server. So the log's framing (LevelDB's: 32 KiB blocks of CRC'd chunks) is
+# read here and each record is parsed with wandb's own protobuf class; replace both with LocalApi once it ships.
 _BLOCK = 32 * 1024
 _HEADER = 7  # crc32 (4 bytes), length (2), record type (1); the file itself opens with ":W&B" + magic + version
 

@@ -15,6 +15,9 @@ MAX_FUNCTION_LINES = 60
 
 # The loop and the config assembly may import anything; methods may import anything below the loop.
 LOOP = {"synpo.pipeline", "synpo.config", "synpo.sweep", "synpo.plan"}
+# The report sits above the loop: it reads finished runs, and their saved configs through the loop's schema
+# (``synpo.config.speed_keys``). Nothing else imports it.
+REPORT = {"synpo.report", "synpo.sources", "synpo.tables"}
 
 
 def _module_name(path: Path) -> str:
@@ -68,10 +71,10 @@ def test_no_import_cycle():
 def test_nothing_below_the_loop_imports_the_loop_or_the_methods():
     bad = []
     for m, deps in GRAPH.items():
-        if m in LOOP:
+        if m in LOOP | REPORT:
             continue
         for d in deps:
-            if d in LOOP or (_is_method(d) and not _is_method(m)):
+            if d in LOOP | REPORT or (_is_method(d) and not _is_method(m)):
                 bad.append(f"{m} imports {d}")
     assert bad == []
 

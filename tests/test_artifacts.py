@@ -59,20 +59,23 @@ def test_a_record_names_its_outputs_and_the_order_of_deps_does_not_matter(tmp_pa
 def test_identity_leaves_out_speed_settings_only():
     from omegaconf import OmegaConf
 
-    from synpo.generation.config import GeneratorConfig
+    from synpo.generation.config import HFGeneratorConfig, VLLMGeneratorConfig
     from synpo.schema import identity, speed_fields
-    from synpo.scoring.config import ScorerConfig
+    from synpo.scoring.config import JudgeConfig, PairRMConfig
 
-    g = OmegaConf.structured(GeneratorConfig())
-    kept = identity(g, GeneratorConfig)
-    assert "batch_size" not in kept and "gpu_memory_utilization" not in kept and "devices" not in kept
-    assert {"backend", "temperature", "top_p", "max_new_tokens"} <= set(kept)
-    g.batch_size, g.tensor_parallel_size = 7, 8
-    assert identity(g, GeneratorConfig) == kept
+    g = OmegaConf.structured(VLLMGeneratorConfig(backend="vllm"))
+    kept = identity(g)  # the node's own schema
+    assert "gpu_memory_utilization" not in kept and "devices" not in kept and "shard_size" not in kept
+    assert set(kept) == {"backend", "temperature", "top_p", "max_new_tokens"}
+    g.shard_size, g.tensor_parallel_size = 7, 8
+    assert identity(g) == kept
     g.temperature = 0.3
-    assert identity(g, GeneratorConfig) != kept
-    assert {"batch_size", "shard_size", "timeout_s", "concurrency"} <= set(speed_fields(ScorerConfig))
-    assert "dtype" not in speed_fields(ScorerConfig) and "threshold" not in speed_fields(ScorerConfig)
+    assert identity(g) != kept
+    hf = OmegaConf.structured(HFGeneratorConfig(batch_size=3))
+    assert identity(hf) == identity(OmegaConf.structured(HFGeneratorConfig(batch_size=9)))
+    assert {"batch_size", "shard_size"} <= set(speed_fields(PairRMConfig))
+    assert {"timeout_s", "concurrency", "endpoint"} <= set(speed_fields(JudgeConfig))
+    assert "dtype" not in speed_fields(PairRMConfig) and "threshold" not in speed_fields(JudgeConfig)
 
 
 def test_missing_output_or_crash_means_redo(tmp_path):

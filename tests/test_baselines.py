@@ -17,17 +17,22 @@ from test_e2e import _cmd, _env, run_cli
 from synpo.prompts import parse_instruction, parse_judge_score
 from synpo.tracking import offline_run_files, read_offline_history
 
-FAST = ["trainer.beta_grid=[2]", "method.n_prompts=32", "data.n_val=16"]
+FAST = ["trainer.beta_grid=[2]", "data.n_val=16"]
+DRAWN = ["method.n_prompts=32"]  # for the methods that draw prompts (the others have no such field)
 
 # name -> (overrides, a stage marker to kill the first attempt at, the counts its results row must carry)
 CASES = {
     "sampling_ranking": (
-        ["experiment=tiny_sampling_ranking"],
+        ["experiment=tiny_sampling_ranking", *DRAWN],
         "iter_1__samples.json",
         ("samples_per_prompt", "n_tied", "score_best", "score_worst", "n_pairs_kept", "family_add"),
     ),
     "self_rewarding": (
-        ["experiment=tiny_self_rewarding", "data.n_train=1200"],  # EFT needs the full seed set to learn the format
+        [
+            "experiment=tiny_self_rewarding",
+            "data.n_train=1200",
+            *DRAWN,
+        ],  # EFT needs the full seed set to learn the format
         "judge_sft.json",
         ("samples_per_prompt", "judge_unparsed", "judge_unparsed_rate", "judge_agreement", "n_pairs_kept"),
     ),
@@ -40,12 +45,12 @@ CASES = {
     "seed_po": (["method=seed_po"], "iter_1__seed_policy.json", ("n_pairs_kept", "mean_gap", "d_size")),
     "seed_sft_po": (["method=seed_sft_po"], "iter_1__seed_sft.json", ("n_pairs_kept", "d_size")),
     "self_instruct": (
-        ["method.prompt_source=self_instruct"],
+        ["method.prompt_source=self_instruct", *DRAWN],
         "iter_1__generate_prompts.json",
         ("n_generated", "n_invalid", "n_duplicate", "n_prompts"),
     ),
     "manual_prompts": (
-        ["method.prompt_source=manual", "method.manual_prompts=tinyworld"],
+        ["method.prompt_source=manual", "method.manual_prompts=tinyworld", *DRAWN],
         "iter_1__prompts.json",
         ("n_prompts", "n_invalid", "family_add"),
     ),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from omegaconf import OmegaConf
 
 from synpo.tracking import offline_run_files, read_offline_history
 
@@ -27,8 +28,20 @@ MICRO = [
 SECRET = "sk-test-0123456789abcdef-never-log-me"
 
 
+def _micro(extra: tuple[str, ...]) -> list[str]:
+    """MICRO's overrides that the method chosen by ``extra`` has (a SPIN or seed method has no prompt counts)."""
+    from conftest import compose
+
+    cfg = compose([e for e in extra if e.startswith(("method=", "experiment="))])
+    return [o for o in MICRO if OmegaConf.select(cfg, o.split("=")[0], default=_ABSENT) is not _ABSENT]
+
+
+_ABSENT = object()
+
+
 def _cmd(run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "run.py", *MICRO, f"run_dir={run_dir}", f"hydra.run.dir={run_dir}/.hydra_out", *extra]
+    micro = _micro(extra)
+    return [sys.executable, "run.py", *micro, f"run_dir={run_dir}", f"hydra.run.dir={run_dir}/.hydra_out", *extra]
 
 
 def _env() -> dict:
@@ -257,12 +270,11 @@ def _speed_overrides() -> list[str]:
     from conftest import compose
     from omegaconf import OmegaConf
 
-    from synpo.config import SynpoConfig
     from synpo.schema import speed_fields
 
     cfg = compose(MICRO)
     out = []
-    for key in speed_fields(SynpoConfig):
+    for key in speed_fields(cfg):
         value = OmegaConf.select(cfg, key)
         if key in OTHER_VALUES:
             out.append(f"{key}={OTHER_VALUES[key]}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from synpo.artifacts import read_jsonl
 from synpo.modeling import load_causal_lm
 from synpo.training.common import HParams, prepare_workdir
 from synpo.training.config import LaunchConfig
@@ -42,6 +43,7 @@ def test_accelerate_zero2_matches_inprocess(tmp_path):
     assert launched["steps"] == local["steps"] == 4
     job = json.loads((tmp_path / "zero2.job.json").read_text())
     assert job["kind"] == "simpo" and job["kwargs"]["beta"] == 2.0  # the ranks read this, never Hydra
+    assert "pairs" not in job["kwargs"] and read_jsonl(Path(job["files"]["pairs"])) == PAIRS  # the rows' own file
     a, b = load_causal_lm(str(tmp_path / "inprocess")), load_causal_lm(str(tmp_path / "zero2"))
     start = load_causal_lm("builtin:tiny-sft")
     diffs, moved = [], []
@@ -77,10 +79,25 @@ def test_pipeline_trains_through_accelerate(tmp_path):
         result = json.loads((run_dir / f"{job}.result.json").read_text())
         assert result["deepspeed_zero_stage"] == 2 and result["processes"] == 1
         assert (run_dir / job / "config.json").is_file()
+    jobs = [json.loads((run_dir / f"iter_1/beta_{x}/model.job.json").read_text()) for x in (2, 10)]
+    assert jobs[0]["files"] == jobs[1]["files"] and "pairs" not in jobs[0]["kwargs"]  # one copy of D per iteration
+    assert Path(jobs[0]["files"]["pairs"]).parent == run_dir / "job_data"
     a, b = (json.loads((run_dir / f"iter_1/beta_{x}/model.result.json").read_text()) for x in (2, 10))
     assert {a["cuda_visible_devices"], b["cuda_visible_devices"]} == {"0", "1"}  # disjoint device sets
     assert a["started"] < b["finished"] and b["started"] < a["finished"]  # the two trainings overlapped
     assert json.loads((run_dir / "results.json").read_text())["iterations"][1]["beta"] in (2.0, 10.0)
+
+
+def test_training_rows_are_written_once_per_content(tmp_path):
+    from synpo.training.launch import job_data_files
+
+    first = job_data_files({"pairs": PAIRS, "beta": 2.0}, tmp_path)
+    stamp = Path(first["pairs"]).stat().st_mtime_ns
+    assert job_data_files({"pairs": list(PAIRS), "beta": 10.0}, tmp_path) == first  # another beta, the same D
+    assert Path(first["pairs"]).stat().st_mtime_ns == stamp and read_jsonl(Path(first["pairs"])) == PAIRS
+    other = job_data_files({"pairs": PAIRS[:3]}, tmp_path)
+    assert other != first and len(list(tmp_path.glob("pairs-*.jsonl"))) == 2
+    assert job_data_files({"examples": [{"prompt": "p", "response": "r"}]}, tmp_path).keys() == {"examples"}
 
 
 def test_a_failed_launch_reports_the_ranks_traceback_not_only_the_launchers_summary():

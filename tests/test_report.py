@@ -83,6 +83,40 @@ def test_a_bad_source_is_one_readable_error(tmp_path):
     assert "not a finished run directory" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "results,field",
+    [
+        ([1, 2], "the file holds a list"),
+        ({"iterations": [{"iteration": 0, "val_score": 0.5}]}, "name is missing"),
+        ({"name": "r", "seed": "0", "iterations": [{"iteration": 0}]}, "seed is a string"),
+        ({"name": "r", "iterations": {"0": {}}}, "iterations is an object, not list"),
+        ({"name": "r", "iterations": [{"val_score": 0.5}]}, "iterations[0].iteration is None"),
+        ({"name": "r", "iterations": [{"iteration": 0}, "x"]}, "iterations[1] is a string"),
+        ({"name": "r", "iterations": [{"iteration": 1, "val_score": "0.5"}]}, "iterations[0].val_score is a string"),
+        ({"name": "r", "iterations": [{"iteration": 0, "beta": [2, 4]}]}, "iterations[0].beta is a list"),
+    ],
+)
+def test_a_results_file_of_the_wrong_shape_names_the_file_and_the_field(tmp_path, results, field):
+    """The report reads results.json through the schema ``write_results`` writes by: any field of the wrong shape
+    is one paragraph with the file and the field, never a traceback from inside the tables."""
+    from synpo.errors import UserError
+    from synpo.sources import load_source
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(results))
+    with pytest.raises(UserError) as e:
+        load_source(str(run))
+    assert str(run / "results.json") in str(e.value) and field in str(e.value), str(e.value)
+
+
+def test_a_results_file_as_the_loop_writes_it_fits_the_schema(eval_run):
+    from synpo.results import results_problems
+
+    run_dir = eval_run[0]
+    assert results_problems(json.loads((run_dir / "results.json").read_text())) == []
+
+
 def test_runs_of_one_label_but_different_settings_are_not_averaged():
     """Table 6's one-iteration SynPO runs share Table 2's label: they form their own group, each label names the
     keys that differ, and runs that differ only in their seed still average."""
@@ -99,6 +133,26 @@ def test_runs_of_one_label_but_different_settings_are_not_averaged():
         ("tiny_synpo [method.iterations=4]", 2),
     ]
     assert [g.label for g in group_runs([run(0, 4), run(1, 4)])] == ["tiny_synpo"]
+
+
+def test_a_speed_setting_is_not_a_setting_of_the_report(tmp_path):
+    """Two seeds of one run, one on a vLLM engine over 8 GPUs and one over 4 with a smaller memory share, are one
+    setting: each registry group's speed fields come from the schema of the option the saved config names."""
+    from conftest import compose
+    from omegaconf import OmegaConf
+
+    from synpo.sources import run_settings
+
+    def saved(*overrides):
+        cfg = compose(["experiment=mistral_synpo", "generator.python=/usr/bin/python3", *overrides])
+        path = tmp_path / f"{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(OmegaConf.to_yaml(cfg))
+        return run_settings(path)
+
+    a = saved()
+    b = saved("generator.tensor_parallel_size=4", "generator.gpu_memory_utilization=0.5", "scorer.batch_size=2")
+    assert a == b and "generator.temperature" in a and "generator.tensor_parallel_size" not in a
+    assert saved("scorer.threshold=0.3") != a
 
 
 def test_a_corrupt_saved_config_is_one_readable_error(tmp_path):

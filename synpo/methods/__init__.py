@@ -8,8 +8,8 @@ docs/ARCHITECTURE.md shows how to add one.
 
 from __future__ import annotations
 
-from synpo.errors import UserError
 from synpo.methods.base import Iteration, Method
+from synpo.registry import Registry
 
 __all__ = ["METHODS", "Iteration", "Method", "get_method"]
 
@@ -29,10 +29,8 @@ def _registry() -> dict[str, Method]:
     return found
 
 
-METHODS: dict[str, Method] = _registry()
+METHODS: Registry[Method] = Registry("method", _registry())
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise UserError(f"method.name={name!r} is not known; choose one of {sorted(METHODS)}.")
     return METHODS[name]

@@ -29,6 +29,7 @@ class Method(Protocol):
     """A method, registered by the ``METHODS`` dict of its module under ``synpo/methods/`` (found there by
     ``synpo.methods``): its traits, its checks, and what it does before and in each iteration."""
 
+    schema: type  # its block's schema (a dataclass extending synpo.methods.config.MethodConfig)
     columns: tuple[str, ...]  # the method's columns of the results table
     trainer: str | None  # the preference loss it trains the policy with (trainer=simpo|dpo); None: no such job
     trains_sft: bool  # whether it runs SFT jobs (sft_trainer), e.g. SynPO's prompt generator and improver

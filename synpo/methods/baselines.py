@@ -23,6 +23,7 @@ so that Table 2's rows differ only in their data; ``trainer=dpo`` is refused for
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -30,12 +31,39 @@ from omegaconf import DictConfig
 from synpo.artifacts import PROMPTS, read_jsonl
 from synpo.data import load_text_rows, world_or_file_problem
 from synpo.methods.base import Iteration
+from synpo.methods.config import DrawnPromptsConfig
 from synpo.methods.preference import State, add_pairs, mean, pair_filter, select_on_d
 from synpo.methods.prompt_sources import iteration_prompts, prepare_source, source_problems
 from synpo.prompts import judge_prompt, judge_target, parse_judge_score
+from synpo.schema import spec
 from synpo.scoring import ranking_scores
 from synpo.stages import Context
 from synpo.worlds import world
+
+
+@dataclass
+class BestOfKConfig(DrawnPromptsConfig):
+    """A method that samples several answers of pi_{t-1} per prompt and pairs the best with the worst."""
+
+    samples_per_prompt: int = spec(5, "answers pi_{t-1} samples per prompt, in one generation call (paper: 5)", ge=2)
+
+
+@dataclass
+class SelfRewardingConfig(BestOfKConfig):
+    """Self-Rewarding's judge: pi_{t-1} scores its own answers."""
+
+    judge_template: str = spec(
+        "rubric",
+        "the judge prompt; rubric (Yuan et al.'s additive 5 points) or short (small contexts)",
+        choices=("rubric", "short"),
+    )
+    judge_data: str | None = spec(
+        None,
+        "judge-training (EFT) examples, a JSONL of {prompt, response, score 0-5} or tinyworld; null: the policy "
+        "judges without them",
+    )
+    judge_samples: int = spec(1, "judgements per answer, averaged (1: greedy; more: sampled)", gt=0)
+    judge_max_new_tokens: int = spec(128, "new tokens per judgement", gt=0)
 
 
 def sample_answers(
@@ -76,6 +104,7 @@ def candidate_row(ctx: Context, x: str, group: list[dict], best: int, worst: int
 class SamplingRanking:
     """Sampling-Ranking: the scorer's best of k samples over its worst."""
 
+    schema = BestOfKConfig
     columns = ("n_prompts", "n_pairs_kept", "n_tied", "score_best", "score_worst", "d_size", "beta")
     trainer = "simpo"  # as SynPO, so that Table 2's rows differ only in how pairs are made
     trains_sft = True  # the prompt generator (prompt_source=generator)
@@ -166,6 +195,7 @@ def read_judgements(rows: list[dict], n_answers: int, per_answer: int) -> tuple[
 class SelfRewarding:
     """Self-Rewarding: the policy's own judgement of k samples, highest over lowest."""
 
+    schema = SelfRewardingConfig
     columns = ("n_prompts", "n_pairs_kept", "judge_unparsed", "judge_agreement", "d_size", "beta")
     trainer = "simpo"
     trains_sft = True

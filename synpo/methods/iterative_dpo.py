@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from synpo.artifacts import PROMPTS
 from synpo.methods.base import Iteration
-from synpo.methods.baselines import best_over_worst_pairs, sample_answers
+from synpo.methods.baselines import BestOfKConfig, best_over_worst_pairs, sample_answers
 from synpo.methods.preference import State, select_on_d
 from synpo.methods.prompt_sources import iteration_prompts, prepare_source, source_problems
 from synpo.stages import Context
@@ -34,6 +34,7 @@ from synpo.stages import Context
 class IterativeDPO:
     """On-policy best-over-worst pairs of pi_{t-1}, DPO from pi_{t-1} against pi_{t-1}."""
 
+    schema = BestOfKConfig
     columns = ("n_prompts", "n_pairs_kept", "n_tied", "score_best", "score_worst", "d_size", "beta")
     trainer = "dpo"
     trains_sft = False  # with the default prompt_source=seed; prompt_source=generator trains SynPO's generator

@@ -23,10 +23,23 @@ from synpo.artifacts import POLICY_LINK, StageRecord, file_digest, point_link, r
 from synpo.data import load_text_rows, world_or_file_problem
 from synpo.evaluation.validation import validation_stage
 from synpo.methods.base import Iteration
+from synpo.methods.config import PairsConfig
 from synpo.methods.preference import State, add_pairs, mean, pair_filter, select_on_d
 from synpo.methods.prompt_sources import PromptSource
+from synpo.schema import spec
 from synpo.stages import Context
 from synpo.worlds import world
+
+
+@dataclass
+class OfflineConfig(PairsConfig):
+    """The "Manual" row's preference set."""
+
+    preference_file: str | None = spec(
+        None, "a JSONL of {prompt, chosen, rejected} (e.g. UltraFeedback binarized), or tinyworld"
+    )
+    n_preferences: int = spec(600, "with preference_file=tinyworld: the pairs drawn from the world", gt=0)
+
 
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
 
@@ -46,6 +59,7 @@ def load_preference_file(path: str | Path) -> list[dict]:
 class Offline:
     """The "Manual" row: SimPO on a given preference set, one round."""
 
+    schema = OfflineConfig
     columns = ("n_candidates", "n_validation_overlap", "scorer_agreement", "d_size", "beta")
     trainer = "simpo"
     trains_sft = False
@@ -94,6 +108,7 @@ class SeedState:
 class SeedAblation:
     """Table 7: ``seed_sft``, ``seed_po`` or ``seed_sft_po`` (see the module's docstring)."""
 
+    schema = PairsConfig
     columns = ("d_size", "n_pairs_kept", "beta")
 
     def __init__(self, name: str):

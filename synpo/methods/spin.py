@@ -31,8 +31,30 @@ from omegaconf import DictConfig
 from synpo.artifacts import PAIRS, POLICY_LINK, StageRecord, point_link, read_jsonl, write_jsonl
 from synpo.evaluation.validation import validation_stage
 from synpo.methods.base import Iteration
+from synpo.methods.config import MethodConfig
+from synpo.schema import spec
 from synpo.stages import Context
 from synpo.training.config import beta_candidates, hparams
+
+
+@dataclass
+class NoiseConfig:
+    """SPIN's noise fix: more randomness on the generated side (spin_noised, and spin_adaptive's small margins)."""
+
+    temperature: float | None = spec(None, "sampling temperature of the generated side; null: generator's", ge=0)
+    temperature_final: float | None = spec(None, "anneal linearly to this by the last iteration; null: constant", ge=0)
+    token_rate: float = spec(0.0, "share of generated-side tokens replaced by random vocabulary tokens", ge=0, lt=1)
+
+
+@dataclass
+class SpinConfig(MethodConfig):
+    """SPIN and the SPIN-limits report's fixes."""
+
+    mix_previous: bool = spec(True, "train on this iteration's pairs plus the previous iteration's (SPIN)")
+    noise: NoiseConfig = spec(help="SPIN's noise settings", factory=NoiseConfig)
+    reverse_threshold: float = spec(0.3, "spin_adaptive: a judge margin above this orders the pair by the judge")
+    noise_threshold: float = spec(0.1, "spin_adaptive: a judge margin below this gets noise instead", ge=0)
+
 
 SAMPLE_FIELDS = ("prompt", "real", "generated", "route", "score_real", "score_generated")
 
@@ -252,6 +274,7 @@ def train_dpo_stage(ctx: Context, t: int, state: State, r_pairs: StageRecord):
 class Spin:
     """SPIN (``spin``) and the report's fixes (``spin_judged``, ``spin_noised``, ``spin_adaptive``) as a Method."""
 
+    schema = SpinConfig
     columns = (
         "label_issue_rate",
         "swap_rate",

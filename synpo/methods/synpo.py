@@ -17,6 +17,7 @@ Per iteration t, with pi_0 the SFT model and pi_{t-1} the current policy:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -24,10 +25,28 @@ from omegaconf import DictConfig
 from synpo.artifacts import PROMPTS, StageRecord, read_jsonl
 from synpo.errors import UserError
 from synpo.methods.base import Iteration
+from synpo.methods.config import DrawnPromptsConfig
 from synpo.methods.preference import State, add_pairs, mean, pair_filter, select_on_d
 from synpo.methods.prompt_sources import iteration_prompts, prepare_source, source_problems, template_problems
 from synpo.prompts import improver_prompt, template
+from synpo.schema import spec
 from synpo.stages import Context
+
+
+@dataclass
+class SynPOConfig(DrawnPromptsConfig):
+    """SynPO's own fields: the response improver and its data."""
+
+    improver_filter: bool = spec(True, "keep an improver example only if score(y*) - score(draft) > threshold")
+    score_drafts: bool = spec(
+        True,
+        "also score pi_{t-1}'s drafts, for scores.jsonl's score_policy (a second scorer pass over every synthetic "
+        "prompt; the paper settings turn it off)",
+    )
+    improver_template: str | None = spec(
+        None, "the improver's request with {question} and {draft}; null: ours (Fig. 7, paraphrased); or file:<path>"
+    )
+    improver_max_length: int | None = spec(None, "the improver's SFT max length; null: sft_trainer.max_length", gt=0)
 
 
 def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict]:
@@ -165,6 +184,7 @@ def pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord]
 class SynPO:
     """SynPO as a ``Method``: prepare trains G once; each iteration builds pairs and selects a SimPO model."""
 
+    schema = SynPOConfig
     columns = ("n_prompts", "n_pairs_kept", "keep_ratio", "d_size", "beta")
     trainer = "simpo"
     trains_sft = True

@@ -8,11 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from synpo.artifacts import fingerprint, keep_only_shards_of, read_jsonl, write_jsonl
-from synpo.errors import UserError
 from synpo.scoring.base import Comparison, PairwiseScorer, PointwiseScorer, Scorer
+from synpo.scoring.config import make_scorer
 
 __all__ = [
     "Comparison",
@@ -87,41 +85,3 @@ def ranking_scores(scorer: Scorer, prompts: list[str], groups: list[list[str]]) 
         out[n][i] += gap / (len(groups[n]) - 1)
         out[n][j] -= gap / (len(groups[n]) - 1)
     return out
-
-
-def make_scorer(cfg: DictConfig) -> Scorer:
-    s = cfg.scorer
-    if s.name == "verifier":
-        from synpo.scoring.verifier import VerifierScorer
-
-        return VerifierScorer()
-    if s.name == "armorm" and not s.trust_remote_code:
-        from synpo.scoring.reward_model import ArmoRMScorer
-
-        return ArmoRMScorer(s.name_or_path, s.batch_size, s.max_length, dtype=s.dtype)
-    if s.name in ("reward_model", "armorm"):
-        from synpo.scoring.reward_model import RewardModelScorer
-
-        output = "score" if s.name == "armorm" else "logits"
-        return RewardModelScorer(
-            s.name_or_path, s.batch_size, s.max_length, output, trust_remote_code=s.trust_remote_code, dtype=s.dtype
-        )
-    if s.name == "pairrm":
-        from synpo.scoring.pairrm import PairRMScorer
-
-        return PairRMScorer(s.name_or_path, s.batch_size, s.dtype, s.pairrm_scale)
-    if s.name == "judge":
-        from synpo.scoring.judge import JudgeScorer
-
-        return JudgeScorer(
-            s.endpoint,
-            s.name_or_path,
-            api_key_env=s.api_key_env,
-            timeout_s=s.timeout_s,
-            max_retries=s.max_retries,
-            concurrency=s.concurrency,
-            seed=cfg.seed,
-        )
-    raise UserError(
-        f"scorer.name={s.name!r} is not available; choose verifier, reward_model, armorm, pairrm or judge."
-    )

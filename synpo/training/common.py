@@ -52,25 +52,12 @@ class OptimConfig:
 
 
 @dataclass
-class HParams:
-    """Optimisation settings of one training job (the trainer config group carries them)."""
+class HParams(OptimConfig):
+    """One training job's settings: the trainer group's optimisation fields (their defaults live in ``OptimConfig``
+    alone), plus the job's seed and the model's dtype."""
 
-    learning_rate: float = 1e-5
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 8
-    grad_accum: int = 1
-    global_batch_size: int | None = None  # when set, batch_size x grad_accum x processes equals it
-    warmup_ratio: float = 0.1
-    scheduler: str = "cosine"
-    optimizer: str = "adamw_torch"
-    weight_decay: float = 0.0
-    max_length: int = 512
-    max_prompt_length: int = 256
     seed: int = 0
     dtype: str = "float32"
-    save_steps: int = 0  # 0: no mid-run checkpoints; otherwise a crash resumes from the last one
-    gradient_checkpointing: bool = False
 
     def identity(self) -> dict:
         """The settings the trained model depends on, for fingerprints: all but the trainer schema's speed-only

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from synpo.artifacts import read_json, write_json
+from synpo.artifacts import read_json, read_jsonl, write_json
 from synpo.errors import UserError
 from synpo.training import preemption
 from synpo.training.common import HParams, process_rank
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     job = read_json(Path(argv[0]))
     kwargs = dict(job["kwargs"])
+    kwargs.update({key: read_jsonl(Path(path)) for key, path in job.get("files", {}).items()})
     kwargs["hp"] = HParams(**kwargs["hp"])
     started = time.time()
     preemption.install()

@@ -29,20 +29,21 @@ log = logging.getLogger(__name__)
 ACCELERATE_DIR = Path(__file__).resolve().parents[2] / "conf" / "accelerate"
 
 
+# Each training job kind: the module and function that run it (imported only in the process that trains).
+JOBS = {
+    "sft": ("synpo.training.sft", "train_sft"),
+    "simpo": ("synpo.training.simpo", "train_simpo"),
+    "dpo": ("synpo.training.dpo", "train_dpo"),
+}
+
+
 def job_function(kind: str):
-    if kind == "sft":
-        from synpo.training.sft import train_sft
+    import importlib
 
-        return train_sft
-    if kind == "simpo":
-        from synpo.training.simpo import train_simpo
-
-        return train_simpo
-    if kind == "dpo":
-        from synpo.training.dpo import train_dpo
-
-        return train_dpo
-    raise ValueError(f"unknown training job kind {kind!r}; known: sft, simpo, dpo")
+    if kind not in JOBS:
+        raise ValueError(f"unknown training job kind {kind!r}; known: {sorted(JOBS)}")
+    module, name = JOBS[kind]
+    return getattr(importlib.import_module(module), name)
 
 
 def accelerate_config_path(name: str) -> Path:
@@ -172,13 +173,36 @@ def slots(launch: DictConfig, n_jobs: int) -> list[Slot]:
     return [Slot(i, devices) for i, devices in enumerate(sets)]
 
 
-def run_training_job(kind: str, out_dir: Path, launch: DictConfig, slot: Slot = Slot(), **kwargs) -> dict:
+# A job's training rows (``pairs`` for SimPO and DPO, ``examples`` for SFT) travel in a file of their own.
+DATA_KEYS = ("pairs", "examples")
+
+
+def job_data_files(kwargs: dict, data_dir: Path) -> dict[str, str]:
+    """Each training-row list of ``kwargs`` written once to ``data_dir/<key>-<digest>.jsonl``, named by its content:
+    the beta candidates of one iteration train on the same D, so their job files point at one copy of it instead
+    of each repeating it (at the paper's scale, D reaches 40k pairs of 2048-token answers)."""
+    from synpo.artifacts import fingerprint, write_jsonl
+
+    files = {}
+    for key in DATA_KEYS:
+        if isinstance(kwargs.get(key), list):
+            path = Path(data_dir) / f"{key}-{fingerprint(kwargs[key])}.jsonl"
+            if not path.is_file():
+                write_jsonl(path, kwargs[key])
+            files[key] = str(path)
+    return files
+
+
+def run_training_job(
+    kind: str, out_dir: Path, launch: DictConfig, slot: Slot = Slot(), data_dir: Path | None = None, **kwargs
+) -> dict:
     """Train with ``job_function(kind)(out_dir=out_dir, **kwargs)`` under the launcher ``launch.launcher``, in
     ``slot`` (``slots``): in this process, in a forked lane, or under ``accelerate launch`` on the slot's GPUs. What
     is alive first leaves the garbage collector's later passes (``synpo.memory.settle``).
 
     On one node each launch rendezvouses on a port free at launch; across nodes (srun) on ``29500 + slot.index``, so
-    that concurrent multi-node jobs do not collide."""
+    that concurrent multi-node jobs do not collide. Under accelerate, the training rows go to ``data_dir`` (default:
+    beside the job file) once per content (``job_data_files``), and the job file names them."""
     from synpo import memory
 
     memory.settle()
@@ -190,8 +214,10 @@ def run_training_job(kind: str, out_dir: Path, launch: DictConfig, slot: Slot = 
         return job_function(kind)(out_dir=out_dir, **kwargs)
     out_dir = Path(out_dir)
     job_file, result_file = sibling(out_dir, "job"), sibling(out_dir, "result")
-    payload = {k: asdict(v) if isinstance(v, HParams) else v for k, v in kwargs.items()}
-    write_json(job_file, {"kind": kind, "out_dir": str(out_dir), "result": str(result_file), "kwargs": payload})
+    files = job_data_files(kwargs, data_dir or job_file.parent)
+    payload = {k: asdict(v) if isinstance(v, HParams) else v for k, v in kwargs.items() if k not in files}
+    request = {"kind": kind, "out_dir": str(out_dir), "result": str(result_file), "kwargs": payload, "files": files}
+    write_json(job_file, request)
     result_file.unlink(missing_ok=True)  # what this launch returns, never an earlier attempt's
     acc_cfg = resolved_accelerate_config(launch.accelerate_config, sibling(out_dir, "accelerate"))
     cmd = [
