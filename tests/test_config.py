@@ -388,3 +388,26 @@ def test_a_global_batch_that_does_not_divide_is_refused_with_the_arithmetic():
     from synpo.training.config import hparams
 
     assert hparams(cfg.trainer, cfg.model, cfg.launch, seed=0).grad_accum == 64
+
+
+def test_each_registry_checks_the_option_and_that_its_yaml_named_its_schema():
+    """A method, scorer or backend block is typed by its option's own schema: an unknown option, a block that no
+    YAML typed (a user's new option without `defaults: [schema_<name>, _self_]`) and a key added with Hydra's
+    `+key=` are each one sentence."""
+    from omegaconf import OmegaConf
+
+    from synpo.config import collect_problems
+    from synpo.methods.spin import SpinConfig
+    from synpo.methods.synpo import SynPOConfig
+
+    cfg = compose([])
+    assert OmegaConf.get_type(cfg.method) is SynPOConfig
+    assert OmegaConf.get_type(compose(["method=spin_judged"]).method) is SpinConfig
+    assert "method.name='nope' is not allowed" in _problems(["method.name=nope"])
+    OmegaConf.set_struct(cfg, False)
+    cfg.method = OmegaConf.create(OmegaConf.to_container(cfg.method))  # the same values, no schema
+    [problem] = [p for p in collect_problems(cfg, read_files=False) if p.startswith("method.")]
+    assert "names no schema, not SynPOConfig" in problem and "defaults: [schema_synpo, _self_]" in problem
+    assert "method.n_prompts is not a field of method spin (SpinConfig)" in _problems(
+        ["method=spin", "+method.n_prompts=3"]
+    )

@@ -317,3 +317,28 @@ def test_changing_every_speed_setting_redoes_no_stage(micro_run, tmp_path, monke
     got = json.loads((run_dir / "results.json").read_text())["iterations"]
     want = json.loads((reference_dir / "results.json").read_text())["iterations"]
     assert strip(got) == strip(want)
+
+
+@pytest.mark.slow
+def test_the_content_study_options_change_the_pairs_and_the_improver_data(micro_run, tmp_path):
+    """method.rejected=previous makes pi_{t-1}'s own draft the rejected side; improver_right_drafts=copy keeps an
+    example for every right draft (the gap filter alone drops most of them). Resumed from the finished micro run:
+    the stages before the improver are not redone."""
+    import shutil
+
+    from synpo.artifacts import read_jsonl
+    from synpo.scoring.verifier import VerifierScorer
+
+    reference_dir, _ = micro_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_dir, run_dir, symlinks=True)
+    proc = run_cli(run_dir, "method.rejected=previous", "method.improver_right_drafts=copy")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "stage iter_1/seed_policy" in proc.stdout + proc.stderr and "done earlier" in proc.stdout + proc.stderr
+    rows = read_jsonl(run_dir / "iter_1" / "scores.jsonl")
+    assert rows and all(r["rejected"] == r["policy"] for r in rows)
+    seed = read_jsonl(run_dir / "iter_1" / "seed_policy.jsonl")
+    right = sum(VerifierScorer().exact([r["prompt"] for r in seed], [r["response"] for r in seed]))
+    new = json.loads((run_dir / "results.json").read_text())["iterations"][1]
+    old = json.loads((reference_dir / "results.json").read_text())["iterations"][1]
+    assert right > 0 and new["improver_examples"] >= right and new["improver_examples"] > old["improver_examples"]

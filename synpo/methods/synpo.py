@@ -47,6 +47,39 @@ class SynPOConfig(DrawnPromptsConfig):
         None, "the improver's request with {question} and {draft}; null: ours (Fig. 7, paraphrased); or file:<path>"
     )
     improver_max_length: int | None = spec(None, "the improver's SFT max length; null: sft_trainer.max_length", gt=0)
+    # Options of the content study (LOG 2026-12-06); the paper's choices are the defaults.
+    improver_right_drafts: str = spec(
+        "filter",
+        "a seed answer of pi_{t-1} whose content is right (the scorer's exact; needs one that can tell): filter (the "
+        "paper: the gap filter decides, and drops most of them), gold (always an example, the gold answer its "
+        "target) or copy (always an example, the draft itself its target: the improver learns to keep what is right)",
+        choices=("filter", "gold", "copy"),
+    )
+    rejected: str = spec(
+        "initial",
+        "the rejected side of a pair: initial (pi_0's answer, the paper's Fig. 2) or previous (pi_{t-1}'s own "
+        "draft, the one the improver rewrote: a pair then says the rewrite beats its draft)",
+        choices=("initial", "previous"),
+    )
+
+
+def improver_examples(ctx: Context, seed_prompts, drafts, golds, gaps) -> list[dict]:
+    """The improver's examples: (question, draft) -> gold where the gap filter keeps them; and each right draft
+    as ``method.improver_right_drafts`` says."""
+    m, threshold = ctx.cfg.method, ctx.cfg.scorer.threshold
+    right = [False] * len(drafts)
+    if m.improver_right_drafts != "filter":
+        right = ctx.scorer.exact(seed_prompts, drafts) or right
+    text = template("improver_template", m.improver_template)
+    out = []
+    for x, d, y, gap, ok in zip(seed_prompts, drafts, golds, gaps, right, strict=True):
+        if ok:
+            out.append(
+                {"prompt": improver_prompt(x, d, text), "completion": d if m.improver_right_drafts == "copy" else y}
+            )
+        elif not m.improver_filter or gap > threshold:
+            out.append({"prompt": improver_prompt(x, d, text), "completion": y})
+    return out
 
 
 def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict]:
@@ -68,11 +101,7 @@ def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict
     _, comparison = ctx.compare(
         rundir.iter_stage(t, "seed_scores"), seed_prompts, golds, drafts, scores_file, [r_seed]
     )
-    examples = [
-        {"prompt": improver_prompt(x, d, template("improver_template", cfg.method.improver_template)), "completion": y}
-        for x, d, y, gap in zip(seed_prompts, drafts, golds, comparison.gaps, strict=True)
-        if not cfg.method.improver_filter or gap > cfg.scorer.threshold
-    ]
+    examples = improver_examples(ctx, seed_prompts, drafts, golds, comparison.gaps)
     if not examples:
         raise UserError(
             f"iteration {t}: the improver has no training example: of {len(drafts)} seed answers of pi_{t - 1}, none "
@@ -134,10 +163,12 @@ def score_rows(
     """Every candidate pair of an iteration (``deps``: the stages that wrote its policy, refined and initial
     answers) with its scores, gap, repetition and whether the filters keep it; the iteration's mean scores (the
     policy's are None from a scorer that only compares)."""
-    policy = [r["response"] for r in read_jsonl(deps["policy"].output("policy"))]
-    refined, initial = read_jsonl(deps["refined"].output("refined")), read_jsonl(deps["initial"].output("initial"))
-    chosen, rejected = [r["response"] for r in refined], [r["response"] for r in initial]
-    cut = ["length" in (a.get("finish_reason"), b.get("finish_reason")) for a, b in zip(refined, initial, strict=True)]
+    drafts = read_jsonl(deps["policy"].output("policy"))
+    policy = [r["response"] for r in drafts]
+    refined = read_jsonl(deps["refined"].output("refined"))
+    other = drafts if ctx.cfg.method.rejected == "previous" else read_jsonl(deps["initial"].output("initial"))
+    chosen, rejected = [r["response"] for r in refined], [r["response"] for r in other]
+    cut = ["length" in (a.get("finish_reason"), b.get("finish_reason")) for a, b in zip(refined, other, strict=True)]
     c = ctx.compare_now(prompts, chosen, rejected, scores_file)
     # pi_{t-1}'s own drafts are scored only to be read beside the pairs (how often the rewrite beats its draft):
     # a second pass of the scorer over every synthetic prompt, so at scale it is an option
@@ -177,6 +208,7 @@ def pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord]
         "threshold": ctx.cfg.scorer.threshold,
         "max_repetition": m.max_repetition,
         "drop_truncated": m.drop_truncated,
+        **({"rejected": m.rejected} if m.rejected != "initial" else {}),  # the paper's pairs keep their identity
     }
     return add_pairs(ctx, t, list(deps.values()), settings, lambda out: score_rows(ctx, prompts, deps, out))
 
@@ -191,7 +223,17 @@ class SynPO:
     draws_prompts = True
 
     def problems(self, cfg: DictConfig) -> list[str]:
-        return source_problems(cfg) + template_problems(cfg, "improver_template")
+        from synpo.scoring.config import SCORERS
+
+        p = source_problems(cfg) + template_problems(cfg, "improver_template")
+        scorer = SCORERS.entries.get(cfg.scorer.name)
+        if cfg.method.improver_right_drafts != "filter" and scorer is not None and not scorer.knows_exact:
+            p.append(
+                f"method.improver_right_drafts={cfg.method.improver_right_drafts!r} needs a scorer that tells right "
+                f"content (the verifier); scorer.name={cfg.scorer.name!r} cannot: set method.improver_right_drafts="
+                "filter"
+            )
+        return p
 
     def workload(self, cfg: DictConfig, t: int, a, policy: dict, scorer: dict, pairwise: bool) -> list:
         """Iteration t's stages for the plan (``synpo.plan``), in ``synpo.cost``'s units."""

@@ -68,6 +68,14 @@ class Scorer(Protocol):
         ...
 
 
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Row indices in batches of ``batch_size``, longest rows first: rows of one batch have near lengths, so a padded
+    batch wastes little (at the paper's 2048-token answers, a random batch pads most rows to its longest). The caller
+    puts each result back at its index; a row's score does not depend on its batch beyond the last bit."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 def gap_preferences(gaps: list[float], tie: float = 0.0) -> list[float]:
     """A gap (a minus b) as a preference for ``a``: 1 above ``tie``, 0 below ``-tie``, else 0.5."""
     return [1.0 if g > tie else 0.0 if g < -tie else 0.5 for g in gaps]

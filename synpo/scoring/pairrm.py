@@ -24,7 +24,7 @@ from transformers import DebertaV2Model, DebertaV2PreTrainedModel
 
 from synpo.errors import UserError
 from synpo.memory import DeviceHeld
-from synpo.scoring.base import PairwiseScorer
+from synpo.scoring.base import PairwiseScorer, length_batches
 
 SOURCE_PREFIX, CAND1_PREFIX, CAND2_PREFIX = "<|source|>", "<|candidate1|>", "<|candidate2|>"
 SOURCE_MAX_LENGTH, CANDIDATE_MAX_LENGTH = 1224, 412
@@ -127,20 +127,16 @@ class PairRMScorer(PairwiseScorer):
 
     def logits(self, prompts: list[str], a: list[str], b: list[str]) -> list[float]:
         """PairRM's one-order logit per pair (positive: ``a`` better)."""
-        model, out = self.held.acquire(), []
-        for i in range(0, len(prompts), self.batch_size):
-            ids = [
-                self.encode(x, y, z)
-                for x, y, z in zip(
-                    prompts[i : i + self.batch_size],
-                    a[i : i + self.batch_size],
-                    b[i : i + self.batch_size],
-                    strict=True,
-                )
-            ]
-            batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.held.device)
+        model = self.held.acquire()
+        encoded = [self.encode(x, y, z) for x, y, z in zip(prompts, a, b, strict=True)]
+        out = [0.0] * len(encoded)
+        for rows in length_batches([len(e) for e in encoded], self.batch_size):
+            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
+            batch = batch.to(self.held.device)
             with torch.inference_mode():
-                out.extend(float(v) for v in model(batch["input_ids"], batch["attention_mask"]).float())
+                logits = model(batch["input_ids"], batch["attention_mask"]).float().tolist()
+            for i, v in zip(rows, logits, strict=True):
+                out[i] = float(v)
         return out
 
     def gaps(self, prompts: list[str], a: list[str], b: list[str]) -> list[float]:

@@ -12,7 +12,7 @@ import logging
 
 from synpo.errors import UserError
 from synpo.memory import DeviceHeld
-from synpo.scoring.base import PointwiseScorer
+from synpo.scoring.base import PointwiseScorer, length_batches
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,10 @@ class RewardModelScorer(PointwiseScorer):
 
         texts = [self.render(p, r) for p, r in zip(prompts, responses, strict=True)]
         model = self.held.acquire()
-        scores: list[float] = []
-        for i in range(0, len(texts), self.batch_size):
+        scores: list[float] = [0.0] * len(texts)
+        for rows in length_batches([len(t) for t in texts], self.batch_size):
             enc = self.tokenizer(
-                texts[i : i + self.batch_size],
+                [texts[i] for i in rows],
                 return_tensors="pt",
                 padding=True,
                 truncation=True,
@@ -109,8 +109,8 @@ class RewardModelScorer(PointwiseScorer):
             ).to(self.held.device)
             with torch.inference_mode():
                 values = self._values(model, enc)
-            scores.extend(float(v) for v in values.float().reshape(-1))
-            log.debug("scored %d/%d", min(len(texts), i + self.batch_size), len(texts))
+            for i, v in zip(rows, values.float().reshape(-1).tolist(), strict=True):
+                scores[i] = float(v)
         return scores
 
 
