@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -58,10 +59,12 @@ def stage_seed(base: int, name: str) -> int:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` so that ``path`` holds either its old content or the new one, never a half-written file."""
+    """Write ``text`` so that ``path`` holds either its old content or the new one, never a half-written file. The
+    temporary file is named by process and thread: concurrent writers of one path (the beta candidates of one
+    iteration writing their shared job data) each replace it whole, and the last one wins."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

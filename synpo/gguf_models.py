@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from synpo.errors import UserError
@@ -50,7 +51,7 @@ def converted(name: str) -> Path:
     if isinstance(source, str):
         raise UserError(source)
     log.info("converting builtin:%s from %s to %s (once)", name, source[0] / source[1], out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(tmp, ignore_errors=True)
     _convert(*source, tmp)
     out.parent.mkdir(parents=True, exist_ok=True)

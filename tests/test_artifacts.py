@@ -212,3 +212,23 @@ def test_a_pruned_output_keeps_its_stage_finished_until_the_stage_is_redone(tmp_
     assert run.stage("train", {"beta": 2}, [model], train).skipped and len(calls) == 1  # still finished
     run.stage("train", {"beta": 3}, [model], train)  # its settings changed: redone, the marker gone
     assert len(calls) == 2 and model.is_dir() and not sibling(model, "pruned").exists()
+
+
+def test_threads_writing_one_path_at_once_each_replace_it_whole(tmp_path):
+    """The beta candidates of one iteration, trained in threads, write their shared job data to one
+    content-addressed path at the same moment: every writer succeeds and the file is one writer's whole text."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from synpo.artifacts import atomic_write_text
+
+    path = tmp_path / "shared.jsonl"
+    texts = [f"{i}\n" * 20_000 for i in range(8)]
+
+    def write(text):
+        for _ in range(20):
+            atomic_write_text(path, text)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, texts))  # re-raises a writer's error
+    assert path.read_text() in texts
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.jsonl"]  # no temporary file left behind
