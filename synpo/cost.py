@@ -42,7 +42,7 @@ class Assumptions:
     """What the plan takes as given; each printed with the plan."""
 
     prompt_tokens: int = 200  # a seed or synthetic prompt (UltraFeedback-like), after the chat template
-    gold_tokens: int = 400  # a reference (seed) answer
+    gold_tokens: int = 400  # a reference (seed) answer; the improver, trained on them, writes rewrites this long
     answer_fill: float = 0.5  # a generated answer's share of its max_new_tokens
     request_fill: float = 0.5  # the prompt generator's output without method.generator_stop (question and solution)
     request_tokens: int = 60  # the generator's keyword request (template and 3 keywords)

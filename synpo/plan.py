@@ -50,8 +50,11 @@ def workloads(cfg: DictConfig, a: Assumptions) -> list[list[Work]]:
     return [method.workload(cfg, t, a, policy, scorer, entry.pairwise) for t in range(1, cfg.method.iterations + 1)]
 
 
-def _wall_hours(w: Work, a: Assumptions) -> float:
-    return w.gpu_hours() / (1 if w.kind == "score" else a.gpus)  # scoring runs on one GPU as the code stands
+def _wall_hours(w: Work, a: Assumptions, machines: int = 1) -> float:
+    """Hours on the allocation as the code places the stage: scoring on one GPU, generation on the first node's
+    ``a.gpus``, training across every node's."""
+    gpus = {"score": 1, "generate": a.gpus}.get(w.kind, a.gpus * machines)
+    return w.gpu_hours() / gpus
 
 
 def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
@@ -63,16 +66,18 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
         f"# Plan: {cfg.name} ({cfg.model.name_or_path}, {cfg.method.name}, {cfg.method.iterations} iterations)",
         "",
     ]
-    lines += ["| iteration | stage | sequences | tokens (M) | passes | PFLOP | GPU-h | wall h on the node |"]
+    machines = cfg.launch.num_machines
+    where = "the node" if machines == 1 else f"the {machines} nodes"
+    lines += [f"| iteration | stage | sequences | tokens (M) | passes | PFLOP | GPU-h | wall h on {where} |"]
     lines += ["|---|---|---|---|---|---|---|---|"]
     for t, works in enumerate(its, 1):
         for w in works:
             cells = [t, w.stage, f"{w.sequences:,.0f}", f"{w.tokens / 1e6:,.1f}", f"{w.passes:g}"]
-            cells += [f"{w.flops / 1e15:,.1f}", f"{w.gpu_hours():,.2f}", f"{_wall_hours(w, a):,.2f}"]
+            cells += [f"{w.flops / 1e15:,.1f}", f"{w.gpu_hours():,.2f}", f"{_wall_hours(w, a, machines):,.2f}"]
             lines.append("| " + " | ".join(map(str, cells)) + " |")
     flat = [w for works in its for w in works]
     floor = sum(w.flops for w in flat) / H100_BF16_PEAK / 3600
-    gpu_h, wall = sum(w.gpu_hours() for w in flat), sum(_wall_hours(w, a) for w in flat)
+    gpu_h, wall = sum(w.gpu_hours() for w in flat), sum(_wall_hours(w, a, machines) for w in flat)
     size = 2 * policy["total"] / 1e9  # GB of one bf16 model
     written = sum(w.models for w in flat) * size
     # the candidates that were not selected are deleted after each selection unless launch.keep_candidates
@@ -82,7 +87,7 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
     lines += [
         "",
         f"- **Total: {gpu_h:,.1f} GPU-hours** ({gpu_h / len(its):,.1f} per iteration), about {wall:,.1f} hours on "
-        f"{a.gpus} GPUs; the FLOP floor at the H100's bf16 peak is {floor:,.1f} GPU-hours ({gpu_h / max(floor, 1e-9):.1f}x).",
+        f"{a.gpus * machines} GPUs; the FLOP floor at the H100's bf16 peak is {floor:,.1f} GPU-hours ({gpu_h / max(floor, 1e-9):.1f}x).",
         f"- **Training memory per GPU** (ZeRO-3 over {world} process(es), micro batch {cfg.trainer.batch_size} x "
         f"{cfg.trainer.max_length} tokens): about {memory:,.1f} GiB.",
         f"- **Disk**: {written:,.0f} GB of final models written over the run (bf16, {size:,.1f} GB each), {kept:,.0f} "
@@ -91,12 +96,12 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
         "- Assumptions: " + ", ".join(f"{k}={v}" for k, v in vars(a).items()) + " (synpo/cost.py says where each "
         "comes from); attention's own arithmetic, padding and recomputed activations are not counted.",
     ]
-    if cfg.launch.num_machines > 1:  # training spans the nodes; generation and scoring stay on the first
-        idle = sum(_wall_hours(w, a) for w in flat if w.kind != "train")
+    if machines > 1:  # training spans the nodes; generation and scoring stay on the first
+        idle = sum(_wall_hours(w, a, machines) for w in flat if w.kind != "train")
         lines.append(
-            f"- **Idle nodes**: generation and scoring run on the first of {cfg.launch.num_machines} nodes, so the "
-            f"other {cfg.launch.num_machines - 1} wait about {idle:,.1f} hours each "
-            f"({idle * (cfg.launch.num_machines - 1) * a.gpus:,.0f} GPU-hours held, not counted above)."
+            f"- **Idle nodes**: generation and scoring run on the first of {machines} nodes, so the "
+            f"other {machines - 1} wait about {idle:,.1f} hours each "
+            f"({idle * (machines - 1) * a.gpus:,.0f} GPU-hours held, not counted above)."
         )
     return "\n".join(lines) + "\n"
 

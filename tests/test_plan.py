@@ -29,18 +29,22 @@ def test_the_published_shapes_give_the_known_sizes():
 
 
 def test_synpo_workload_by_hand():
-    """Iteration 2 of the Mistral setting: D holds 2 x 10k pairs; 6 SimPO candidates each train 2 sequences a pair of
-    200 + 0.5 x 2048 tokens, cut at the trainer's max_length of 1024, for 1 epoch at 3 passes; pi_0 and pi_1 answer
-    90% of the 50k prompts (200 + 1024 tokens each)."""
+    """Iteration 2 of the Mistral setting: D holds 2 x 10k pairs; 6 SimPO candidates each train 2 sequences a pair, a
+    200-token prompt with the chosen rewrite (sized like a 400-token reference answer, which the improver learned to
+    write) or the rejected answer (0.5 x 2048 tokens), on average 200 + 712 tokens, for 1 epoch at 3 passes; pi_0 and
+    pi_1 answer 90% of the 50k prompts (200 + 1024 tokens each); the improver reads a prompt, a 1024-token draft and
+    50 tokens of its template, and writes 400."""
     cfg = compose(["experiment=mistral_synpo"])
     a = Assumptions()
     its = workloads(cfg, a)
     assert len(its) == 4 and its[0][0].stage == "generator SFT"  # the generator is trained once, in iteration 1
     simpo = next(w for w in its[1] if w.stage.startswith("SimPO"))
-    assert simpo.sequences == 6 * 2 * 20_000 and simpo.tokens == simpo.sequences * 1024 and simpo.passes == 3
+    assert simpo.sequences == 6 * 2 * 20_000 and simpo.tokens == simpo.sequences * 912 and simpo.passes == 3
     assert simpo.models == 6
     answers = next(w for w in its[1] if w.stage == "pi_0 and pi_{t-1} answers")
     assert answers.sequences == 2 * 45_000 and answers.tokens == 90_000 * (200 + 1024)
+    rewrites = next(w for w in its[1] if w.stage == "improver rewrites")
+    assert rewrites.sequences == 45_000 and rewrites.tokens == pytest.approx(45_000 * (200 + 1024 + 50 + 400))
     policy = shape(cfg.model.name_or_path)
     assert simpo.flops == 2 * policy["matmul"] * simpo.tokens * 3
 
@@ -52,6 +56,9 @@ def test_a_second_node_idle_during_generation_is_priced():
     a = Assumptions()
     out = render(cfg, workloads(cfg, a), a)
     assert "**Idle nodes**: generation and scoring run on the first of 2 nodes" in out
+    # training spans both nodes' 16 GPUs, so its wall hours are half the GPU-hours over 8
+    simpo = next(line for line in out.splitlines() if "| 1 | SimPO" in line).strip("| ").split(" | ")
+    assert "wall h on the 2 nodes" in out and float(simpo[-1]) == pytest.approx(float(simpo[-2]) / 16, abs=0.006)
     assert "Idle nodes" not in render(
         compose(["experiment=mistral_synpo"]), workloads(compose(["experiment=mistral_synpo"]), a), a
     )

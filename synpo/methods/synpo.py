@@ -245,6 +245,10 @@ class SynPO:
         valid = m.n_prompts * a.valid_share
         question_fill = min(1.0, (p + 10) / new) if m.generator_stop else a.request_fill  # + the tags
         improver_prompt = p + answer + a.improver_overhead
+        # the improver learns to write the seed set's reference answers, so its rewrites (each pair's chosen answer)
+        # are sized like those, not like the policy's drafts (SmolLM2: 15 tokens against drafts of 43, gold 12)
+        rewrite_fill = min(1.0, gold / new)
+        pair_answer = (gold + answer) / 2  # chosen: a rewrite; rejected: pi_0's answer
         d_size = t * min(m.pairs_per_iteration * a.pair_keep, valid)
         candidates = len(beta_candidates(cfg.trainer, t))
         works = []
@@ -259,13 +263,13 @@ class SynPO:
             generate("pi_{t-1} seed answers", policy, n_seed, p, new, a),
             score("seed scores", scorer, n_seed, p, (gold + answer) / 2, a, pairwise),
             train("improver SFT", policy, n_seed * a.improver_keep, improver_prompt + gold, cfg.sft_trainer.epochs, a),
-            generate("improver rewrites", policy, valid, improver_prompt, new, a),
-            score("pair scores", scorer, valid, p, answer, a, pairwise),
+            generate("improver rewrites", policy, valid, improver_prompt, new, a, rewrite_fill),
+            score("pair scores", scorer, valid, p, pair_answer, a, pairwise),
             train(
                 f"SimPO x {candidates} betas",
                 policy,
                 2 * d_size * candidates,
-                min(p + answer, cfg.trainer.max_length),  # a longer pair is cut at the trainer's max_length
+                min(p + pair_answer, cfg.trainer.max_length),  # a longer answer is cut at the trainer's max_length
                 cfg.trainer.epochs,
                 a,
                 models=candidates,
