@@ -17,7 +17,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from synpo.data import DataConfig, data_file_problems, data_problems
 from synpo.errors import UserError
-from synpo.evaluation.config import EvalConfig, eval_problems
+from synpo.evaluation.config import EvalConfig
+from synpo.evaluation.groups import eval_problems
 from synpo.generation.config import GENERATORS
 from synpo.methods import METHODS, get_method
 from synpo.modeling import ModelConfig, model_problems

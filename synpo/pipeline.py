@@ -15,7 +15,7 @@ from synpo.artifacts import METRICS, RunDir, atomic_write_text, read_jsonl, writ
 from synpo.config import IDENTITY_KEYS, require_gpu_if_meant, tiny_world_values
 from synpo.data import prepare_seed
 from synpo.errors import UserError
-from synpo.evaluation.suite import evaluate_groups
+from synpo.evaluation.groups import evaluate_groups
 from synpo.evaluation.validation import validation_stage
 from synpo.generation.config import make_generator
 from synpo.methods import Iteration, get_method

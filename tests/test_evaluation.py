@@ -144,7 +144,7 @@ def test_every_configured_metric_is_logged_per_iteration(eval_run):
 def test_final_only_skips_the_middle_iterations(tmp_path):
     cfg = compose(["eval=[validation,diversity,final]", "method.iterations=3"])
     assert cfg.eval.every == "final"
-    from synpo.evaluation.suite import evaluate_groups
+    from synpo.evaluation.groups import evaluate_groups
 
     class Ctx:  # only the config is read before the early return
         def __init__(self, cfg):
@@ -158,3 +158,31 @@ def test_a_crash_during_evaluation_resumes_without_regenerating(eval_run):
     answers = run_dir / "iter_1/evals/answers.jsonl"
     assert (answers.read_bytes(), answers.stat().st_mtime_ns) == before  # the same file, not rewritten
     assert any("iter_1/evals/answers" in line and "done earlier" in line for line in log.splitlines())
+
+
+def test_each_eval_group_is_one_block_of_the_eval_schema():
+    """The registry and the schema name the same groups: a block with no group would never run, a group with no
+    block could not be configured."""
+    import dataclasses
+    import typing
+
+    from synpo.evaluation.config import EvalConfig
+    from synpo.evaluation.groups import GROUPS
+
+    blocks = {k: t for k, t in typing.get_type_hints(EvalConfig).items() if dataclasses.is_dataclass(t)}
+    assert blocks == {key: g.schema for key, g in GROUPS.items()}
+    prefixes = [g.prefix for g in GROUPS.values() if g.prefix]
+    assert len(set(prefixes)) == len(prefixes)  # one group's metrics never overwrite another's
+
+
+def test_only_an_enabled_groups_block_is_checked():
+    from synpo.evaluation.groups import eval_problems
+
+    off = compose(["eval.export.formats=[alpaca_eval,nonsense]"])
+    assert not off.eval.export.enabled
+    assert eval_problems(off) == []
+    on = compose(["eval=[validation,export]", "eval.export.formats=[alpaca_eval,nonsense]"])
+    problems = eval_problems(on)
+    assert len(problems) == 1 and problems[0].startswith("eval.export: formats=['alpaca_eval', 'nonsense']: unknown")
+    with pytest.raises(UserError, match=r"eval\.export: formats="):
+        validate(on)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING
 
 from synpo.schema import spec
 
@@ -93,26 +91,3 @@ class EvalConfig:
     lm_eval: LmEvalConfig = spec(help="the lm-eval suites", factory=LmEvalConfig)
     diversity: DiversityConfig = spec(help="the prompt-diversity group", factory=DiversityConfig)
     export: ExportConfig = spec(help="the export group", factory=ExportConfig)
-
-
-def eval_problems(cfg: DictConfig) -> list[str]:
-    """What is wrong with ``cfg.eval`` beyond its field constraints, including packages its groups need."""
-    e, p = cfg.eval, []
-    bad = [f for f in e.export.formats if f not in EXPORT_FORMATS]
-    if bad:
-        p.append(f"eval.export.formats={list(e.export.formats)}: unknown {bad}; choose from {list(EXPORT_FORMATS)}")
-    for key in ("alpaca_eval_questions", "arena_hard_questions", "mt_bench_questions"):
-        path = e.export[key]
-        if e.export.enabled and path and not Path(path).is_file():
-            p.append(f"eval.export.{key}={path!r}: no such file; give the tool's question file or null")
-    for name, suite in e.lm_eval.suites.items():
-        if not suite.tasks:
-            p.append(f"eval.lm_eval.suites.{name} lists no tasks")
-    if e.lm_eval.include_path and not Path(e.lm_eval.include_path).is_dir():
-        p.append(f"eval.lm_eval.include_path={e.lm_eval.include_path!r} is not a directory of task YAMLs")
-    needs = [("lm_eval", "eval.lm_eval.suites")] if e.lm_eval.suites else []
-    needs += [("sentence_transformers", "eval.diversity")] if e.diversity.enabled else []
-    for package, why in needs:
-        if importlib.util.find_spec(package) is None:
-            p.append(f"{why} needs the {package} package, which is not installed: `pip install -e '.[eval]'`")
-    return p

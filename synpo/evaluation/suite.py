@@ -1,8 +1,8 @@
-"""The evaluation groups that ``eval=[...]`` enables, run after pi_0 and after each iteration (or only the last):
-win rates, lm-eval suites, prompt diversity, exports for the official tools. Each group is a resumable stage of the
-run directory under ``iter_<t>/evals/``; the answers it needs are generated in shards, so a crash during
-evaluation redoes neither finished groups nor finished shards. Returns the metrics merged into the iteration's row
-(results.json and W&B)."""
+"""The evaluation groups' stages (their registry: ``synpo.evaluation.groups``): win rates, prompt diversity, lm-eval
+suites, exports for the official tools. Each is called as ``group(ctx, t, policy, policy_record, prompts_file)`` for
+pi_t and returns the metrics merged into the iteration's row (results.json and W&B). Each group is a resumable stage
+of the run directory under ``iter_<t>/evals/``; the answers it needs are generated in shards, so a crash during
+evaluation redoes neither finished groups nor finished shards."""
 
 from __future__ import annotations
 
@@ -20,26 +20,6 @@ from synpo.schema import identity
 from synpo.stages import Context
 
 log = logging.getLogger(__name__)
-
-
-def evaluate_groups(
-    ctx: Context, t: int, policy: str, policy_record: StageRecord | str, prompts_file: Path | None
-) -> dict:
-    """Run the enabled groups for pi_t (``prompts_file``: the iteration's synthetic prompts, if the method makes
-    them; at t = 0 the seed prompts are measured instead)."""
-    e = ctx.cfg.eval
-    if e.every == "final" and t not in (0, ctx.cfg.method.iterations):
-        return {}
-    metrics: dict = {}
-    if e.winrate.enabled:
-        metrics.update(_winrate(ctx, t, policy, policy_record))
-    if e.diversity.enabled and (t == 0 or prompts_file is not None):
-        metrics.update(_diversity(ctx, t, prompts_file))
-    for name in e.lm_eval.suites:
-        metrics.update(_lm_eval(ctx, t, name, policy, policy_record))
-    if e.export.enabled:
-        _export(ctx, t, policy, policy_record)
-    return metrics
 
 
 # --- win rate -----------------------------------------------------------------------------------------------------
@@ -66,7 +46,7 @@ def _winrate_result(ctx: Context, prompts, answers, references, gaps) -> tuple[d
     return result, prefs
 
 
-def _winrate(ctx: Context, t: int, policy: str, policy_record) -> dict:
+def winrate(ctx: Context, t: int, policy: str, policy_record, prompts_file: Path | None = None) -> dict:
     """Win rate of pi_t's answers against the references, judged by the run's scorer; AlpacaEval-format
     annotations beside it."""
     from synpo.evaluation.winrate import alpaca_preference
@@ -132,8 +112,13 @@ _WR_KEYS = {
 # --- diversity ----------------------------------------------------------------------------------------------------
 
 
-def _diversity(ctx: Context, t: int, prompts_file: Path | None) -> dict:
+def diversity(ctx: Context, t: int, policy: str, policy_record, prompts_file: Path | None) -> dict:
+    """Diversity of the iteration's synthetic prompts (of the seed prompts at t = 0; nothing for a method that makes
+    no prompts)."""
     from synpo.evaluation.diversity import diversity_metrics, histogram
+
+    if t > 0 and prompts_file is None:
+        return {}
 
     cfg, rundir, d = ctx.cfg, ctx.rundir, ctx.cfg.eval.diversity
     if prompts_file is None:  # iteration 0: the seed prompts
@@ -155,7 +140,15 @@ def _diversity(ctx: Context, t: int, prompts_file: Path | None) -> dict:
 # --- lm-eval ------------------------------------------------------------------------------------------------------
 
 
-def _lm_eval(ctx: Context, t: int, name: str, policy: str, policy_record) -> dict:
+def lm_eval(ctx: Context, t: int, policy: str, policy_record, prompts_file: Path | None = None) -> dict:
+    """Each lm-eval suite of ``eval.lm_eval.suites``, one stage each."""
+    metrics: dict = {}
+    for name in ctx.cfg.eval.lm_eval.suites:
+        metrics.update(_lm_eval_suite(ctx, t, name, policy, policy_record))
+    return metrics
+
+
+def _lm_eval_suite(ctx: Context, t: int, name: str, policy: str, policy_record) -> dict:
     from synpo.evaluation.harness import run_suite
 
     cfg, rundir, h = ctx.cfg, ctx.rundir, ctx.cfg.eval.lm_eval
@@ -189,7 +182,8 @@ def _lm_eval(ctx: Context, t: int, name: str, policy: str, policy_record) -> dic
 # --- exports ------------------------------------------------------------------------------------------------------
 
 
-def _export(ctx: Context, t: int, policy: str, policy_record) -> None:
+def export(ctx: Context, t: int, policy: str, policy_record, prompts_file: Path | None = None) -> dict:
+    """pi_t's answers in the formats of ``eval.export.formats``, for the official tools' judges; no metrics."""
     from synpo.evaluation import exports
 
     cfg, rundir, x = ctx.cfg, ctx.rundir, ctx.cfg.eval.export
@@ -245,3 +239,4 @@ def _export(ctx: Context, t: int, policy: str, policy_record) -> None:
         exports.write_model_answers(
             root / fmt / "model_answer" / f"{model}.jsonl", model, ids, answers, arena_hard=fmt == "arena_hard"
         )
+    return {}
