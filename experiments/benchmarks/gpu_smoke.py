@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -237,6 +238,7 @@ def run(args) -> dict:
         policy, reward = build_models(Path(args.shape), work, args.dtype)
     built = time.time() - t0
     run_dir = work / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a finished run left here would be resumed: nothing to interrupt
     cmd = run_command(args, policy, reward, run_dir)
     with Sampler(args.cpu) as sampler:
         idle = sampler._read()
@@ -290,8 +292,6 @@ def checks(r: dict, args) -> dict:
 def bf16_check(r: dict, args) -> bool | str:
     if args.dtype != "bfloat16":
         return f"model.dtype={args.dtype}"
-    if args.cpu:  # synpo.training.common: bf16 mixed precision only on a GPU, so ZeRO keeps fp32 weights on a CPU
-        return "not on a CPU (ZeRO trains and saves fp32 there)"
     s = r["saved_policy"]
     return s is not None and s["file_dtypes"] == ["BF16"] and s["reloaded_dtype"] == "torch.bfloat16" and s["finite"]
 

@@ -54,7 +54,7 @@ def build_dpo_trainer(
         **trl_common_kwargs(hp, work, len(pairs)), loss_type=["sigmoid"], beta=beta, max_length=hp.max_length
     )
     model = training_model(model_path, hp, args, trust_remote_code)
-    ref_model = training_model(ref_path, hp, args, trust_remote_code).eval()
+    ref_model = training_model(ref_path, hp, args, trust_remote_code, frozen=True).eval()
     trainer = DPOTrainer(
         model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer
     )
