@@ -10,7 +10,7 @@ mkdir -p "$OUT"
 seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(0 1)
 for seed in "${seeds[@]}"; do
-  for dtype in float32 bfloat16; do
+  for dtype in bfloat16 float32; do
     run="$OUT/dtype=$dtype,seed=$seed"
     [ -f "$run/results.json" ] && continue   # finished earlier
     rm -rf "$run"                            # the benchmark times fresh runs only
