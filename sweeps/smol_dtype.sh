@@ -11,11 +11,11 @@ seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(0 1)
 for seed in "${seeds[@]}"; do
   for dtype in bfloat16 float32; do
-    run="$OUT/dtype=$dtype,seed=$seed"
+    run="$OUT/${dtype}_s$seed"
     [ -f "$run/results.json" ] && continue   # finished earlier
     rm -rf "$run"                            # the benchmark times fresh runs only
     "$PY" experiments/benchmarks/main_job.py --keep "$run" experiment=smol_synpo model.dtype="$dtype" seed="$seed" \
-      logger=none | tee "$OUT/dtype=$dtype,seed=$seed.txt"
+      logger=none | tee "$OUT/${dtype}_s$seed.txt"
   done
 done
 "$PY" -m synpo.report "$OUT"/*/ --out reports/smol_dtype
