@@ -42,6 +42,8 @@ class Assumptions:
     """What the plan takes as given; each printed with the plan."""
 
     prompt_tokens: int = 200  # a seed or synthetic prompt (UltraFeedback-like), after the chat template
+    template_tokens: int = 12  # the chat template's share of that (an estimate; Llama-3's 10, SmolLM2's 30, tiny 7)
+    tag_tokens: int = 12  # <question>, </question> <solution>, </solution> around the generator's output (SmolLM2 12)
     gold_tokens: int = 400  # a reference (seed) answer; the improver, trained on them, writes rewrites this long
     answer_fill: float = 0.5  # a generated answer's share of its max_new_tokens
     request_fill: float = 0.5  # the prompt generator's output without method.generator_stop (question and solution)

@@ -32,8 +32,8 @@ def test_synpo_workload_by_hand():
     """Iteration 2 of the Mistral setting: D holds 2 x 10k pairs; 6 SimPO candidates each train 2 sequences a pair, a
     200-token prompt with the chosen rewrite (sized like a 400-token reference answer, which the improver learned to
     write) or the rejected answer (0.5 x 2048 tokens), on average 200 + 712 tokens, for 1 epoch at 3 passes; pi_0 and
-    pi_1 answer 90% of the 50k prompts (200 + 1024 tokens each); the improver reads a prompt, a 1024-token draft and
-    50 tokens of its template, and writes 400."""
+    pi_1 answer 90% of the 50k prompts (200 + 1024 tokens each); the improver reads a prompt's own text (200 less the
+    chat template's 12), a 1024-token draft and 50 tokens of its template and the chat template's, and writes 400."""
     cfg = compose(["experiment=mistral_synpo"])
     a = Assumptions()
     its = workloads(cfg, a)
@@ -44,7 +44,7 @@ def test_synpo_workload_by_hand():
     answers = next(w for w in its[1] if w.stage == "pi_0 and pi_{t-1} answers")
     assert answers.sequences == 2 * 45_000 and answers.tokens == 90_000 * (200 + 1024)
     rewrites = next(w for w in its[1] if w.stage == "improver rewrites")
-    assert rewrites.sequences == 45_000 and rewrites.tokens == pytest.approx(45_000 * (200 + 1024 + 50 + 400))
+    assert rewrites.sequences == 45_000 and rewrites.tokens == pytest.approx(45_000 * (188 + 1024 + 50 + 400))
     policy = shape(cfg.model.name_or_path)
     assert simpo.flops == 2 * policy["matmul"] * simpo.tokens * 3
 

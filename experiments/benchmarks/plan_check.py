@@ -53,10 +53,14 @@ def measured(run: Path, cfg) -> Assumptions:
     policy = read_jsonl(run / "iter_1" / "policy.jsonl")
     rows = read_json(run / "results.json")["iterations"][1:]
     prompt_tokens = n(render_prompts(tok, [r["prompt"] for r in seed]))
+    first = seed[0]
+    tagged = f"<question>{first['prompt']}</question> <solution>{first['answer']}</solution>"
     answer_tokens = n(answers) + 1  # + the end-of-turn token
     around = n(render_prompts(tok, [r["prompt"] for r in refined])) - n(r["prompt"] for r in policy) - answer_tokens
     return Assumptions(
         prompt_tokens=round(prompt_tokens),
+        template_tokens=round(prompt_tokens - n(r["prompt"] for r in seed)),
+        tag_tokens=round(n([tagged]) - n([first["prompt"]]) - n([first["answer"]])),
         gold_tokens=round(n(r["answer"] for r in seed) + 1),
         answer_fill=answer_tokens / cfg.generator.max_new_tokens,
         request_fill=(n(r["response"] for r in raw) + 1) / cfg.generator.max_new_tokens,

@@ -243,26 +243,28 @@ class SynPO:
         m, new = cfg.method, cfg.generator.max_new_tokens
         p, answer, gold, n_seed = a.prompt_tokens, a.answer_fill * new, a.gold_tokens, cfg.data.n_train
         valid = m.n_prompts * a.valid_share
-        question_fill = min(1.0, (p + 10) / new) if m.generator_stop else a.request_fill  # + the tags
-        improver_prompt = p + answer + a.improver_overhead
+        question = p - a.template_tokens  # a prompt's own text; a request, the improver's prompt render it once
+        question_fill = min(1.0, (question + a.tag_tokens / 2) / new) if m.generator_stop else a.request_fill
+        improver_prompt = question + answer + a.improver_overhead  # the overhead: both templates, measured together
         # the improver learns to write the seed set's reference answers, so its rewrites (each pair's chosen answer)
         # are sized like those, not like the policy's drafts (SmolLM2: 15 tokens against drafts of 43, gold 12)
         rewrite_fill = min(1.0, gold / new)
         pair_answer = (gold + answer) / 2  # chosen: a rewrite; rejected: pi_0's answer
         d_size = t * min(m.pairs_per_iteration * a.pair_keep, valid)
         candidates = len(beta_candidates(cfg.trainer, t))
-        works = []
+        works, epochs = [], cfg.sft_trainer.epochs
         if t == 1 and m.prompt_source == "generator":  # trained once, before iteration 1
             works.append(
-                train("generator SFT", policy, n_seed, a.request_tokens + p + gold, cfg.sft_trainer.epochs, a)
+                # a request, then its target: <question>x</question> <solution>y</solution>
+                train("generator SFT", policy, n_seed, a.request_tokens + question + gold + a.tag_tokens, epochs, a)
             )
         works += [
-            # with method.generator_stop the generator writes a question (a prompt's length), not its solution too
+            # with method.generator_stop the generator writes a question (a prompt's text), not its solution too
             generate("synthetic prompts", policy, m.n_prompts, a.request_tokens, new, a, question_fill),
             generate("pi_0 and pi_{t-1} answers", policy, 2 * valid, p, new, a),
             generate("pi_{t-1} seed answers", policy, n_seed, p, new, a),
             score("seed scores", scorer, n_seed, p, (gold + answer) / 2, a, pairwise),
-            train("improver SFT", policy, n_seed * a.improver_keep, improver_prompt + gold, cfg.sft_trainer.epochs, a),
+            train("improver SFT", policy, n_seed * a.improver_keep, improver_prompt + gold, epochs, a),
             generate("improver rewrites", policy, valid, improver_prompt, new, a, rewrite_fill),
             score("pair scores", scorer, valid, p, pair_answer, a, pairwise),
             train(
