@@ -15,7 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from synpo.data import DataConfig, data_file_problems, data_problems
+from synpo.data import DATA_SOURCES, data_file_problems, data_problems
 from synpo.errors import UserError
 from synpo.evaluation.config import EvalConfig
 from synpo.evaluation.groups import eval_problems
@@ -37,8 +37,8 @@ from synpo.training.config import (
 @dataclass
 class SynpoConfig:
     model: ModelConfig = spec(MISSING, "pi_0 (conf/model)")
-    data: DataConfig = spec(MISSING, "seed set and keywords (conf/data)")
-    # Each of these three is typed by its option's own schema (its registry entry's), named in the option's YAML.
+    # Each of these four is typed by its option's own schema (its registry entry's), named in the option's YAML.
+    data: Any = spec(MISSING, "seed set and keywords (conf/data; synpo.data.DATA_SOURCES)")
     method: Any = spec(MISSING, "the iteration recipe (conf/method; synpo.methods.METHODS)")
     scorer: Any = spec(MISSING, "compares responses (conf/scorer; synpo.scoring.config.SCORERS)")
     generator: Any = spec(
@@ -57,7 +57,6 @@ class SynpoConfig:
 # The groups with one schema for every option, and those whose options each have their own (a registry).
 GROUPS = {
     "model": ModelConfig,
-    "data": DataConfig,
     "trainer": PreferenceTrainerConfig,
     "sft_trainer": SFTTrainerConfig,
     "eval": EvalConfig,
@@ -65,7 +64,7 @@ GROUPS = {
 }
 
 
-REGISTRIES = (METHODS, SCORERS, GENERATORS)
+REGISTRIES = (DATA_SOURCES, METHODS, SCORERS, GENERATORS)
 
 
 def register_configs() -> None:

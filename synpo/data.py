@@ -1,10 +1,9 @@
-"""Seed data: the data config, loading and validating rows, the train/validation split (the ``seed`` stage),
-keywords, and text-quality filters."""
+"""Seed data: the data sources (``DATA_SOURCES``), loading and validating rows, the train/validation split (the
+``seed`` stage). Keywords are in ``synpo.keywords``."""
 
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from synpo.artifacts import RunDir, StageRecord, file_digest, iter_jsonl, stage_seed, write_jsonl
 from synpo.errors import UserError
+from synpo.keywords import corpus_keyword_rows
+from synpo.registry import Registry
 from synpo.schema import spec
 from synpo.worlds import PROVIDERS, world
 
@@ -21,25 +22,12 @@ SEED_FIELDS = ("prompt", "answer")
 
 @dataclass
 class DataConfig:
-    """The seed set {(x*, y*)}, its train/validation split and the keyword pool."""
+    """The seed set {(x*, y*)}, its train/validation split and the keyword pool; each source (``data.source``)
+    extends it with its own fields (``DATA_SOURCES``)."""
 
     name: str = spec(MISSING, "short label used in run names")
-    source: str = spec(
-        "tinyworld",
-        "tinyworld: drawn from the world; jsonl: rows {prompt, answer} from `path`; hf: a datasets source",
-        choices=("tinyworld", "jsonl", "hf"),
-    )
-    path: str | None = spec(None, "the seed JSONL when source=jsonl")
-    hf_name: str | None = spec(None, "source=hf: a datasets name (or a builder such as json with hf_data_files)")
-    hf_split: str = spec("train", "source=hf: the split to read")
-    hf_data_files: str | None = spec(None, "source=hf: data files for a builder such as json")
-    prompt_field: str = spec("prompt", "source=hf: the prompt column, or a chat column (list of {role, content})")
-    answer_field: str | None = spec(
-        "answer",
-        "source=hf: the answer column, a string or a chat (its last assistant turn: UltraFeedback's chosen); null: "
-        "the prompt column's chat's first assistant turn",
-    )
-    n_train: int = spec(1200, "seed prompts for training (tinyworld: drawn; files: at most this many)", gt=0)
+    source: str = spec(MISSING, "where the seed rows come from: a world's name, jsonl or hf (DATA_SOURCES)")
+    n_train: int = spec(1200, "seed prompts for training (a world: drawn; files: at most this many)", gt=0)
     n_val: int = spec(96, "held out for validation (beta selection and the results table)", gt=0)
     keywords: str = spec(
         "tinyworld",
@@ -55,39 +43,133 @@ class DataConfig:
     keyword_lists: int = spec(
         20000, "keywords=hf: keyword lists drawn (one per paragraph, from a shuffled stream)", gt=0
     )
+
+
+@dataclass
+class WorldDataConfig(DataConfig):
+    """Seed rows drawn from a world (``synpo.worlds``): it writes prompts and answers itself."""
+
+    source: str = spec("tinyworld", "the world that draws the seed rows")
     answers: str = spec(
-        "gold", "tinyworld only: gold full sentences, or sft-quality ones (terse, some wrong)", choices=("gold", "sft")
+        "gold", "gold full sentences, or sft-quality ones (terse, some wrong)", choices=("gold", "sft")
     )
     sft_noise: float = spec(0.1, "with answers=sft: share of answers with wrong content", ge=0, le=1)
 
 
+@dataclass
+class JsonlDataConfig(DataConfig):
+    """Seed rows ``{prompt, answer}`` from a local JSONL file."""
+
+    source: str = spec("jsonl", "rows {prompt, answer} from `path`")
+    path: str | None = spec(None, "the seed JSONL (one {prompt, answer} object per line)")
+
+
+@dataclass
+class HFDataConfig(DataConfig):
+    """Seed rows from a datasets source (the hub, or a builder such as json or parquet over local files)."""
+
+    source: str = spec("hf", "a datasets source")
+    hf_name: str | None = spec(None, "a datasets name (or a builder such as json with hf_data_files)")
+    hf_split: str = spec("train", "the split to read")
+    hf_data_files: str | None = spec(None, "data files for a builder such as json")
+    prompt_field: str = spec("prompt", "the prompt column, or a chat column (list of {role, content})")
+    answer_field: str | None = spec(
+        "answer",
+        "the answer column, a string or a chat (its last assistant turn: UltraFeedback's chosen); null: the prompt "
+        "column's chat's first assistant turn",
+    )
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One option of ``data.source``: its schema, how it reads its rows, what it checks, and the digest of what it
+    reads (part of the seed stage's identity: an edited seed file redoes the stage)."""
+
+    schema: type
+    read: Callable[[DictConfig, int], list[dict] | tuple[list[dict], list[dict]]]  # (block, run seed)
+    check: Callable[[DictConfig], list[str]] = lambda d: []  # its fields against each other (no file read)
+    check_files: Callable[[DictConfig], list[str]] = lambda d: []  # its files, read before any heavy work
+    digest: Callable[[DictConfig], str | None] = lambda d: None
+
+    def problems(self, cfg: DictConfig) -> list[str]:
+        return self.check(cfg.data)
+
+
+def _world_rows(d: DictConfig, seed: int) -> tuple[list[dict], list[dict]]:
+    rng, answer_rng = (random.Random(stage_seed(seed, name)) for name in ("seed", "seed_answers"))
+    return world(d.source).seed_rows(d.n_train, d.n_val, rng, answer_rng, d.answers, d.sft_noise)
+
+
+def _jsonl_digest(d: DictConfig) -> str:
+    if not Path(d.path).is_file():
+        raise UserError(
+            f"data.path={d.path!r}: file not found. Give the seed JSONL (one {{'prompt', 'answer'}} "
+            "object per line); relative paths are resolved against the launch directory."
+        )
+    return file_digest(Path(d.path))
+
+
+def _jsonl_file_problems(d: DictConfig) -> list[str]:
+    if not d.path:  # _jsonl_problems says so
+        return []
+    try:
+        distinct = len({r["prompt"] for r in load_seed_file(d.path)})
+    except UserError as e:
+        return [f"data.path: {e}"]
+    if distinct <= d.n_val:
+        return [
+            f"data.n_val={d.n_val} leaves no training rows out of {distinct} distinct seed prompts in {d.path}; "
+            "lower data.n_val or give more seed data"
+        ]
+    return []
+
+
+def _jsonl_problems(d: DictConfig) -> list[str]:
+    if d.path:
+        return []
+    return ["data.path is null but data.source=jsonl: give the seed JSONL file (rows {'prompt', 'answer'})"]
+
+
+def _hf_problems(d: DictConfig) -> list[str]:
+    if d.hf_name:
+        return []
+    return ["data.hf_name is null but data.source=hf: give a datasets name, e.g. HuggingFaceH4/ultrachat_200k"]
+
+
+def _hf_rows(d: DictConfig, seed: int) -> list[dict]:
+    return load_hf_seed(d.hf_name, d.hf_split, d.hf_data_files, d.prompt_field, d.answer_field)
+
+
+DATA_SOURCES = Registry(
+    "data",
+    {
+        **{name: DataSource(WorldDataConfig, _world_rows) for name in PROVIDERS},
+        "jsonl": DataSource(
+            JsonlDataConfig,
+            lambda d, seed: load_seed_file(d.path),
+            check=_jsonl_problems,
+            check_files=_jsonl_file_problems,
+            digest=_jsonl_digest,
+        ),
+        "hf": DataSource(HFDataConfig, _hf_rows, check=_hf_problems),
+    },
+    selector="source",
+)
+
+
 def data_problems(cfg: DictConfig) -> list[str]:
-    """What is wrong with ``cfg.data`` beyond its field constraints."""
-    d, p = cfg.data, []
-    if d.source == "hf" and not d.hf_name:
-        p.append("data.hf_name is null but data.source=hf: give a datasets name, e.g. HuggingFaceH4/ultrachat_200k")
-    if d.source == "jsonl" and not d.path:
-        p.append("data.path is null but data.source=jsonl: give the seed JSONL file (rows {'prompt', 'answer'})")
+    """What is wrong with the fields every source shares (the keyword pool), beyond their constraints."""
+    d = cfg.data
     if d.keywords == "hf" and not d.keyword_hf_name:
-        p.append("data.keyword_hf_name is null but data.keywords=hf: give a datasets source of text paragraphs")
-    return p
+        return ["data.keyword_hf_name is null but data.keywords=hf: give a datasets source of text paragraphs"]
+    return []
 
 
 def data_file_problems(cfg: DictConfig) -> list[str]:
     """The user's data files, read before any heavy work: every bad seed row (``file:line``), too few rows for the
     validation split, a keyword corpus that yields no keywords."""
-    d, p = cfg.data, []
-    if d.source == "jsonl" and d.path:
-        try:
-            rows = load_seed_file(d.path)
-            distinct = len({r["prompt"] for r in rows})
-            if distinct <= d.n_val:
-                p.append(
-                    f"data.n_val={d.n_val} leaves no training rows out of {distinct} distinct seed prompts in "
-                    f"{d.path}; lower data.n_val or give more seed data"
-                )
-        except UserError as e:
-            p.append(f"data.path: {e}")
+    d = cfg.data
+    p = DATA_SOURCES[d.source].check_files(d) if d.source in DATA_SOURCES else []
     if d.keywords == "corpus" and d.keyword_corpus:
         try:
             corpus_keyword_rows(d.keyword_corpus, 0)
@@ -98,27 +180,18 @@ def data_file_problems(cfg: DictConfig) -> list[str]:
 
 def _seed_rows(cfg: DictConfig) -> tuple[list[dict], list[dict]]:
     d = cfg.data
-    if (w := world(d.source)) is not None:  # a world draws its own seed rows
-        rng, answer_rng = (random.Random(stage_seed(cfg.seed, name)) for name in ("seed", "seed_answers"))
-        return w.seed_rows(d.n_train, d.n_val, rng, answer_rng, d.answers, d.sft_noise)
-    if d.source == "jsonl":
-        rows = load_seed_file(d.path)
-    else:
-        rows = load_hf_seed(d.hf_name, d.hf_split, d.hf_data_files, d.prompt_field, d.answer_field)
+    rows = DATA_SOURCES[d.source].read(d, cfg.seed)
+    if isinstance(rows, tuple):  # a world draws its own split
+        return rows
     train, val = split_seed(rows, d.n_val, stage_seed(cfg.seed, "split"))
     return train[: d.n_train], val
 
 
 def prepare_seed(cfg: DictConfig, rundir: RunDir) -> StageRecord:
-    """The ``seed`` stage: ``seed/train.jsonl`` and ``seed/val.jsonl``, drawn from the tiny world or read."""
+    """The ``seed`` stage: ``seed/train.jsonl`` and ``seed/val.jsonl``, drawn by a world or read."""
     d = cfg.data
     train, val = rundir.seed_files
-    source = file_digest(Path(d.path)) if d.source == "jsonl" and Path(d.path).is_file() else None
-    if d.source == "jsonl" and source is None:
-        raise UserError(
-            f"data.path={d.path!r}: file not found. Give the seed JSONL (one {{'prompt', 'answer'}} "
-            "object per line); relative paths are resolved against the launch directory."
-        )
+    source = DATA_SOURCES[d.source].digest(d)
 
     def fn():
         train_rows, val_rows = _seed_rows(cfg)
@@ -229,126 +302,3 @@ def split_seed(rows: list[dict], n_val: int, seed: int) -> tuple[list[dict], lis
         )
     random.Random(seed).shuffle(rows)
     return rows[n_val:], rows[:n_val]
-
-
-STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been before being below between
-    both but by can could did do does doing down during each either else ever every few for from further get gets
-    got had has have having he her here hers herself him himself his how however i if in into is it its itself just
-    like make many may me might more most much must my myself no nor not now of off often on once one only or other
-    our ours ourselves out over own per please quite rather really same say says she should so some such than that
-    the their theirs them themselves then there these they this those through thus to too under until up upon us
-    use used using very via was we well were what when where whether which while who whom whose why will with
-    within without would yet you your yours yourself yourselves""".split()
-)
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
-_SENTENCE_START = re.compile(r"(^|[.!?]\s+)$")
-
-
-def content_words(text: str) -> list[str]:
-    """Lower-cased content words of ``text`` in order, without duplicates, stopwords, words under 3 letters, or
-    personal names. Names are taken to be capitalised words that do not open a sentence: a heuristic that also drops
-    other proper nouns, which is what keyword sampling wants (the paper excludes names)."""
-    seen: list[str] = []
-    for m in _WORD.finditer(text):
-        word = m.group(0)
-        if word[0].isupper() and not _SENTENCE_START.search(text[: m.start()]):
-            continue
-        w = word.lower().strip("'-")
-        if len(w) >= 3 and w not in STOPWORDS and w not in seen:
-            seen.append(w)
-    return seen
-
-
-def hf_keyword_rows(d: DictConfig, seed: int, per_paragraph: int = 3) -> list[dict]:
-    """``data.keyword_lists`` keyword lists from a datasets source of text, streamed (the corpus is never loaded
-    whole): documents in a shuffled order (a 10,000-document buffer), ``per_paragraph`` random content words from
-    each paragraph that has them, until there are enough."""
-    try:
-        import datasets
-
-        stream = datasets.load_dataset(
-            d.keyword_hf_name, split=d.keyword_hf_split, data_files=d.keyword_hf_data_files, streaming=True
-        ).shuffle(seed=seed, buffer_size=10_000)
-        rng, rows = random.Random(seed), []
-        for doc in stream:
-            for paragraph in re.split(r"\n\s*\n", str(doc.get(d.keyword_hf_field) or "")):
-                words = content_words(paragraph)
-                if len(words) >= per_paragraph:
-                    rows.append({"keywords": rng.sample(words, per_paragraph)})
-            if len(rows) >= d.keyword_lists:
-                return rows[: d.keyword_lists]
-    except UserError:
-        raise
-    except Exception as e:  # datasets raises many types for a missing, unreachable or malformed source
-        raise UserError(
-            f"data.keyword_hf_name={d.keyword_hf_name!r} (split {d.keyword_hf_split!r}) could not be streamed: "
-            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. Check the name, the split and "
-            "data.keyword_hf_data_files, or save the text locally and use data.keywords=corpus."
-        ) from None
-    if not rows:
-        raise UserError(
-            f"data.keyword_hf_name={d.keyword_hf_name!r}: no paragraph of column {d.keyword_hf_field!r} has "
-            f"{per_paragraph} content words; check data.keyword_hf_field"
-        )
-    return rows
-
-
-def corpus_keyword_rows(path: str | Path, seed: int, per_paragraph: int = 3) -> list[dict]:
-    """``per_paragraph`` random content words from each paragraph (blank-line separated) of a local text corpus."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(
-            f"data.keyword_corpus={str(path)!r}: file not found. Give a local text file whose paragraphs "
-            "are separated by blank lines (web text, as in the paper)."
-        )
-    rng = random.Random(seed)
-    rows = []
-    for paragraph in re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")):
-        words = content_words(paragraph)
-        if len(words) >= per_paragraph:
-            rows.append({"keywords": rng.sample(words, per_paragraph)})
-    if not rows:
-        raise UserError(f"{path}: no paragraph has {per_paragraph} content words; is it the right file?")
-    return rows
-
-
-def keyword_function(name: str) -> Callable[[str], list[str]]:
-    """The keyword extractor named by ``data.keywords``: a world's own, or content words of any text."""
-    if (w := world(name)) is not None:
-        return w.keywords_of
-    if name in ("corpus", "hf"):
-        return content_words
-    raise UserError(f"data.keywords={name!r} is not known. Allowed: {[*PROVIDERS, 'corpus', 'hf']}.")
-
-
-def generator_examples(
-    rows: list[dict], keywords_of: Callable[[str], list[str]], seed: int, text: str | None = None
-) -> list[dict]:
-    """Training examples for the self-prompt generator (the paper's Algorithm 1, line 1).
-
-    For each seed row i: 2 random keywords of x*_i plus 1 noise keyword from another seed x*_j, shuffled; the target
-    is ``<question>x*_i</question> <solution>y*_i</solution>``. Rows with fewer than 2 keywords are skipped.
-    """
-    from synpo.prompts import GENERATOR_TEMPLATE, generator_prompt, generator_target
-
-    text = text or GENERATOR_TEMPLATE
-    rng = random.Random(seed)
-    all_keywords = [keywords_of(r["prompt"]) for r in rows]
-    examples = []
-    for i, row in enumerate(rows):
-        own = all_keywords[i]
-        if len(own) < 2 or len(rows) < 2:
-            continue
-        picked = rng.sample(own, 2)
-        for _ in range(20):
-            j = rng.randrange(len(rows))
-            noise = [k for k in all_keywords[j] if k not in own]
-            if j != i and noise:
-                picked.append(rng.choice(noise))
-                break
-        rng.shuffle(picked)
-        examples.append(
-            {"prompt": generator_prompt(picked, text), "completion": generator_target(row["prompt"], row["answer"])}
-        )
-    return examples

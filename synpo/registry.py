@@ -77,8 +77,9 @@ class Registry(Generic[E]):
         if typed is not entry.schema:
             found = "names no schema" if typed in (dict, None) else f"is typed {typed.__name__}"
             return [
-                f"{key}={name!r}: the block {found}, not {entry.schema.__name__}; the option's YAML under "
-                f"conf/{self.group}/ must start with `defaults: [schema_{name}, _self_]`"
+                f"{key}={name!r}: the block {found}, not {entry.schema.__name__}. Choose an option of the group "
+                f"instead of setting {key} ({self.group}=<option>; the options are the YAML files under "
+                f"conf/{self.group}/), and an option's YAML starts with `defaults: [schema_{name}, _self_]`"
             ]
         known = {f.name for f in dataclasses.fields(entry.schema)}
         extra = [

@@ -42,8 +42,8 @@ CONFIG_CASES = [
     (["trainer.warmup_ratio=1.5"], "trainer.warmup_ratio=1.5 must be in [0, 1)"),
     (["experiment=tiny_spin_noised", "method.noise.token_rate=1.0"], "method.noise.token_rate=1.0"),
     (["+logger.api_key=abc"], "logger.api_key: secrets do not belong in the config"),
-    (["data.source=jsonl"], "data.path is null"),
-    (["data.source=jsonl", "data.path=/nonexistent/seed.jsonl"], "/nonexistent/seed.jsonl: file not found"),
+    (["data=jsonl"], "data.path is null"),
+    (["data=jsonl", "data.path=/nonexistent/seed.jsonl"], "/nonexistent/seed.jsonl: file not found"),
     (["trainer=dpo"], "method synpo trains the policy with SimPO; set trainer=simpo"),
     (["experiment=tiny_spin", "trainer=simpo"], "set trainer=dpo"),
     (["trainer.max_prompt_length=400", "trainer.max_length=256"], "must be below trainer.max_length=256"),
@@ -189,7 +189,7 @@ def test_bad_seed_files(tmp_path, name):
     content, needle = SEED_CASES[name]
     seed = tmp_path / "seed.jsonl"
     seed.write_bytes(content)
-    msg = problems_of(["data.source=jsonl", f"data.path={seed}"])
+    msg = problems_of(["data=jsonl", f"data.path={seed}"])
     assert needle in msg and str(seed) in msg
 
 
@@ -349,7 +349,7 @@ def test_cli_bad_model_directory(tmp_path):
 def test_cli_latin1_seed_file(tmp_path):
     seed = tmp_path / "seed.jsonl"
     seed.write_bytes(b'{"prompt": "caf\xe9", "answer": "x"}\n')
-    _fails_cleanly(run_cli(tmp_path / "r", "data.source=jsonl", f"data.path={seed}"), f"{seed}:1: not valid UTF-8")
+    _fails_cleanly(run_cli(tmp_path / "r", "data=jsonl", f"data.path={seed}"), f"{seed}:1: not valid UTF-8")
 
 
 def test_cli_run_dir_is_a_file(tmp_path):
@@ -408,7 +408,7 @@ def test_a_seed_set_too_small_for_the_generator(tmp_path):
     seed = tmp_path / "seed.jsonl"
     seed.write_text(GOOD_ROW + "\n" + json.dumps({"prompt": "Uppercase the word rose.", "answer": "ROSE."}) + "\n")
     _fails_cleanly(
-        run_cli(tmp_path / "r", "data.source=jsonl", f"data.path={seed}", "data.n_val=1"),
+        run_cli(tmp_path / "r", "data=jsonl", f"data.path={seed}", "data.n_val=1"),
         "The prompt generator has no training example",
     )
 

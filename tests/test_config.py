@@ -60,6 +60,8 @@ def test_unknown_accelerate_config_is_refused():
 COMPANIONS = {("method", n): [f"trainer={m.trainer}"] for n, m in METHODS.items() if m.trainer not in (None, "simpo")}
 COMPANIONS[("trainer", "dpo")] = ["method=spin"]
 COMPANIONS[("scorer", "reward_model")] = ["scorer.name_or_path=builtin:tiny-sft"]
+COMPANIONS[("data", "jsonl")] = ["data.path=seed.jsonl"]  # the generic sources name the user's data
+COMPANIONS[("data", "hf")] = ["data.hf_name=user/seed"]
 # The vLLM configs name .venv-vllm's interpreter, which the default suite does not need: any interpreter validates.
 ANY_PYTHON = f"generator.python={sys.executable}"
 COMPANIONS[("generator", "vllm")] = COMPANIONS[("generator", "vllm_cpu")] = [ANY_PYTHON]
@@ -161,7 +163,7 @@ def test_secrets_are_refused():
 
 
 def test_jsonl_source_needs_a_path():
-    assert "data.path is null" in _problems(["data.source=jsonl"])
+    assert "data.path is null" in _problems(["data=jsonl"])
 
 
 def test_schema_rejects_wrong_types():

@@ -237,8 +237,8 @@ def test_bad_config_value_fails_cleanly(tmp_path):
 def test_bad_seed_file_fails_cleanly(tmp_path):
     bad = tmp_path / "seed.jsonl"
     bad.write_text('{"prompt": "Add the numbers 1 and 2.", "answer": "3"}\n{"prompt": oops}\n')
-    _fails_cleanly(run_cli(tmp_path / "r", "data.source=jsonl", f"data.path={bad}"), f"{bad}:2: not valid JSON")
-    _fails_cleanly(run_cli(tmp_path / "r2", "data.source=jsonl", f"data.path={tmp_path}/none.jsonl"), "file not found")
+    _fails_cleanly(run_cli(tmp_path / "r", "data=jsonl", f"data.path={bad}"), f"{bad}:2: not valid JSON")
+    _fails_cleanly(run_cli(tmp_path / "r2", "data=jsonl", f"data.path={tmp_path}/none.jsonl"), "file not found")
 
 
 def test_missing_model_fails_cleanly(tmp_path):

@@ -2,8 +2,9 @@
 
 import pytest
 
-from synpo.data import generator_examples, load_seed_file, split_seed
+from synpo.data import load_seed_file, split_seed
 from synpo.errors import UserError
+from synpo.keywords import generator_examples
 from synpo.prompts import generator_prompt, generator_target, improver_prompt, parse_question
 from synpo.text import repetition_ratio
 from synpo.tinyworld.tasks import prompt_keywords
@@ -91,7 +92,7 @@ def test_split_is_deterministic_and_disjoint():
 
 
 def test_content_words_drop_stopwords_short_words_and_names():
-    from synpo.data import content_words
+    from synpo.keywords import content_words
 
     text = "Yesterday Alice planted tomatoes in the garden. Gardens need water and the sunlight of June."
     assert content_words(text) == [
@@ -107,7 +108,7 @@ def test_content_words_drop_stopwords_short_words_and_names():
 
 
 def test_corpus_keyword_rows_take_three_per_paragraph(tmp_path):
-    from synpo.data import content_words, corpus_keyword_rows
+    from synpo.keywords import content_words, corpus_keyword_rows
 
     corpus = tmp_path / "web.txt"
     paragraphs = [

@@ -22,15 +22,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from synpo.artifacts import PROMPTS, StageRecord, file_digest, read_jsonl, write_jsonl
-from synpo.data import (
-    corpus_keyword_rows,
-    generator_examples,
-    hf_keyword_rows,
-    keyword_function,
-    load_text_rows,
-    world_or_file_problem,
-)
+from synpo.data import load_text_rows, world_or_file_problem
 from synpo.errors import UserError
+from synpo.keywords import corpus_keyword_rows, generator_examples, hf_keyword_rows, keyword_function
 from synpo.prompts import generator_prompt, parse_instruction, parse_question, self_instruct_prompt, template
 from synpo.stages import Context
 from synpo.worlds import world
