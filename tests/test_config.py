@@ -203,7 +203,8 @@ def test_paper_synpo_configs_carry_the_paper_values(name, model, scorer, thresho
     """The paper's setup (its section 4.1 and appendix), value by value."""
     cfg = compose_any_python([f"experiment={name}"])
     validate(cfg, read_files=False)
-    assert cfg.generator.backend == "vllm" and cfg.generator.tensor_parallel_size == 8
+    assert cfg.generator.backend == "vllm" and cfg.generator.tensor_parallel_size == 1
+    assert cfg.generator.data_parallel_size == 8  # one engine per GPU
     assert cfg.model.name_or_path == model and cfg.scorer.name == scorer and cfg.scorer.threshold == threshold
     assert not cfg.scorer.get("trust_remote_code", False)  # ArmoRM runs through synpo's own implementation
     from synpo.training.config import batch_problems

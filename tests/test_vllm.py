@@ -51,8 +51,26 @@ def test_a_wrong_interpreter_is_a_config_error():
 def test_tensor_parallel_beyond_the_listed_devices_is_a_config_error():
     cfg = compose(["generator=vllm", f"generator.python={sys.executable}", "generator.tensor_parallel_size=4"])
     cfg.generator.devices = [0, 1]
-    with pytest.raises(UserError, match="tensor_parallel_size=4 needs that many GPUs"):
+    with pytest.raises(UserError, match=r"tensor_parallel_size=4 x data_parallel_size=1 needs 4 GPUs"):
         validate(cfg)
+    cfg.generator.tensor_parallel_size, cfg.generator.data_parallel_size = 1, 4
+    with pytest.raises(UserError, match=r"tensor_parallel_size=1 x data_parallel_size=4 needs 4 GPUs"):
+        validate(cfg)
+
+
+def test_engines_share_the_shards_and_split_the_gpus():
+    """Each engine of a data-parallel stage takes every n-th shard (together: each shard once) and its own
+    tensor-parallel group of GPUs, from generator.devices, or from the GPUs visible to run.py."""
+    from synpo.generation.vllm_worker import engine_shards
+
+    shards = [engine_shards(1000, 256, j, 3) for j in range(3)]
+    assert [[k for k, _, _ in s] for s in shards] == [[0, 3], [1], [2]]
+    assert sorted(i for s in shards for _, lo, hi in s for i in range(lo, hi)) == list(range(1000))
+    assert engine_shards(1000, 256) == [(0, 0, 256), (1, 256, 512), (2, 512, 768), (3, 768, 1000)]
+    assert VLLMGenerator(tensor_parallel_size=2, data_parallel_size=2).engine_devices(None) == [[0, 1], [2, 3]]
+    assert VLLMGenerator(data_parallel_size=2).engine_devices("4,5,6") == [["4"], ["5"]]
+    assert VLLMGenerator(devices=[7, 3], data_parallel_size=2).engine_devices("0") == [[7], [3]]
+    assert VLLMGenerator(devices=[1, 2]).engine_devices(None) == [[1, 2]]  # one engine: the devices as given
 
 
 def test_an_environment_without_vllm_says_how_to_install_it(tmp_path):
@@ -110,6 +128,22 @@ def test_sampling_n_and_resume_from_shards(vllm_python, tmp_path):
     assert sorted(p.name for p in shards.glob("worker-*.log")) == ["worker-01.log", "worker-02.log"]  # one per attempt
     log = (shards / "worker-02.log").read_text()
     assert "PROGRESS 8 12" in log and "PROGRESS 12 12" in log  # the second run started from the 8 kept prompts
+
+
+@pytest.mark.vllm
+def test_two_engines_give_the_answers_of_one(vllm_python, tmp_path):
+    """generator.data_parallel_size=2: two workers, each on every other shard, write the shards one engine writes
+    (a seed per prompt: the split does not choose the samples), each engine with its own log."""
+    prompts = _prompts(16, seed=2)
+    sp = SamplingParams(temperature=0.7, max_new_tokens=24, seed=3, n=2)
+    one = cpu_generator(vllm_python, shard_size=4).generate("builtin:tiny-sft", prompts, sp, tmp_path / "one")
+    two = cpu_generator(vllm_python, shard_size=4, data_parallel_size=2).generate(
+        "builtin:tiny-sft", prompts, sp, tmp_path / "two"
+    )
+    assert two == one
+    logs = sorted(p.name for p in (tmp_path / "two").glob("worker-*.log"))
+    assert logs == ["worker-01-engine0.log", "worker-01-engine1.log"]
+    assert "PROGRESS 8 8" in (tmp_path / "two" / "worker-01-engine1.log").read_text()  # shards 1 and 3: 8 prompts
 
 
 @pytest.mark.vllm

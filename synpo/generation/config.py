@@ -49,6 +49,13 @@ class VLLMGeneratorConfig(GeneratorConfig):
 
     python: str | None = spec(None, "the interpreter of the environment that has vLLM; null: this one", speed=True)
     tensor_parallel_size: int = spec(1, "GPUs one engine spans", gt=0, speed=True)
+    data_parallel_size: int = spec(
+        1,
+        "engines at once, each on its own tensor_parallel_size GPUs and every data_parallel_size-th shard; a model "
+        "that fits one GPU runs fastest as one engine per GPU",
+        gt=0,
+        speed=True,
+    )
     gpu_memory_utilization: float = spec(
         0.9, "share of GPU memory (on CPU: of RAM) for the engine", gt=0, le=1, speed=True
     )
@@ -73,10 +80,11 @@ def _vllm_problems(cfg: DictConfig) -> list[str]:
     g, p = cfg.generator, []
     if problem := python_problem(g.python):
         p.append(problem)
-    if g.devices is not None and g.tensor_parallel_size > len(g.devices):
+    need = g.tensor_parallel_size * g.data_parallel_size
+    if g.devices is not None and need > len(g.devices):
         p.append(
-            f"generator.tensor_parallel_size={g.tensor_parallel_size} needs that many GPUs but generator.devices "
-            f"lists {len(g.devices)}: {list(g.devices)}"
+            f"generator.tensor_parallel_size={g.tensor_parallel_size} x data_parallel_size={g.data_parallel_size} "
+            f"needs {need} GPUs but generator.devices lists {len(g.devices)}: {list(g.devices)}"
         )
     return p
 
@@ -106,6 +114,7 @@ def _vllm(g: DictConfig, model: DictConfig) -> Generator:
         enforce_eager=g.enforce_eager,
         stall_timeout_s=g.stall_timeout_s,
         trust_remote_code=model.trust_remote_code,
+        data_parallel_size=g.data_parallel_size,
     )
 
 

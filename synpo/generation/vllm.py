@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from synpo.artifacts import atomic_write_text
@@ -99,6 +100,7 @@ class VLLMGenerator:
         enforce_eager: bool = False,
         trust_remote_code: bool = False,
         stall_timeout_s: float = 1800.0,
+        data_parallel_size: int = 1,
     ):
         self.python = python or sys.executable
         self.tensor_parallel_size = tensor_parallel_size
@@ -110,6 +112,7 @@ class VLLMGenerator:
         self.enforce_eager = enforce_eager
         self.trust_remote_code = trust_remote_code
         self.stall_timeout_s = stall_timeout_s
+        self.data_parallel_size = data_parallel_size
 
     def release(self) -> None:
         """Nothing to free: each call's child process exits with its model (and its GPU memory) when it ends."""
@@ -158,15 +161,37 @@ class VLLMGenerator:
 
     def _run(self, path: str, ids: list[list[int]], sampling: SamplingParams, shard_dir: Path) -> list[Completion]:
         shard_dir.mkdir(parents=True, exist_ok=True)
-        log_file = shard_dir / f"worker-{1 + len(list(shard_dir.glob('worker-*.log'))):02d}.log"  # one per attempt
+        attempt = 1 + len({f.name[7:9] for f in shard_dir.glob("worker-*.log")})  # one log per attempt (and engine)
         request_file = shard_dir / "request.json"
         atomic_write_text(request_file, json.dumps(self._request(path, ids, sampling, shard_dir)))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH")) if p)
-        if self.devices is not None:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in self.devices)
-        cmd = [self.python, "-m", "synpo.generation.vllm_worker", str(request_file)]
-        rc, error, tail = self._relay(cmd, env, log_file)
+        engines = self.data_parallel_size
+        runs = []
+        for j, devices in enumerate(self.engine_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))):
+            cmd = [self.python, "-m", "synpo.generation.vllm_worker", str(request_file)]
+            cmd += [str(j), str(engines)] if engines > 1 else []
+            env_j = dict(env, **({"CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))} if devices else {}))
+            log_file = shard_dir / (f"worker-{attempt:02d}" + (f"-engine{j}" if engines > 1 else "") + ".log")
+            runs.append((cmd, env_j, log_file, f"engine {j}: " if engines > 1 else ""))
+        with ThreadPoolExecutor(len(runs)) as pool:  # the engines run at once, each on its own GPUs
+            outcomes = list(pool.map(lambda r: self._relay(*r), runs))
+        for (cmd, _, log_file, _), (rc, error, tail) in zip(runs, outcomes, strict=True):
+            self._raise_failure(cmd, log_file, shard_dir, rc, error, tail)
+        return self._collect(shard_dir, len(ids), sampling.n)
+
+    def engine_devices(self, visible: str | None) -> list[list[int | str] | None]:
+        """The GPUs of each engine: ``data_parallel_size`` disjoint groups of ``tensor_parallel_size``, taken from
+        ``devices`` (or the GPUs visible to run.py, or 0, 1, ...); one engine keeps ``devices`` as they are (None:
+        every visible GPU)."""
+        if self.data_parallel_size == 1:
+            return [self.devices]
+        k = self.tensor_parallel_size
+        pool = self.devices or ([v.strip() for v in visible.split(",")] if visible else None)
+        pool = pool or list(range(self.data_parallel_size * k))
+        return [list(pool[j * k : (j + 1) * k]) for j in range(self.data_parallel_size)]
+
+    def _raise_failure(self, cmd, log_file: Path, shard_dir: Path, rc: int, error: str | None, tail: list[str]):
         if error is not None:
             hint = f" {INSTALL_HINT}" if "cannot be imported" in error else ""
             raise UserError(f"generator=vllm: {error}.{hint}")
@@ -178,12 +203,11 @@ class VLLMGenerator:
                 + f". This attempt's full log is {log_file}; the last lines:\n"
                 + "\n".join(tail)
                 + f"\nFinished shards in {shard_dir} are kept: rerunning the same command resumes from them, also "
-                "after a change of the generator's speed settings (memory share, tensor parallelism, devices, batch "
-                "sizes), which are not part of any stage's fingerprint."
+                "after a change of the generator's speed settings (memory share, tensor or data parallelism, "
+                "devices, batch sizes), which are not part of any stage's fingerprint."
             )
-        return self._collect(shard_dir, len(ids), sampling.n)
 
-    def _relay(self, cmd: list[str], env: dict, log_file: Path) -> tuple[int, str | None, list[str]]:
+    def _relay(self, cmd: list[str], env: dict, log_file: Path, label: str = "") -> tuple[int, str | None, list[str]]:
         """Run the worker in its own process group, copying its output to ``log_file`` and its progress to our log;
         returns the exit code, the worker's own readable error (an ``ERROR`` line, or the stall) if any, and the last
         lines of its output. The group (the worker and vLLM's engine processes) is killed whenever this returns or
@@ -210,11 +234,13 @@ class VLLMGenerator:
                 for line in proc.stdout or ():
                     logf.write(line)
                     line = line.rstrip("\n")
-                    if line.startswith(("PROGRESS ", "LOADED ")):
+                    if line.startswith(("PROGRESS ", "LOADED ", "ALIVE")):
                         watch.progress()
                     if line.startswith("PROGRESS "):
                         done, total = line.split()[1:3]
-                        log.info("vllm generated %s/%s", done, total)
+                        log.info("vllm %sgenerated %s/%s", label, done, total)
+                    elif line.startswith("ALIVE"):
+                        continue
                     elif line.startswith("ERROR "):
                         error = line[len("ERROR ") :]
                     else:

@@ -6,11 +6,14 @@ the standard library and vLLM: no synpo module beyond this file, no omegaconf. T
 re-tokenizes a string (which would add a second BOS under templates that already contain one).
 
 Request (JSON): model, dtype, seed, tensor_parallel_size, gpu_memory_utilization, max_model_len,
-trust_remote_code, sampling {n, temperature, top_p, max_tokens, seed}, shard_size, shard_dir, prompt_token_ids.
+trust_remote_code, sampling {n, temperature, top_p, max_tokens, seed, stop}, shard_size, shard_dir, prompt_token_ids,
+With data parallelism (``generator.data_parallel_size``) one worker per engine reads the same request and is told
+its engine and the number of engines on its command line; it generates every ``engines``-th shard from its own.
 
 Output: ``shard_dir/shard-00000.jsonl`` ... with rows ``{"index": i, "responses": [...], "finish_reasons": [...]}``; a shard is written
 atomically once complete, so a crash loses at most the shard in progress and a rerun skips finished shards.
-Progress goes to stdout as lines ``PROGRESS <done> <total>``; a readable failure as ``ERROR <message>`` and exit 3.
+Progress goes to stdout as lines ``PROGRESS <done> <total>`` (this engine's prompts), and ``ALIVE`` while answers
+finish between shards; a readable failure as ``ERROR <message>`` and exit 3.
 """
 
 from __future__ import annotations
@@ -124,62 +127,99 @@ def _start_engine(req: dict, LLM):  # LLM: vLLM's class, imported in main
     return llm
 
 
-def main(request_file: str) -> int:
+def engine_shards(n_prompts: int, size: int, engine: int = 0, engines: int = 1) -> list[tuple[int, int, int]]:
+    """The shards ``(k, lo, hi)`` of ``n_prompts`` prompts that engine ``engine`` of ``engines`` generates: every
+    ``engines``-th shard from its own index, so that each engine gets the same mix of the stage's prompts."""
+    shards = [(k, lo, min(n_prompts, lo + size)) for k, lo in enumerate(range(0, n_prompts, size))]
+    return [sh for sh in shards if sh[0] % engines == engine]
+
+
+def _params(SamplingParams, s: dict, i: int):  # SamplingParams: vLLM's class
+    from vllm.sampling_params import RequestOutputKind
+
+    return SamplingParams(
+        n=int(s["n"]),
+        temperature=float(s["temperature"]),
+        top_p=float(s["top_p"]) if s["temperature"] > 0 else 1.0,
+        max_tokens=int(s["max_tokens"]),
+        seed=request_seed(int(s["seed"]), i),
+        stop=list(s.get("stop") or []) or None,
+        include_stop_str_in_output=True,
+        output_kind=RequestOutputKind.FINAL_ONLY,
+    )
+
+
+def _row(i: int, out, ids: list[int]) -> dict:
+    return {
+        "index": i,
+        "responses": [c.text for c in out.outputs],
+        "finish_reasons": ["length" if c.finish_reason == "length" else "stop" for c in out.outputs],
+        "prompt_tokens": len(out.prompt_token_ids or ids),
+        "tokens": [len(c.token_ids) for c in out.outputs],
+    }
+
+
+def generate_shards(llm, SamplingParams, req: dict, todo: list[tuple[int, int, int]], done: int) -> None:
+    """Every prompt of the ``todo`` shards handed to the engine at once, so that vLLM batches continuously across
+    the whole stage (a batch is never as narrow as a shard's slowest answer allows); each shard is written as soon
+    as all its rows are finished, so a crash still loses at most the shards in progress."""
+    ids, shard_dir, total = req["prompt_token_ids"], Path(req["shard_dir"]), int(req.get("engine_prompts", 0))
+    engine = llm.llm_engine
+    shard_of, left, rows = {}, {}, {}
+    for k, lo, hi in todo:
+        left[k] = hi - lo
+        for i in range(lo, hi):
+            shard_of[i] = (k, lo, hi)
+            engine.add_request(str(i), {"prompt_token_ids": ids[i]}, _params(SamplingParams, req["sampling"], i))
+    alive = time.time()
+    while engine.has_unfinished_requests():
+        for out in engine.step():
+            if not out.finished:
+                continue
+            i = int(out.request_id.split("-")[0])  # our id; vLLM may add a suffix of its own internally
+            rows[i] = _row(i, out, ids[i])
+            k, lo, hi = shard_of[i]
+            left[k] -= 1
+            if left[k] == 0:
+                _write_atomic(_shard_file(shard_dir, k), [rows.pop(j) for j in range(lo, hi)])
+                done += hi - lo
+                say(f"PROGRESS {done} {total}")
+            elif time.time() - alive > 10:  # answers are finishing: the parent's stall watchdog hears so
+                alive = time.time()
+                say("ALIVE")
+    if any(left.values()):
+        raise RuntimeError(f"the engine stopped with {sum(left.values())} prompts unanswered")
+
+
+def main(request_file: str, engine: int = 0, engines: int = 1) -> int:
     req = json.loads(Path(request_file).read_text(encoding="utf-8"))
+    req["engine"], req["engines"] = engine, engines
     try:
         from vllm import LLM, SamplingParams
     except ImportError as e:
         say(f"ERROR vLLM cannot be imported in {sys.executable}: {e}")
         return 3
 
-    ids: list[list[int]] = req["prompt_token_ids"]
     shard_dir = Path(req["shard_dir"])
     shard_dir.mkdir(parents=True, exist_ok=True)
-    size = int(req["shard_size"])
-    shards = [(k, lo, min(len(ids), lo + size)) for k, lo in enumerate(range(0, len(ids), size))]
-    todo = [s for s in shards if not _complete(_shard_file(shard_dir, s[0]), s[2] - s[1])]
-    done = len(ids) - sum(hi - lo for _, lo, hi in todo)
-    say(f"PROGRESS {done} {len(ids)}")
+    mine = engine_shards(
+        len(req["prompt_token_ids"]), int(req["shard_size"]), int(req.get("engine", 0)), int(req.get("engines", 1))
+    )
+    todo = [s for s in mine if not _complete(_shard_file(shard_dir, s[0]), s[2] - s[1])]
+    req["engine_prompts"] = sum(hi - lo for _, lo, hi in mine)
+    done = req["engine_prompts"] - sum(hi - lo for _, lo, hi in todo)
+    say(f"PROGRESS {done} {req['engine_prompts']}")
     if not todo:
         return 0
-
     llm = _start_engine(req, LLM)
     if llm is None:
         return 3
-    s = req["sampling"]
-    for k, lo, hi in todo:
-        params = [
-            SamplingParams(
-                n=int(s["n"]),
-                temperature=float(s["temperature"]),
-                top_p=float(s["top_p"]) if s["temperature"] > 0 else 1.0,
-                max_tokens=int(s["max_tokens"]),
-                seed=request_seed(int(s["seed"]), i),
-                stop=list(s.get("stop") or []) or None,
-                include_stop_str_in_output=True,
-            )
-            for i in range(lo, hi)
-        ]
-        prompts = [{"prompt_token_ids": ids[i]} for i in range(lo, hi)]
-        outputs = llm.generate(prompts, params, use_tqdm=False)
-        rows = [
-            {
-                "index": lo + j,
-                "responses": [c.text for c in out.outputs],
-                "finish_reasons": ["length" if c.finish_reason == "length" else "stop" for c in out.outputs],
-                "prompt_tokens": len(out.prompt_token_ids or ids[lo + j]),
-                "tokens": [len(c.token_ids) for c in out.outputs],
-            }
-            for j, out in enumerate(outputs)
-        ]
-        _write_atomic(_shard_file(shard_dir, k), rows)
-        done += hi - lo
-        say(f"PROGRESS {done} {len(ids)}")
+    generate_shards(llm, SamplingParams, req, todo, done)
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: python -m synpo.generation.vllm_worker <request.json>\n")
+    if len(sys.argv) not in (2, 4):
+        sys.stderr.write("usage: python -m synpo.generation.vllm_worker <request.json> [<engine> <engines>]\n")
         sys.exit(2)
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], *(int(a) for a in sys.argv[2:])))
