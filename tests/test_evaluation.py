@@ -119,6 +119,37 @@ def test_local_lm_eval_tasks_run_offline_through_the_config(tmp_path):
     assert (work / "tinyworld_tasks" / "tinyworld_mc.yaml").is_file()
 
 
+def test_a_group_task_is_averaged_over_its_subtasks_when_asked(tmp_path):
+    """``average: subtasks`` (the leaderboard's MMLU: the mean of its subjects) against lm-eval's own group value
+    (weighted by size), on a local group of two multiple-choice tasks of 4 and 12 questions."""
+    from synpo.evaluation.harness import _MC_YAML, write_tinyworld_tasks
+
+    rows = [
+        json.loads(x)
+        for x in (write_tinyworld_tasks(tmp_path / "src") / "tinyworld_mc.jsonl").read_text().split("\n")
+        if x
+    ]
+    tasks_dir = tmp_path / "tasks"
+    tasks_dir.mkdir()
+    for name, part in (("pair_a", rows[:4]), ("pair_b", rows[4:16])):
+        (tasks_dir / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+        data = json.dumps(str(tasks_dir / f"{name}.jsonl"))
+        (tasks_dir / f"{name}.yaml").write_text(_MC_YAML.replace("tinyworld_mc", name).format(data=data))
+    (tasks_dir / "pair.yaml").write_text(
+        "group: pair\ntask: [pair_a, pair_b]\naggregate_metric_list:\n  - metric: acc\n    weight_by_size: true\n"
+    )
+
+    def run(tasks):
+        return run_suite("builtin:tiny-sft", tasks, tmp_path / "work", include_path=str(tasks_dir))
+
+    each = run([{"task": n, "num_fewshot": 0, "metric": "acc,none"} for n in ("pair_a", "pair_b")])
+    mean = run([{"task": "pair", "num_fewshot": 0, "metric": "acc,none", "average": "subtasks"}])["pair"]
+    sized = run([{"task": "pair", "num_fewshot": 0, "metric": "acc,none"}])["pair"]
+    assert mean == pytest.approx((each["pair_a"] + each["pair_b"]) / 2)
+    assert sized == pytest.approx((4 * each["pair_a"] + 12 * each["pair_b"]) / 16)
+    assert each["pair_a"] != each["pair_b"]  # else the two averages could not differ
+
+
 def test_unknown_lm_eval_tasks_are_named(tmp_path):
     with pytest.raises(UserError, match=r"lm-eval knows no task \['no_such_task'\]"):
         run_suite("builtin:tiny-sft", [{"task": "no_such_task", "num_fewshot": 0, "metric": "acc,none"}], tmp_path)

@@ -29,6 +29,12 @@ class LmEvalTask:
     task: str = spec(MISSING, "an lm-eval task name")
     num_fewshot: int = spec(0, "few-shot examples", ge=0)
     metric: str = spec("acc,none", "the key of lm-eval's result row")
+    average: str = spec(
+        "group",
+        "a group task's value: lm-eval's own (group: subtasks weighted by size), or the unweighted mean of its leaf "
+        "subtasks (subtasks: how the Open LLM leaderboard v1 averaged MMLU's 57 subjects)",
+        choices=("group", "subtasks"),
+    )
 
 
 @dataclass

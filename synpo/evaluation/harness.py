@@ -143,16 +143,30 @@ def _task_manager(tasks: list[dict], work_dir: Path, include_path: str | None):
     return manager
 
 
-def _metric_values(results: dict, group: list[dict]) -> dict:
-    out = {}
+def _leaves(task: str, group_subtasks: dict) -> list[str]:
+    """The tasks under ``task`` that are not groups themselves (MMLU: its 57 subjects), depth first."""
+    if task not in group_subtasks:
+        return [task]
+    return [leaf for sub in group_subtasks[task] for leaf in _leaves(sub, group_subtasks)]
+
+
+def _metric_values(res: dict, group: list[dict]) -> dict:
+    """Each task's metric from ``res`` (simple_evaluate's output). ``average: subtasks`` takes a group task's value
+    as the unweighted mean of its leaf subtasks, as the Open LLM leaderboard v1 averaged MMLU's 57 subjects
+    (lm-eval's own group value weights each subject by its size)."""
+    results, out = res["results"], {}
     for t in group:
-        row = results.get(t["task"], {})
-        if t["metric"] not in row:
-            raise UserError(
-                f"lm-eval's result for {t['task']!r} has no metric {t['metric']!r} (it has "
-                f"{sorted(k for k in row if ',' in k)}); fix eval.lm_eval.suites"
-            )
-        out[t["task"]] = float(row[t["metric"]])
+        names = _leaves(t["task"], res.get("group_subtasks") or {}) if t.get("average") == "subtasks" else [t["task"]]
+        values = []
+        for name in names:
+            row = results.get(name, {})
+            if t["metric"] not in row:
+                raise UserError(
+                    f"lm-eval's result for {name!r} has no metric {t['metric']!r} (it has "
+                    f"{sorted(k for k in row if ',' in k)}); fix eval.lm_eval.suites"
+                )
+            values.append(float(row[t["metric"]]))
+        out[t["task"]] = sum(values) / len(values)
     return out
 
 
@@ -208,7 +222,7 @@ def _evaluate(model, tasks: list[dict], manager, limit, apply_chat_template: boo
             bootstrap_iters=0,
             **seeds,
         )
-        out.update(_metric_values(res["results"] if isinstance(res, dict) else res.results, group))
+        out.update(_metric_values(res if isinstance(res, dict) else vars(res), group))
         log.info("lm-eval %d-shot: %s", shots, {t["task"]: out[t["task"]] for t in group})
     out["average"] = sum(out[t["task"]] for t in tasks) / len(tasks)
     return out
