@@ -62,7 +62,7 @@ class DiversityConfig:
 
     enabled: bool = spec(False, "run this group")
     embedder: str | None = spec(None, "a sentence-transformers directory; null: the packaged all-MiniLM-L6-v2")
-    max_prompts: int = spec(2000, "prompts embedded per set (all pairs are compared)", gt=0)
+    max_prompts: int = spec(1000, "prompts embedded per set, all pairs compared (the paper's Figure 5: 1000)", gt=0)
     self_bleu_max: int = spec(200, "prompts per Self-BLEU estimate (quadratic)", gt=0)
 
 

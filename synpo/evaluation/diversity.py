@@ -116,7 +116,7 @@ def self_bleu(texts: list[str], max_texts: int = 200, seed: int = 0) -> float:
 
 
 def diversity_metrics(
-    prompts: list[str], embedder: str | None = None, max_prompts: int = 2000, self_bleu_max: int = 200, seed: int = 0
+    prompts: list[str], embedder: str | None = None, max_prompts: int = 1000, self_bleu_max: int = 200, seed: int = 0
 ) -> tuple[dict, np.ndarray]:
     """The metrics of a prompt set and its pairwise cosines (for the Figure 5 histogram)."""
     if len(prompts) < 2:
