@@ -247,6 +247,7 @@ class RunDir:
         outputs: list[Path] | dict[str, Path],
         fn: Callable[[], dict | None],
         deps: Iterable[StageRecord | str] = (),
+        former: Iterable[Any] = (),
     ) -> StageRecord:
         """Run ``fn`` unless a finished stage with the same fingerprint is on disk.
 
@@ -254,15 +255,20 @@ class RunDir:
         ``synpo.schema.identity``). ``fn`` writes ``outputs`` (each through a temporary name; a list is named by
         ``output_names``) and may return a dict of facts to keep in the marker (counts, metrics; its ``compute``
         entry goes to ``StageRecord.compute``). ``deps`` are the records, or literal digests, of what the stage
-        reads; their order does not matter.
+        reads; their order does not matter. ``former`` are the settings an older synpo gave this same stage (a
+        narrower identity): a finished stage whose marker has one of their fingerprints is kept and re-marked.
         """
         named = output_names(outputs)
         outputs = list(named.values())
         present = [Path(o).exists() or sibling(o, "pruned").is_file() for o in outputs]
-        # Paths inside the run directory count relative to it, so a moved run directory still resumes.
-        key = {"stage": name, "settings": settings, "deps": dependency_prints(deps)}
-        fp = fingerprint(json.dumps(key, sort_keys=True, default=str).replace(str(self.root), "<run>"))
+        prints = dependency_prints(deps)
+        fp = self._fingerprint(name, settings, prints)
         done = self.marker(name)
+        if done and all(present) and done.get("fingerprint") != fp:
+            if any(done.get("fingerprint") == self._fingerprint(name, s, prints) for s in former):
+                log.info("stage %-28s finished under an older identity of its settings: kept, re-marked", name)
+                done["fingerprint"] = fp
+                write_json(self.marker_path(name), done)
         if done and done.get("fingerprint") == fp and all(present):
             log.info("stage %-28s done earlier (%.1fs), skipped", name, done.get("seconds", 0.0))
             info = done.get("info") or {}
@@ -294,6 +300,11 @@ class RunDir:
         write_json(marker_path, marker)
         log.info("stage %-28s finished in %.1fs (peak RSS %.0f MiB)", name, seconds, used["peak_rss_mib"])
         return StageRecord(name, fp, seconds, False, info, compute, named)
+
+    def _fingerprint(self, name: str, settings: Any, prints: dict[str, str]) -> str:
+        # Paths inside the run directory count relative to it, so a moved run directory still resumes.
+        key = {"stage": name, "settings": settings, "deps": prints}
+        return fingerprint(json.dumps(key, sort_keys=True, default=str).replace(str(self.root), "<run>"))
 
 
 def _remove(paths: Iterable[Path]) -> None:

@@ -22,7 +22,7 @@ from synpo.methods import Iteration, get_method
 from synpo.modeling import resolve_model_path
 from synpo.results import summary, write_results
 from synpo.scoring import make_scorer
-from synpo.stages import Context
+from synpo.stages import Context, RunSettings
 from synpo.tracking import loggable_config, make_tracker
 from synpo.training.preemption import Preempted
 
@@ -75,7 +75,7 @@ def open_context(cfg: DictConfig, rundir: RunDir) -> Context:
     seed_record = prepare_seed(cfg, rundir)
     train, val = rundir.seed_files
     return Context(
-        cfg=cfg,
+        run=RunSettings.of(cfg),
         rundir=rundir,
         generator=make_generator(cfg.generator, cfg.model),
         scorer=make_scorer(cfg.scorer, cfg.seed),

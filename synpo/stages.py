@@ -1,6 +1,6 @@
 """The stage toolkit the methods and evaluation groups are written with.
 
-``Context`` holds what every stage of a run needs (config, run directory, generator, scorer, pi_0, the seed split)
+``Context`` holds what every stage of a run needs (the run's settings, run directory, generator, scorer, pi_0, the seed split)
 and the stages that several methods share: generate answers, compare two answer sets, fine-tune pi_0. Each goes
 through ``Context.stage``, which runs or skips a resumable stage of the run directory (``RunDir.stage``) and adds its
 wall seconds, its model arithmetic (``synpo.compute``) and, for generation, its truncated answers to the iteration's
@@ -75,11 +75,36 @@ def covered_seconds(spans: list[tuple[float, float]]) -> float:
     return round(total, 3)
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """The blocks of a run's config that its stages read, each typed by its group's schema. Not the whole config:
+    the logger, Hydra's own keys and the run directory stay with the loop (``synpo.pipeline``), so a method or an
+    evaluation group cannot depend on how a run is logged or where it lives."""
+
+    seed: int
+    name: str
+    model: DictConfig
+    data: DictConfig
+    method: DictConfig
+    trainer: DictConfig
+    sft_trainer: DictConfig
+    generator: DictConfig
+    scorer: DictConfig
+    launch: DictConfig
+    eval: DictConfig
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> RunSettings:
+        from dataclasses import fields
+
+        return cls(**{f.name: cfg[f.name] for f in fields(cls)})
+
+
 @dataclass
 class Context:
-    """What every stage of a run needs: the config, the run directory, and the components it configured."""
+    """What every stage of a run needs: the run's settings, the run directory, and the components it configured."""
 
-    cfg: DictConfig
+    run: RunSettings
     rundir: RunDir
     generator: Generator
     scorer: Scorer
@@ -90,7 +115,7 @@ class Context:
     stats: StageStats = field(default_factory=StageStats)
 
     def seed_for(self, name: str) -> int:
-        return stage_seed(self.cfg.seed, name)
+        return stage_seed(self.run.seed, name)
 
     def seed_prompts(self) -> set[str]:
         """Every prompt of the seed split, train and validation (what fresh prompts of the world must avoid)."""
@@ -104,9 +129,10 @@ class Context:
         fn: Callable[[], dict | None],
         deps: Iterable[StageRecord | str] = (),
         kind: str | None = None,
+        former: Iterable[Any] = (),
     ) -> StageRecord:
         """``RunDir.stage``, timed under ``kind`` (default: the stage name's last part)."""
-        record = self.rundir.stage(name, settings, outputs, fn, deps)
+        record = self.rundir.stage(name, settings, outputs, fn, deps, former)
         self.stats.add(kind or name.rsplit("/", 1)[-1], record)
         return record
 
@@ -115,7 +141,7 @@ class Context:
     def sampling(
         self, name: str, temperature: float | None = None, max_new_tokens: int | None = None, n: int = 1, stop=()
     ):
-        g = self.cfg.generator
+        g = self.run.generator
         return SamplingParams(
             temperature=g.temperature if temperature is None else temperature,
             top_p=g.top_p,
@@ -149,11 +175,11 @@ class Context:
             "model": model,
             "prompts": prompts,
             "sampling": sampling.__dict__,
-            "backend": identity(self.cfg.generator),
+            "backend": identity(self.run.generator),
         }
 
         def fn():
-            keep_only_shards_of(shard_dir, {**settings, "shard_size": self.cfg.generator.shard_size})
+            keep_only_shards_of(shard_dir, {**settings, "shard_size": self.run.generator.shard_size})
             if self.generator.runs_apart:  # a vLLM engine checks that the accelerator is free when it starts
                 self.free_devices()
             responses = self.generator.generate(model, prompts, sampling, shard_dir=shard_dir)
@@ -175,7 +201,7 @@ class Context:
     def scorer_settings(self) -> dict:
         """What the scorer's numbers depend on: its config without the speed-only fields and the threshold, which
         only filters."""
-        settings = identity(self.cfg.scorer)
+        settings = identity(self.run.scorer)
         settings.pop("threshold", None)
         return settings
 
@@ -183,7 +209,7 @@ class Context:
         """``scorer.compare`` inside a running stage that writes ``out``, in resumable shards beside it."""
         shard_dir = sibling(out, "shards")
         comparison = compare_in_shards(
-            self.scorer, prompts, a, b, shard_dir, self.cfg.scorer.shard_size, self.scorer_settings()
+            self.scorer, prompts, a, b, shard_dir, self.run.scorer.shard_size, self.scorer_settings()
         )
         return comparison
 
@@ -217,14 +243,14 @@ class Context:
         from synpo.training.launch import run_training_job
 
         self.free_devices()
-        return run_training_job(kind, out, self.cfg.launch, data_dir=self.rundir.path("job_data"), **kwargs)
+        return run_training_job(kind, out, self.run.launch, data_dir=self.rundir.path("job_data"), **kwargs)
 
     def train_sft(self, name: str, examples: list[dict], out: Path, deps: list, max_length: int | None = None):
         """SFT of pi_0 on ``examples`` (sft_trainer settings; ``max_length`` overrides its max length)."""
-        hp = hparams(self.cfg.sft_trainer, self.cfg.model, self.cfg.launch, self.seed_for(name))
+        hp = hparams(self.run.sft_trainer, self.run.model, self.run.launch, self.seed_for(name))
         if max_length is not None:
             hp.max_length = max_length
-        tr = self.cfg.model.trust_remote_code
+        tr = self.run.model.trust_remote_code
 
         def fn():
             return self.train("sft", out, model_path=self.pi0, examples=examples, hp=hp, trust_remote_code=tr)

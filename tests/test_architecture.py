@@ -138,3 +138,24 @@ def test_no_generic_code_compares_a_value_with_the_worlds_name():
                 if any(isinstance(v, ast.Constant) and v.value == "tinyworld" for v in values):
                     offenders.append(f"{name}:{node.lineno}")
     assert offenders == []
+
+
+def test_stages_read_the_runs_settings_not_the_whole_config():
+    """Methods, evaluation groups and the stage toolkit see ``Context.run`` (``RunSettings``: the blocks they may
+    read), never the whole config: how a run is logged, where it lives and Hydra's own keys stay with the loop."""
+    from dataclasses import fields
+
+    from synpo.config import SynpoConfig
+    from synpo.stages import RunSettings
+
+    below = [p for n, p in MODULES.items() if _is_method(n) or n.startswith("synpo.evaluation") or n == "synpo.stages"]
+    reach = [
+        f"{p.relative_to(ROOT)}:{node.lineno}"
+        for p in below
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "cfg"
+    ]
+    assert not reach, f"the whole config reached below the loop at {reach}"
+    served = {f.name for f in fields(RunSettings)}
+    assert served <= {f.name for f in fields(SynpoConfig)}
+    assert not served & {"logger", "run_dir", "hydra"}

@@ -56,6 +56,28 @@ def test_a_record_names_its_outputs_and_the_order_of_deps_does_not_matter(tmp_pa
     assert named.output("answers") == run.path("x.jsonl")
 
 
+def test_a_stage_finished_under_a_former_identity_is_kept_and_re_marked(tmp_path):
+    """A narrower identity (an older synpo hashed more) keeps the finished stage and its record; another settings
+    change still redoes it."""
+    run = RunDir(tmp_path)
+    calls = []
+
+    def fn():
+        calls.append(1)
+        write_jsonl(run.path("v.jsonl"), [{"v": len(calls)}])
+        return {"n": len(calls)}
+
+    old = {"eval": {"sampled": True, "diversity": {"max_prompts": 2000}}}
+    new = {"eval": {"sampled": True}}
+    first = run.stage("v", old, [run.path("v.jsonl")], fn)
+    kept = run.stage("v", new, [run.path("v.jsonl")], fn, former=[{"eval": {"sampled": False}}, old])
+    assert calls == [1] and kept.skipped and kept.info == {"n": 1} and kept.fingerprint != first.fingerprint
+    again = run.stage("v", new, [run.path("v.jsonl")], fn)  # re-marked: the new identity alone finds it now
+    assert again.skipped and again.fingerprint == kept.fingerprint and calls == [1]
+    other = run.stage("v", {"eval": {"sampled": False}}, [run.path("v.jsonl")], fn, former=[old])
+    assert not other.skipped and calls == [1, 1]
+
+
 def test_identity_leaves_out_speed_settings_only():
     from omegaconf import OmegaConf
 

@@ -9,7 +9,7 @@ from synpo import memory
 from synpo.artifacts import RunDir
 from synpo.generation.protocol import Completion
 from synpo.scoring.reward_model import RewardModelScorer
-from synpo.stages import Context
+from synpo.stages import Context, RunSettings
 
 
 def test_a_held_model_is_placed_while_in_use_and_given_back():
@@ -45,7 +45,7 @@ def ctx(tmp_path, composed):
 
     scorer = RewardModelScorer(str(build_reward_model(tmp_path / "rm")), batch_size=2)
     return Context(
-        cfg=composed(),
+        run=RunSettings.of(composed()),
         rundir=RunDir(tmp_path / "run"),
         generator=ApartGenerator(scorer),
         scorer=scorer,

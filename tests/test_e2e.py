@@ -319,6 +319,24 @@ def test_changing_every_speed_setting_redoes_no_stage(micro_run, tmp_path, monke
     assert strip(got) == strip(want)
 
 
+def test_enabling_an_eval_group_redoes_no_validation(micro_run, tmp_path):
+    """Validation depends on its own fields only: adding the diversity group (and changing the blocks of groups that
+    stay off) runs the new group and redoes no validation, also of a candidate whose model was pruned."""
+    import shutil
+
+    reference_dir, _ = micro_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_dir, run_dir, symlinks=True)
+    assert list(run_dir.glob("iter_1/beta_*/model.pruned")), "the micro run keeps one candidate"
+    stages = run_dir / ".stages"
+    before = {p.name: p.read_text() for p in stages.glob("*eval*")}
+    rerun = run_cli(run_dir, "eval=[validation,diversity]", "eval.diversity.max_prompts=40", "eval.winrate.n_boot=7")
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    after = {p.name: p.read_text() for p in stages.glob("*eval*")}
+    assert {n: after[n] for n in before} == before
+    assert sorted(set(after) - set(before)) == ["iter_0__evals__diversity.json", "iter_1__evals__diversity.json"]
+
+
 @pytest.mark.slow
 def test_the_content_study_options_change_the_pairs_and_the_improver_data(micro_run, tmp_path):
     """method.rejected=previous makes pi_{t-1}'s own draft the rejected side; improver_right_drafts=copy keeps an

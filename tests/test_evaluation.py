@@ -176,10 +176,11 @@ def test_final_only_skips_the_middle_iterations(tmp_path):
     cfg = compose(["eval=[validation,diversity,final]", "method.iterations=3"])
     assert cfg.eval.every == "final"
     from synpo.evaluation.groups import evaluate_groups
+    from synpo.stages import RunSettings
 
-    class Ctx:  # only the config is read before the early return
+    class Ctx:  # only the run's settings are read before the early return
         def __init__(self, cfg):
-            self.cfg = cfg
+            self.run = RunSettings.of(cfg)
 
     assert evaluate_groups(Ctx(cfg), 2, "unused", "unused", None) == {}
 

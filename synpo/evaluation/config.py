@@ -97,3 +97,8 @@ class EvalConfig:
     lm_eval: LmEvalConfig = spec(help="the lm-eval suites", factory=LmEvalConfig)
     diversity: DiversityConfig = spec(help="the prompt-diversity group", factory=DiversityConfig)
     export: ExportConfig = spec(help="the export group", factory=ExportConfig)
+
+
+# The fields of EvalConfig that validation's answers and metrics depend on (its stage identity): not the groups'
+# blocks, nor when the groups run.
+VALIDATION_FIELDS = ("sampled", "temperature", "max_new_tokens")

@@ -23,7 +23,7 @@ class EvalGroup:
     schema: type
     prefix: str  # of the metrics it adds to results.json and W&B ("" for none: it writes files only)
     enabled: Callable[[DictConfig], bool]  # of its block
-    run: Callable[..., dict]  # (ctx, t, policy, policy_record, prompts_file) -> metrics
+    run: Callable[..., dict]  # (ctx, its block, t, policy, policy_record, prompts_file) -> metrics
     packages: tuple[str, ...] = ()  # imported when it runs, beyond the core install (`pip install -e '.[eval]'`)
     check: Callable[[DictConfig], list[str]] = lambda block: []  # its block's own disagreements, when enabled
 
@@ -81,11 +81,11 @@ def eval_problems(cfg: DictConfig) -> list[str]:
 def evaluate_groups(ctx, t: int, policy: str, policy_record, prompts_file: Path | None) -> dict:
     """Run the enabled groups for pi_t (``prompts_file``: the iteration's synthetic prompts, if the method makes
     them; at t = 0 the seed prompts are measured instead); the metrics merged into the iteration's row."""
-    e = ctx.cfg.eval
-    if e.every == "final" and t not in (0, ctx.cfg.method.iterations):
+    e = ctx.run.eval
+    if e.every == "final" and t not in (0, ctx.run.method.iterations):
         return {}
     metrics: dict = {}
     for g in GROUPS.values():
         if g.enabled(e[g.key]):
-            metrics.update(g.run(ctx, t, policy, policy_record, prompts_file))
+            metrics.update(g.run(ctx, e[g.key], t, policy, policy_record, prompts_file))
     return metrics

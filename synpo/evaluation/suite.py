@@ -1,6 +1,6 @@
 """The evaluation groups' stages (their registry: ``synpo.evaluation.groups``): win rates, prompt diversity, lm-eval
-suites, exports for the official tools. Each is called as ``group(ctx, t, policy, policy_record, prompts_file)`` for
-pi_t and returns the metrics merged into the iteration's row (results.json and W&B). Each group is a resumable stage
+suites, exports for the official tools. Each is called as ``group(ctx, block, t, policy, policy_record, prompts_file)``,
+with its own block of ``eval`` (typed by its schema), for pi_t and returns the metrics merged into the iteration's row (results.json and W&B). Each group is a resumable stage
 of the run directory under ``iter_<t>/evals/``; the answers it needs are generated in shards, so a crash during
 evaluation redoes neither finished groups nor finished shards."""
 
@@ -11,7 +11,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from synpo.artifacts import StageRecord, atomic_write_text, read_json, read_jsonl, sibling, write_json
 from synpo.evaluation.config import LmEvalConfig
@@ -25,33 +25,33 @@ log = logging.getLogger(__name__)
 # --- win rate -----------------------------------------------------------------------------------------------------
 
 
-def _references(ctx: Context) -> tuple[list[str], str, list]:
+def _references(ctx: Context, w: DictConfig) -> tuple[list[str], str, list]:
     """The win rate's reference answers, their generator's name, and the stages they come from."""
-    if ctx.cfg.eval.winrate.reference == "gold":
+    if w.reference == "gold":
         return [r["answer"] for r in ctx.seed_val], "reference", [ctx.seed_record]
     ref_file = ctx.rundir.iter_file(0, "evals", "answers.jsonl")
-    return [r["response"] for r in read_jsonl(ref_file)], export_model_name(ctx.cfg.name, 0), []
+    return [r["response"] for r in read_jsonl(ref_file)], export_model_name(ctx.run.name, 0), []
 
 
-def _winrate_result(ctx: Context, prompts, answers, references, gaps) -> tuple[dict, list[float]]:
+def _winrate_result(ctx: Context, w: DictConfig, prompts, answers, references, gaps) -> tuple[dict, list[float]]:
     from synpo.evaluation.winrate import lc_win_rate, win_rate
 
-    cfg, w = ctx.cfg, ctx.cfg.eval.winrate
+    run = ctx.run
     prefs = ctx.scorer.preferences(gaps, w.tie)
-    result = {f"wr_{k}": v for k, v in win_rate(prefs, n_boot=w.n_boot, seed=cfg.seed).items()}
-    lc = lc_win_rate(prefs, [len(a) for a in answers], [len(r) for r in references], n_boot=w.n_boot, seed=cfg.seed)
+    result = {f"wr_{k}": v for k, v in win_rate(prefs, n_boot=w.n_boot, seed=run.seed).items()}
+    lc = lc_win_rate(prefs, [len(a) for a in answers], [len(r) for r in references], n_boot=w.n_boot, seed=run.seed)
     result.update({f"wr_{k}": v for k, v in lc.items()})
     result["wr_avg_length"] = sum(map(len, answers)) / len(answers)
     result["wr_reference"] = w.reference
     return result, prefs
 
 
-def winrate(ctx: Context, t: int, policy: str, policy_record, prompts_file: Path | None = None) -> dict:
+def winrate(ctx: Context, w: DictConfig, t: int, policy: str, policy_record, prompts_file: Path | None = None) -> dict:
     """Win rate of pi_t's answers against the references, judged by the run's scorer; AlpacaEval-format
     annotations beside it."""
     from synpo.evaluation.winrate import alpaca_preference
 
-    cfg, rundir, w = ctx.cfg, ctx.rundir, ctx.cfg.eval.winrate
+    run, rundir = ctx.run, ctx.rundir
     prompts = [r["prompt"] for r in ctx.seed_val]
     answers_file = rundir.iter_file(t, "evals", "answers.jsonl")
     r_answers = ctx.generate(
@@ -63,15 +63,15 @@ def winrate(ctx: Context, t: int, policy: str, policy_record, prompts_file: Path
         temperature=w.temperature,
         kind="evals",
     )
-    references, ref_name, ref_deps = _references(ctx)
+    references, ref_name, ref_deps = _references(ctx, w)
     out_file, ann_file = rundir.iter_file(t, "evals", "winrate.json"), rundir.iter_file(t, "evals", "annotations.json")
-    model = export_model_name(cfg.name, t)
+    model = export_model_name(run.name, t)
 
     def fn():
         answers = [r["response"] for r in read_jsonl(answers_file)]
         comparison = ctx.compare_now(prompts, answers, references, out_file)
-        result, prefs = _winrate_result(ctx, prompts, answers, references, comparison.gaps)
-        annotator = cfg.scorer.name + ("" if comparison.pairwise else "_score_gap")
+        result, prefs = _winrate_result(ctx, w, prompts, answers, references, comparison.gaps)
+        annotator = run.scorer.name + ("" if comparison.pairwise else "_score_gap")
         # The annotations in AlpacaEval's own format: alpaca_eval and our reader take them as they are.
         annotations = [
             {
@@ -112,7 +112,7 @@ _WR_KEYS = {
 # --- diversity ----------------------------------------------------------------------------------------------------
 
 
-def diversity(ctx: Context, t: int, policy: str, policy_record, prompts_file: Path | None) -> dict:
+def diversity(ctx: Context, d: DictConfig, t: int, policy: str, policy_record, prompts_file: Path | None) -> dict:
     """Diversity of the iteration's synthetic prompts (of the seed prompts at t = 0; nothing for a method that makes
     no prompts)."""
     from synpo.evaluation.diversity import diversity_metrics, histogram
@@ -120,7 +120,7 @@ def diversity(ctx: Context, t: int, policy: str, policy_record, prompts_file: Pa
     if t > 0 and prompts_file is None:
         return {}
 
-    cfg, rundir, d = ctx.cfg, ctx.rundir, ctx.cfg.eval.diversity
+    run, rundir = ctx.run, ctx.rundir
     if prompts_file is None:  # iteration 0: the seed prompts
         prompts, label, deps = [r["prompt"] for r in ctx.seed_train], "seed", [ctx.seed_record]
     else:
@@ -128,7 +128,7 @@ def diversity(ctx: Context, t: int, policy: str, policy_record, prompts_file: Pa
     out = rundir.iter_file(t, "evals", "diversity.json")
 
     def fn():
-        m, cos = diversity_metrics(prompts, d.embedder, d.max_prompts, d.self_bleu_max, cfg.seed)
+        m, cos = diversity_metrics(prompts, d.embedder, d.max_prompts, d.self_bleu_max, run.seed)
         write_json(out, {**m, "label": label, "histogram": histogram(cos)})
 
     settings = {"diversity": OmegaConf.to_container(d), "prompts": prompts}
@@ -140,18 +140,18 @@ def diversity(ctx: Context, t: int, policy: str, policy_record, prompts_file: Pa
 # --- lm-eval ------------------------------------------------------------------------------------------------------
 
 
-def lm_eval(ctx: Context, t: int, policy: str, policy_record, prompts_file: Path | None = None) -> dict:
+def lm_eval(ctx: Context, h: DictConfig, t: int, policy: str, policy_record, prompts_file: Path | None = None) -> dict:
     """Each lm-eval suite of ``eval.lm_eval.suites``, one stage each."""
     metrics: dict = {}
-    for name in ctx.cfg.eval.lm_eval.suites:
-        metrics.update(_lm_eval_suite(ctx, t, name, policy, policy_record))
+    for name in h.suites:
+        metrics.update(_lm_eval_suite(ctx, h, t, name, policy, policy_record))
     return metrics
 
 
-def _lm_eval_suite(ctx: Context, t: int, name: str, policy: str, policy_record) -> dict:
+def _lm_eval_suite(ctx: Context, h: DictConfig, t: int, name: str, policy: str, policy_record) -> dict:
     from synpo.evaluation.harness import run_suite
 
-    cfg, rundir, h = ctx.cfg, ctx.rundir, ctx.cfg.eval.lm_eval
+    run, rundir = ctx.run, ctx.rundir
     suite = h.suites[name]
     tasks = [dict(task) for task in OmegaConf.to_container(suite.tasks)]
     out = rundir.iter_file(t, "evals", f"lm_{name}.json")
@@ -167,27 +167,33 @@ def _lm_eval_suite(ctx: Context, t: int, name: str, policy: str, policy_record) 
             limit=h.limit,
             apply_chat_template=suite.apply_chat_template,
             include_path=h.include_path,
-            dtype=cfg.model.dtype,
-            trust_remote_code=cfg.model.trust_remote_code,
+            dtype=run.model.dtype,
+            trust_remote_code=run.model.trust_remote_code,
             vllm={"tensor_parallel_size": h.tensor_parallel_size, "gpu_memory_utilization": h.gpu_memory_utilization},
-            seed=cfg.seed,
+            seed=run.seed,
         )
         write_json(out, result)
 
-    settings = {"suite": OmegaConf.to_container(suite), "lm_eval": identity(h, LmEvalConfig), "model": policy}
-    ctx.stage(rundir.iter_stage(t, "evals", f"lm_{name}"), settings, [out], fn, [policy_record], "evals")
+    block = identity(h, LmEvalConfig)
+    settings = {"suite": OmegaConf.to_container(suite), "model": policy}
+    # A suite depends on its own tasks, not the others' (before 2026-12-07 every suite hashed them all, so adding a
+    # suite redid the rest: those markers are kept).
+    former = {**settings, "lm_eval": block}
+    settings["lm_eval"] = {k: v for k, v in block.items() if k != "suites"}
+    stage = rundir.iter_stage(t, "evals", f"lm_{name}")
+    ctx.stage(stage, settings, [out], fn, [policy_record], "evals", former=[former])
     return {f"lm_{name}_{k}": v for k, v in read_json(out).items()}
 
 
 # --- exports ------------------------------------------------------------------------------------------------------
 
 
-def export(ctx: Context, t: int, policy: str, policy_record, prompts_file: Path | None = None) -> dict:
+def export(ctx: Context, x: DictConfig, t: int, policy: str, policy_record, prompts_file: Path | None = None) -> dict:
     """pi_t's answers in the formats of ``eval.export.formats``, for the official tools' judges; no metrics."""
     from synpo.evaluation import exports
 
-    cfg, rundir, x = ctx.cfg, ctx.rundir, ctx.cfg.eval.export
-    model = export_model_name(cfg.name, t)
+    run, rundir = ctx.run, ctx.rundir
+    model = export_model_name(run.name, t)
     val = [r["prompt"] for r in ctx.seed_val]
     root = rundir.iter_file(t, "export")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from synpo.artifacts import COMPUTE, METRICS, VAL_ANSWERS, StageRecord, read_jsonl, sibling, write_json, write_jsonl
 from synpo.compute import add_compute
 from synpo.errors import UserError
-from synpo.evaluation.config import EvalConfig
+from synpo.evaluation.config import VALIDATION_FIELDS, EvalConfig
 from synpo.generation.protocol import SamplingParams, generation_compute
 from synpo.schema import identity
 from synpo.scoring import values_against
@@ -42,7 +42,7 @@ def validation_metrics(rows: list[dict]) -> dict:
 
 
 def _answer(ctx: Context, model: str, prompts: list[str], kind: str) -> list[str]:
-    e = ctx.cfg.eval
+    e = ctx.run.eval
     if kind == "greedy":
         sampling = SamplingParams(temperature=0.0, max_new_tokens=e.max_new_tokens, seed=0)
     else:
@@ -59,7 +59,7 @@ def _answer_rows(ctx: Context, model: str, reference: Path | None) -> tuple[list
     ref_rows = read_jsonl(reference) if reference else None
     rows: list[dict] = [{"prompt": p} for p in prompts]
     compute = None
-    for kind in ("greedy", "sampled") if ctx.cfg.eval.sampled else ("greedy",):
+    for kind in ("greedy", "sampled") if ctx.run.eval.sampled else ("greedy",):
         texts = _answer(ctx, model, prompts, kind)
         compute = add_compute(compute, generation_compute(texts))
         values = values_against(ctx.scorer, prompts, texts, golds)
@@ -85,9 +85,9 @@ def validation_stage(ctx: Context, name: str, model: str, out_dir: Path, deps: l
         if sibling(Path(model), "pruned").is_file() and not Path(model).exists():
             raise UserError(
                 f"{model} was deleted after its iteration selected another candidate (launch.keep_candidates=false), "
-                f"and its validation ({name}) must now be redone: the eval settings changed. Delete the marker of "
-                f"its training stage under {ctx.rundir.markers} to retrain it, or start the run with "
-                "launch.keep_candidates=true."
+                f"and its validation ({name}) must now be redone: eval.sampled, eval.temperature, "
+                f"eval.max_new_tokens or the validation split changed. Delete the marker of its training stage "
+                f"under {ctx.rundir.markers} to retrain it, or start the run with launch.keep_candidates=true."
             )
         rows, compute = _answer_rows(ctx, model, reference)
         write_jsonl(answers, rows)
@@ -95,7 +95,11 @@ def validation_stage(ctx: Context, name: str, model: str, out_dir: Path, deps: l
         write_json(metrics_file, metrics)
         return {**metrics, COMPUTE: compute}
 
-    prompts = [r["prompt"] for r in ctx.seed_val]
-    settings = {"model": model, "eval": identity(ctx.cfg.eval, EvalConfig), "val": prompts, "ref": str(reference)}
-    record: StageRecord = ctx.stage(name, settings, [answers, metrics_file], fn, deps, "eval")
+    e = ctx.run.eval
+    settings = {"model": model, "val": [r["prompt"] for r in ctx.seed_val], "ref": str(reference)}
+    # Validation's answers depend on its own fields alone; before 2026-12-07 the whole eval block (every group's
+    # settings) was hashed, so enabling a group or changing its block redid every validation: those markers are kept.
+    former = {**settings, "eval": identity(e, EvalConfig)}
+    settings["eval"] = {k: e[k] for k in VALIDATION_FIELDS}
+    record: StageRecord = ctx.stage(name, settings, [answers, metrics_file], fn, deps, "eval", former=[former])
     return record

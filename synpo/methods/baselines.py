@@ -70,7 +70,7 @@ def sample_answers(
     ctx: Context, t: int, state: State, prompts: list[str], r_prompts
 ) -> tuple[list[list[dict]], object]:
     """pi_{t-1}'s ``samples_per_prompt`` answers per prompt (``iter_<t>/samples.jsonl``), grouped by prompt."""
-    k = ctx.cfg.method.samples_per_prompt
+    k = ctx.run.method.samples_per_prompt
     out = ctx.rundir.iter_file(t, "samples.jsonl")
     r_samples = ctx.generate(
         ctx.rundir.iter_stage(t, "samples"),
@@ -140,7 +140,7 @@ def best_over_worst_pairs(ctx: Context, t: int, prompts: list[str], groups: list
             sides = {"score_chosen": c.scores_a[i], "score_rejected": c.scores_b[i]} if c.scores_a else {}
             rows.append({**row, **sides, "rank_scores": [round(v, 6) for v in ranks[i]]})
         stats = {
-            "samples_per_prompt": ctx.cfg.method.samples_per_prompt,
+            "samples_per_prompt": ctx.run.method.samples_per_prompt,
             "n_tied": sum(max(s) == min(s) for s in ranks),
             "score_best": mean([s[b] for s, b in zip(ranks, best, strict=True)]),
             "score_worst": mean([s[w] for s, w in zip(ranks, worst, strict=True)]),
@@ -148,12 +148,12 @@ def best_over_worst_pairs(ctx: Context, t: int, prompts: list[str], groups: list
         }
         return rows, stats
 
-    settings = {"method": name, "threshold": ctx.cfg.scorer.threshold, **_filters(ctx)}
+    settings = {"method": name, "threshold": ctx.run.scorer.threshold, **_filters(ctx)}
     return add_pairs(ctx, t, [r_samples], settings, score_rows)
 
 
 def _filters(ctx: Context) -> dict:
-    m = ctx.cfg.method
+    m = ctx.run.method
     return {"max_repetition": m.max_repetition, "drop_truncated": m.drop_truncated}
 
 
@@ -174,7 +174,7 @@ def load_judge_file(path: str | Path) -> list[dict]:
 
 def judge_training_rows(ctx: Context) -> list[dict]:
     """The EFT rows of ``method.judge_data``: the tiny world's (built from the seed prompts), or a file's."""
-    m = ctx.cfg.method
+    m = ctx.run.method
     if (w := world(m.judge_data)) is not None:
         return w.judge_examples([r["prompt"] for r in ctx.seed_train], ctx.seed_for("judge_data"))
     return load_judge_file(m.judge_data)
@@ -208,7 +208,7 @@ class SelfRewarding:
     def prepare(self, ctx: Context, pi0_val: dict) -> State:
         """The prompt source, and M_1 = pi_0 after evaluation fine-tuning on ``method.judge_data`` (if given)."""
         state = State(prepare_source(ctx), ctx.pi0, "pi_0", dict(pi0_val))
-        m = ctx.cfg.method
+        m = ctx.run.method
         if not m.judge_data:
             return state
         judge = [
@@ -231,7 +231,7 @@ class SelfRewarding:
 
     def judge(self, ctx: Context, t: int, state: State, groups: list[list[dict]], r_samples):
         """pi_{t-1}'s judgements of every sampled answer (``iter_<t>/judgements.jsonl``)."""
-        m = ctx.cfg.method
+        m = ctx.run.method
         answers = [r for g in groups for r in g]
         out = ctx.rundir.iter_file(t, "judgements.jsonl")
         return ctx.generate(
@@ -247,7 +247,7 @@ class SelfRewarding:
         )
 
     def iteration(self, ctx: Context, t: int, state: State) -> Iteration:
-        m = ctx.cfg.method
+        m = ctx.run.method
         prompts, r_prompts = iteration_prompts(ctx, t, state.source, state.policy, state.policy_record)
         groups, r_samples = sample_answers(ctx, t, state, prompts, r_prompts)
         r_judge = self.judge(ctx, t, state, groups, r_samples)

@@ -73,13 +73,13 @@ class Offline:
         return State(PromptSource("none"), ctx.pi0, "pi_0", dict(pi0_val))
 
     def rows(self, ctx: Context) -> list[dict]:
-        m = ctx.cfg.method
+        m = ctx.run.method
         if (w := world(m.preference_file)) is not None:
             return w.preferences(m.n_preferences, ctx.seed_for("manual_preferences"), ctx.seed_prompts())
         return load_preference_file(m.preference_file)
 
     def iteration(self, ctx: Context, t: int, state: State) -> Iteration:
-        m = ctx.cfg.method
+        m = ctx.run.method
         held_out = {r["prompt"] for r in ctx.seed_val}
 
         def score_rows(scores_file: Path):
@@ -160,10 +160,10 @@ class SeedAblation:
                 )
             return rows, {"mean_gap": mean(c.gaps)}
 
-        m = ctx.cfg.method
+        m = ctx.run.method
         settings = {
             "method": "seed_po",
-            "threshold": ctx.cfg.scorer.threshold,
+            "threshold": ctx.run.scorer.threshold,
             "max_repetition": m.max_repetition,
             "drop_truncated": m.drop_truncated,
         }

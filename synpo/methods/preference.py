@@ -46,8 +46,8 @@ def add_pairs(
     """The ``pairs`` stage: ``score_rows(scores_file)`` gives every candidate pair (with ``kept``, and the fields of
     ``PAIR_FIELDS``) and the iteration's statistics; ``method.pairs_per_iteration`` random kept pairs (all of them
     with ``every_kept``) go to ``iter_<t>/pairs.jsonl``, which joins D. Every candidate is in ``scores.jsonl``."""
-    cfg, rundir = ctx.cfg, ctx.rundir
-    limit = None if every_kept else cfg.method.pairs_per_iteration
+    run, rundir = ctx.run, ctx.rundir
+    limit = None if every_kept else run.method.pairs_per_iteration
     scores_file, pairs_file = rundir.iter_file(t, "scores.jsonl"), rundir.iter_file(t, PAIRS)
 
     def fn():
@@ -85,12 +85,12 @@ def select_on_d(
     counts; ``gap_rule`` says what the gap filter was when it is not ``scorer.threshold``."""
     pair_records = [*state.pair_records, r_pairs]
     if not any(r.info.get("n_pairs_added") for r in (pair_records if accumulate else [r_pairs])):
-        i, cfg = r_pairs.info, ctx.cfg
-        rule = gap_rule or f"scorer.threshold={cfg.scorer.threshold}"
+        i, run = r_pairs.info, ctx.run
+        rule = gap_rule or f"scorer.threshold={run.scorer.threshold}"
         raise UserError(
             f"iteration {t}: D is empty: of {i['n_candidates']} candidate pairs, {i['n_pairs_kept']} passed the "
-            f"filters ({rule}, method.max_repetition={cfg.method.max_repetition}, method.drop_truncated="
-            f"{cfg.method.drop_truncated}; every candidate pair with its scores is in "
+            f"filters ({rule}, method.max_repetition={run.method.max_repetition}, method.drop_truncated="
+            f"{run.method.drop_truncated}; every candidate pair with its scores is in "
             f"{ctx.rundir.iter_file(t, 'scores.jsonl')}). "
             + ("Lower scorer.threshold, or raise method.n_prompts." if not gap_rule else "Raise method.n_prompts.")
         )
@@ -116,8 +116,8 @@ def pair_filter(
     neither side repetitive; neither cut off when ``method.drop_truncated``), and its repetition."""
     from synpo.text import repetition_ratio
 
-    m = ctx.cfg.method
-    threshold = ctx.cfg.scorer.threshold if threshold is None else threshold
+    m = ctx.run.method
+    threshold = ctx.run.scorer.threshold if threshold is None else threshold
     rep = max(repetition_ratio(chosen), repetition_ratio(rejected))
     keep = gap > threshold and rep <= m.max_repetition and not (truncated and m.drop_truncated)
     return keep, round(rep, 4)

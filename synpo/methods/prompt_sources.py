@@ -72,16 +72,16 @@ def load_prompt_file(path: str | Path) -> list[str]:
 
 def prepare_source(ctx: Context) -> PromptSource:
     """Before iteration 1: for ``generator``, train G once from pi_0 on the seed set and write the keyword pool."""
-    kind = ctx.cfg.method.prompt_source
+    kind = ctx.run.method.prompt_source
     if kind != "generator":
         return PromptSource(kind)
-    keywords_of = keyword_function(ctx.cfg.data.keywords)
-    text = template("generator_template", ctx.cfg.method.generator_template)
+    keywords_of = keyword_function(ctx.run.data.keywords)
+    text = template("generator_template", ctx.run.method.generator_template)
     examples = generator_examples(ctx.seed_train, keywords_of, ctx.seed_for("generator_examples"), text)
     if not examples:
         raise UserError(
             f"The prompt generator has no training example: none of the {len(ctx.seed_train)} seed prompts has "
-            f"2 keywords (data.keywords={ctx.cfg.data.keywords!r}) or there are fewer than 2 seed rows. Give more "
+            f"2 keywords (data.keywords={ctx.run.data.keywords!r}) or there are fewer than 2 seed rows. Give more "
             "seed data (data.n_train, data.path)."
         )
     out = ctx.rundir.path("generator", "model")
@@ -92,7 +92,7 @@ def prepare_source(ctx: Context) -> PromptSource:
 def keyword_pool(ctx: Context) -> StageRecord:
     """``keywords.jsonl``: the pool K from which each synthetic prompt's keywords are drawn."""
     out = ctx.rundir.path("keywords.jsonl")
-    d = ctx.cfg.data
+    d = ctx.run.data
     w = world(d.keywords)
 
     def fn():
@@ -121,7 +121,7 @@ def keyword_pool(ctx: Context) -> StageRecord:
 
 def keyword_requests(ctx: Context, t: int) -> list[list[str]]:
     """The keyword list of each of the iteration's ``n_prompts`` generator requests."""
-    m = ctx.cfg.method
+    m = ctx.run.method
     groups = [r["keywords"] for r in read_jsonl(ctx.rundir.path("keywords.jsonl"))]
     rng = random.Random(ctx.seed_for(ctx.rundir.iter_stage(t, "keywords")))
     k = m.generator_keywords
@@ -151,14 +151,14 @@ def filter_prompts(ctx: Context, rows: list[dict], parse, out: Path) -> dict:
             kept.append({"prompt": question, **extra})
     write_jsonl(out, kept)
     info = {"n_generated": len(rows), **counts, "n_prompts": len(kept)}
-    if (w := world(ctx.cfg.data.source)) is not None:  # what the world says of its prompts (tiny: task families)
+    if (w := world(ctx.run.data.source)) is not None:  # what the world says of its prompts (tiny: task families)
         info.update(w.prompt_stats([r["prompt"] for r in kept]))
     return info
 
 
 def _model_requests(ctx: Context, t: int, source: PromptSource, policy: str, policy_record) -> tuple:
     """The generation requests of a model-written source: (model, user messages, extra fields, deps, parser)."""
-    m = ctx.cfg.method
+    m = ctx.run.method
     if source.kind == "generator":
         requests = keyword_requests(ctx, t)
         text = template("generator_template", m.generator_template)
@@ -174,7 +174,7 @@ def _model_requests(ctx: Context, t: int, source: PromptSource, policy: str, pol
 
 def _given_prompts(ctx: Context, t: int) -> list[str]:
     """A ``seed`` or ``manual`` source's ``n_prompts`` prompts for iteration t (a fresh random sample each time)."""
-    m = ctx.cfg.method
+    m = ctx.run.method
     rng = random.Random(ctx.seed_for(ctx.rundir.iter_stage(t, "prompt_sample")))
     if m.prompt_source == "seed":
         pool = [r["prompt"] for r in ctx.seed_train]
@@ -190,7 +190,7 @@ def iteration_prompts(
 ) -> tuple[list[str], StageRecord]:
     """The iteration's prompts (``iter_<t>/prompts.jsonl``) from ``source``; ``policy`` is pi_{t-1}, which writes
     them for ``self_instruct``."""
-    rundir, m = ctx.rundir, ctx.cfg.method
+    rundir, m = ctx.rundir, ctx.run.method
     out, raw = rundir.iter_file(t, PROMPTS), rundir.iter_file(t, "prompts_raw.jsonl")
     if source.kind in ("generator", "self_instruct"):
         model, messages, extra, deps, parse = _model_requests(ctx, t, source, policy, policy_record)
@@ -207,7 +207,7 @@ def iteration_prompts(
         )
         rec = ctx.stage(
             rundir.iter_stage(t, "prompts"),
-            {"scorer": ctx.cfg.scorer.name, "source": source.kind},
+            {"scorer": ctx.run.scorer.name, "source": source.kind},
             [out],
             lambda: filter_prompts(ctx, read_jsonl(raw), parse, out),
             [r_raw, ctx.seed_record],
@@ -217,7 +217,7 @@ def iteration_prompts(
         digest = file_digest(Path(manual)) if manual and world(manual) is None else manual
         rec = ctx.stage(
             rundir.iter_stage(t, "prompts"),
-            {"scorer": ctx.cfg.scorer.name, "source": source.kind, "n": m.n_prompts, "manual": digest},
+            {"scorer": ctx.run.scorer.name, "source": source.kind, "n": m.n_prompts, "manual": digest},
             [out],
             lambda: filter_prompts(ctx, [{"response": p} for p in _given_prompts(ctx, t)], _strip, out),
             [ctx.seed_record],

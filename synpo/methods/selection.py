@@ -47,10 +47,10 @@ def accumulated_pairs(ctx: Context, t: int) -> list[dict]:
     return [p for s in range(1, t + 1) for p in read_jsonl(ctx.rundir.iter_file(s, PAIRS))]
 
 
-def candidate_job(cfg, base: str) -> tuple[str, dict]:
+def candidate_job(run, base: str) -> tuple[str, dict]:
     """The training job kind ``trainer.loss`` names and what it needs beyond the shared arguments: SimPO has no
     reference; DPO's reference is the model it starts from (frozen)."""
-    if cfg.trainer.loss == "dpo":
+    if run.trainer.loss == "dpo":
         return "dpo", {"ref_path": base}
     return "simpo", {}
 
@@ -62,12 +62,12 @@ def train_candidates(
     the launch topology's device slots."""
     from synpo.training.launch import slots
 
-    cfg, rundir = ctx.cfg, ctx.rundir
+    run, rundir = ctx.run, ctx.rundir
     base = base or ctx.pi0
-    kind, extra = candidate_job(cfg, base)
-    hp = hparams(cfg.trainer, cfg.model, cfg.launch, ctx.seed_for(rundir.iter_stage(t, kind)), t)
-    grid = [Candidate(b, g) for b, g in beta_candidates(cfg.trainer, t)]
-    places = slots(cfg.launch, len(grid))
+    kind, extra = candidate_job(run, base)
+    hp = hparams(run.trainer, run.model, run.launch, ctx.seed_for(rundir.iter_stage(t, kind)), t)
+    grid = [Candidate(b, g) for b, g in beta_candidates(run.trainer, t)]
+    places = slots(run.launch, len(grid))
     free: queue.Queue = queue.Queue()
     for place in places:
         free.put(place)
@@ -76,7 +76,7 @@ def train_candidates(
         model_dir = rundir.iter_file(t, c.name, "model")
         place = free.get()  # held while this candidate trains (a GPU set, a CPU lane, or the only slot)
         settings = {"hp": hp.identity(), "beta": c.beta, "gamma": c.gamma, "from": base}
-        job = dict(model_path=base, pairs=dataset, hp=hp, beta=c.beta, trust_remote_code=cfg.model.trust_remote_code)
+        job = dict(model_path=base, pairs=dataset, hp=hp, beta=c.beta, trust_remote_code=run.model.trust_remote_code)
         job.update(extra if kind == "dpo" else {"gamma": c.gamma})
         try:
             return ctx.stage(
@@ -128,12 +128,12 @@ def train_and_select(
             "train_loss": r_train.info.get("train_loss"),
         }
         records[c.name] = r_train
-    key = ctx.cfg.trainer.select_on
+    key = ctx.run.trainer.select_on
     best = max(per_beta, key=lambda n: per_beta[n][key])  # first in grid order on ties
     row = {"beta": per_beta[best]["beta"], "per_beta": per_beta, "d_size": len(dataset), "guard_fired": False}
     row.update({k: v for k, v in per_beta[best].items() if k.startswith("val_")})
     target, record = rundir.iter_file(t, best, "model"), records[best]
-    if ctx.cfg.method.keep_previous_if_worse and per_beta[best][key] < previous_val[key]:
+    if ctx.run.method.keep_previous_if_worse and per_beta[best][key] < previous_val[key]:
         log.warning(
             "iteration %d: every beta candidate validates below pi_%d (%s %.4f < %.4f); keeping pi_%d",
             t,
@@ -146,7 +146,7 @@ def train_and_select(
         target, record = Path(previous[0]), previous[1]
         row.update({"guard_fired": True, "beta": None, **previous_val})
     point_link(rundir.iter_file(t, POLICY_LINK), target)
-    if not ctx.cfg.launch.keep_candidates:
+    if not ctx.run.launch.keep_candidates:
         for name in per_beta:
             model_dir = rundir.iter_file(t, name, "model")
             if model_dir != target and model_dir.exists():

@@ -169,7 +169,7 @@ class Judged:
 
 def generate_and_judge(ctx: Context, t: int, state: State, name: str) -> Judged:
     """Steps 1 and 2a: pi_{t-1} samples the generated side; the judge compares real with generated; routes."""
-    cfg, rundir, m = ctx.cfg, ctx.rundir, ctx.cfg.method
+    run, rundir, m = ctx.run, ctx.rundir, ctx.run.method
     prompts = [r["prompt"] for r in ctx.seed_train]
     real = [r["answer"] for r in ctx.seed_train]
     r_gen = ctx.generate(
@@ -178,7 +178,7 @@ def generate_and_judge(ctx: Context, t: int, state: State, name: str) -> Judged:
         prompts,
         rundir.iter_file(t, "generated.jsonl"),
         [state.policy_record, ctx.seed_record],
-        temperature=noise_temperature(cfg, t) if name == "spin_noised" else None,
+        temperature=noise_temperature(run, t) if name == "spin_noised" else None,
     )
     generated = [r["response"] for r in read_jsonl(rundir.iter_file(t, "generated.jsonl"))]
     judged_file = rundir.iter_file(t, "judge_scores.jsonl")
@@ -197,7 +197,7 @@ def resample_noised(ctx: Context, t: int, state: State, judged: Judged) -> dict[
         [judged.prompts[i] for i in idx],
         out,
         judged.deps[:1],
-        temperature=noise_temperature(ctx.cfg, t),
+        temperature=noise_temperature(ctx.run, t),
     )
     judged.deps.append(r_noised)
     return {i: r["response"] for i, r in zip(idx, read_jsonl(out), strict=True)}
@@ -205,13 +205,13 @@ def resample_noised(ctx: Context, t: int, state: State, judged: Judged) -> dict[
 
 def pairs_stage(ctx: Context, t: int, state: State, judged: Judged, resampled: dict[int, str], name: str):
     """Step 2b: the iteration's (chosen, rejected) pairs, and the rates of what each route did."""
-    cfg, rundir, m = ctx.cfg, ctx.rundir, ctx.cfg.method
+    run, rundir, m = ctx.run, ctx.rundir, ctx.run.method
     scores_file, pairs_file = rundir.iter_file(t, "scores.jsonl"), rundir.iter_file(t, PAIRS)
 
     def fn():
         from synpo.modeling import load_tokenizer
 
-        tokenizer = load_tokenizer(state.policy, cfg.model.trust_remote_code)
+        tokenizer = load_tokenizer(state.policy, run.model.trust_remote_code)
         rng = random.Random(ctx.seed_for(rundir.iter_stage(t, "token_noise")))
         j = judged
         rows, info = build_pairs(
@@ -242,14 +242,14 @@ def pairs_stage(ctx: Context, t: int, state: State, judged: Judged, resampled: d
 
 def train_dpo_stage(ctx: Context, t: int, state: State, r_pairs: StageRecord):
     """Step 3: DPO from pi_{t-1} against pi_{t-1} frozen, on this iteration's pairs (plus the previous ones)."""
-    cfg, rundir = ctx.cfg, ctx.rundir
+    run, rundir = ctx.run, ctx.rundir
     dataset = read_jsonl(rundir.iter_file(t, PAIRS))
     deps = [r_pairs]
-    if cfg.method.mix_previous and state.previous_pairs is not None:
+    if run.method.mix_previous and state.previous_pairs is not None:
         dataset += read_jsonl(rundir.iter_file(t - 1, PAIRS))
         deps.append(state.previous_pairs)
-    [(beta, _)] = beta_candidates(cfg.trainer, t)
-    hp = hparams(cfg.trainer, cfg.model, cfg.launch, ctx.seed_for(rundir.iter_stage(t, "dpo")), t)
+    [(beta, _)] = beta_candidates(run.trainer, t)
+    hp = hparams(run.trainer, run.model, run.launch, ctx.seed_for(rundir.iter_stage(t, "dpo")), t)
     model_dir = rundir.iter_file(t, "model")
     r_train = ctx.stage(
         rundir.iter_stage(t, "train"),
@@ -263,7 +263,7 @@ def train_dpo_stage(ctx: Context, t: int, state: State, r_pairs: StageRecord):
             pairs=dataset,
             hp=hp,
             beta=beta,
-            trust_remote_code=cfg.model.trust_remote_code,
+            trust_remote_code=run.model.trust_remote_code,
         ),
         [*deps, state.policy_record],
         "dpo",
@@ -328,10 +328,10 @@ class Spin:
         return State(ctx.pi0, "pi_0", None, dict(pi0_val))
 
     def iteration(self, ctx: Context, t: int, state: State) -> Iteration:
-        cfg, rundir = ctx.cfg, ctx.rundir
+        run, rundir = ctx.run, ctx.rundir
         judged = generate_and_judge(ctx, t, state, self.name)
         resampled: dict[int, str] = {}
-        if self.name == "spin_adaptive" and cfg.method.noise.temperature is not None:
+        if self.name == "spin_adaptive" and run.method.noise.temperature is not None:
             resampled = resample_noised(ctx, t, state, judged)
         r_pairs = pairs_stage(ctx, t, state, judged, resampled, self.name)
         r_train, model_dir, train_info = train_dpo_stage(ctx, t, state, r_pairs)
@@ -339,14 +339,14 @@ class Spin:
             ctx, rundir.iter_stage(t, "eval"), str(model_dir), rundir.iter_dir(t), [r_train], rundir.reference_answers
         )
         point_link(rundir.iter_file(t, POLICY_LINK), model_dir)
-        temperature = noise_temperature(cfg, t) if self.name == "spin_noised" else None
+        temperature = noise_temperature(run, t) if self.name == "spin_noised" else None
         row = {
             "iteration": t,
             **r_eval.info,
             **r_pairs.info,
             **train_info,
-            "temperature": temperature or cfg.generator.temperature,
-            "noise_temperature": noise_temperature(cfg, t) if resampled else None,
+            "temperature": temperature or run.generator.temperature,
+            "noise_temperature": noise_temperature(run, t) if resampled else None,
             "train_loss": r_train.info.get("train_loss"),
         }
         samples = r_pairs.output("scores")

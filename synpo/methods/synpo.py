@@ -66,7 +66,7 @@ class SynPOConfig(DrawnPromptsConfig):
 def improver_examples(ctx: Context, seed_prompts, drafts, golds, gaps) -> list[dict]:
     """The improver's examples: (question, draft) -> gold where the gap filter keeps them; and each right draft
     as ``method.improver_right_drafts`` says."""
-    m, threshold = ctx.cfg.method, ctx.cfg.scorer.threshold
+    m, threshold = ctx.run.method, ctx.run.scorer.threshold
     right = [False] * len(drafts)
     if m.improver_right_drafts != "filter":
         right = ctx.scorer.exact(seed_prompts, drafts) or right
@@ -84,7 +84,7 @@ def improver_examples(ctx: Context, seed_prompts, drafts, golds, gaps) -> list[d
 
 def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict]:
     """Step 2: the improver R_t, trained from pi_0 on pi_{t-1}'s seed answers -> gold, filtered by the score gap."""
-    cfg, rundir = ctx.cfg, ctx.rundir
+    run, rundir = ctx.run, ctx.rundir
     seed_prompts = [r["prompt"] for r in ctx.seed_train]
     golds = [r["answer"] for r in ctx.seed_train]
     answers_file = rundir.iter_file(t, "seed_policy.jsonl")
@@ -105,11 +105,11 @@ def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict
     if not examples:
         raise UserError(
             f"iteration {t}: the improver has no training example: of {len(drafts)} seed answers of pi_{t - 1}, none "
-            f"is worse than its gold answer by more than scorer.threshold={cfg.scorer.threshold} (see "
+            f"is worse than its gold answer by more than scorer.threshold={run.scorer.threshold} (see "
             f"{scores_file}). Lower scorer.threshold, or set method.improver_filter=false."
         )
     out = rundir.iter_file(t, "improver", "model")
-    rec = ctx.train_sft(rundir.iter_stage(t, "improver"), examples, out, [r_seed], cfg.method.improver_max_length)
+    rec = ctx.train_sft(rundir.iter_stage(t, "improver"), examples, out, [r_seed], run.method.improver_max_length)
     info = {
         "improver_examples": len(examples),
         "improver_candidates": len(drafts),
@@ -146,7 +146,7 @@ def rewrites(ctx: Context, t: int, prompts: list[str], improver_dir: str, r_impr
     """Step 3, the chosen side: R_t's rewrites of pi_{t-1}'s answers."""
     rundir = ctx.rundir
     texts = [r["response"] for r in read_jsonl(r_policy.output("policy"))]
-    text = template("improver_template", ctx.cfg.method.improver_template)
+    text = template("improver_template", ctx.run.method.improver_template)
     return ctx.generate(
         rundir.iter_stage(t, "refined"),
         improver_dir,
@@ -166,13 +166,13 @@ def score_rows(
     drafts = read_jsonl(deps["policy"].output("policy"))
     policy = [r["response"] for r in drafts]
     refined = read_jsonl(deps["refined"].output("refined"))
-    other = drafts if ctx.cfg.method.rejected == "previous" else read_jsonl(deps["initial"].output("initial"))
+    other = drafts if ctx.run.method.rejected == "previous" else read_jsonl(deps["initial"].output("initial"))
     chosen, rejected = [r["response"] for r in refined], [r["response"] for r in other]
     cut = ["length" in (a.get("finish_reason"), b.get("finish_reason")) for a, b in zip(refined, other, strict=True)]
     c = ctx.compare_now(prompts, chosen, rejected, scores_file)
     # pi_{t-1}'s own drafts are scored only to be read beside the pairs (how often the rewrite beats its draft):
     # a second pass of the scorer over every synthetic prompt, so at scale it is an option
-    s_pol = ctx.scorer.scores(prompts, policy) if ctx.cfg.method.score_drafts else None
+    s_pol = ctx.scorer.scores(prompts, policy) if ctx.run.method.score_drafts else None
     rows = []
     for i, x in enumerate(prompts):
         kept, rep = pair_filter(ctx, c.gaps[i], chosen[i], rejected[i], cut[i])
@@ -203,9 +203,9 @@ def score_rows(
 
 def pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord]) -> StageRecord:
     """Steps 5 and 6: score every candidate pair, keep those past the filters, add a random sample of them to D."""
-    m = ctx.cfg.method
+    m = ctx.run.method
     settings = {
-        "threshold": ctx.cfg.scorer.threshold,
+        "threshold": ctx.run.scorer.threshold,
         "max_repetition": m.max_repetition,
         "drop_truncated": m.drop_truncated,
         **({"rejected": m.rejected} if m.rejected != "initial" else {}),  # the paper's pairs keep their identity
