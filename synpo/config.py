@@ -115,6 +115,8 @@ def tiny_world_values(cfg: DictConfig) -> list[str]:
     unused = set()
     if cfg.trainer.lr_schedule is not None:
         unused.add("trainer.learning_rate")
+    if cfg.trainer.epochs_schedule is not None:
+        unused.add("trainer.epochs")
     if cfg.method.name in METHODS and not METHODS[cfg.method.name].trains_sft:
         unused |= {k for k in TINY_WORLD_VALUES if k.startswith("sft_trainer.")}
     return [

@@ -176,16 +176,39 @@ def bos_in_template(tok) -> None:
 
 def render_prompts(tokenizer, prompts: list) -> list[str]:
     """Each prompt through the tokenizer's chat template, ready for the assistant's turn. A prompt is a user message
-    (a string) or a whole conversation (a list of ``{"role", "content"}`` ending with a user turn: MT-Bench's second
-    turn)."""
+    (a string), a whole conversation (a list of ``{"role", "content"}`` ending with a user turn: MT-Bench's second
+    turn), or ``{"raw": text}``: the text as it is, without the template (SPIN's generation prompt), after the BOS
+    token where the tokenizer adds one to plain text (as vLLM does to a text prompt)."""
+    bos = _plain_text_bos(tokenizer) if any(isinstance(p, dict) for p in prompts) else ""
     return [
-        tokenizer.apply_chat_template(
+        bos + p["raw"]
+        if isinstance(p, dict)
+        else tokenizer.apply_chat_template(
             [{"role": "user", "content": p}] if isinstance(p, str) else list(p),
             add_generation_prompt=True,
             tokenize=False,
         )
         for p in prompts
     ]
+
+
+def system_role_problem(model: str, trust_remote_code: bool = False) -> str | None:
+    """Why the chat template of ``model`` cannot start a conversation with a system message, or None."""
+    try:
+        render_prompts(load_tokenizer(model, trust_remote_code), [[{"role": "system", "content": ""}, _USER]])
+    except Exception as e:  # jinja2's TemplateError, or the template's own raise_exception
+        return f"the chat template of {model} refuses a system message ({e})"
+    return None
+
+
+_USER = {"role": "user", "content": "x"}
+
+
+def _plain_text_bos(tokenizer) -> str:
+    """The BOS token's text if the tokenizer starts plain text with it, else ""."""
+    bos = tokenizer.bos_token_id
+    ids = tokenizer("x")["input_ids"]
+    return tokenizer.bos_token if bos is not None and ids[:1] == [bos] else ""
 
 
 def stop_token_ids(model, tok) -> list[int]:

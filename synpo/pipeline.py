@@ -86,6 +86,14 @@ def open_context(cfg: DictConfig, rundir: RunDir) -> Context:
     )
 
 
+def generation_record(ctx: Context) -> dict:
+    """How this run's answers are generated: the backend, its packages' versions and the sampling settings (results
+    and W&B carry it: HF and vLLM sampling give different SPIN results, uclaml/SPIN#36)."""
+    g = ctx.run.generator
+    keys = ("backend", "temperature", "top_p", "max_new_tokens")
+    return {**{k: g[k] for k in keys}, "version": ctx.generator.version()}
+
+
 def run(cfg: DictConfig) -> float:
     """Run the configured method end to end in ``cfg.run_dir``; return the final validation score."""
     _before_any_work(cfg)
@@ -96,6 +104,8 @@ def run(cfg: DictConfig) -> float:
     started = time.perf_counter()
     try:
         ctx = open_context(cfg, rundir)
+        generation = generation_record(ctx)
+        tracker.add_config({"generation": generation})
         method = get_method(cfg.method.name)
         ev0 = validation_stage(ctx, rundir.iter_stage(0, "eval"), ctx.pi0, rundir.iter_dir(0), [ctx.seed_record], None)
         row0 = {"iteration": 0, **ev0.info, **evaluate_groups(ctx, 0, ctx.pi0, ctx.seed_record, None)}
@@ -116,7 +126,7 @@ def run(cfg: DictConfig) -> float:
             if row.get("per_beta"):
                 _log_candidates(tracker, row, t)
             log.info("iteration %d: %s", t, summary(row))
-        write_results(rundir, cfg, rows, time.perf_counter() - started, method)
+        write_results(rundir, cfg, rows, time.perf_counter() - started, method, generation)
         return float(rows[-1]["val_score"])
     except (UserError, Preempted):
         raise

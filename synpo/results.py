@@ -37,6 +37,7 @@ RESULTS_FIELDS = {
     "seed": (int, type(None)),
     "wall_seconds": (int, float, type(None)),
     "iterations": (list,),
+    "generation": (dict, type(None)),  # backend, its version, sampling (pipeline.generation_record)
 }
 _CELL = (int, float, bool, type(None), dict)
 
@@ -73,16 +74,20 @@ def results_problems(data) -> list[str]:
     return p
 
 
-def write_results(rundir: RunDir, cfg: DictConfig, rows: list[dict], seconds: float, method) -> None:
+def write_results(
+    rundir: RunDir, cfg: DictConfig, rows: list[dict], seconds: float, method, generation: dict | None = None
+) -> None:
     """``results.json``, ``results.md`` and ``plots/val_score.png``; the table is also logged. ``method`` gives the
-    table's columns and whether the run's prompts had a source (``prompt_source`` is null where they had none)."""
+    table's columns and whether the run's prompts had a source (``prompt_source`` is null where they had none);
+    ``generation``: the backend, its version and the sampling settings (``pipeline.generation_record``)."""
     meta = {
         "method": cfg.method.name,
         "prompt_source": cfg.method.prompt_source if method.draws_prompts else None,
         "model": cfg.model.name,
         "seed": cfg.seed,
     }  # what the report groups runs by (seeds of one setting) and labels them with
-    write_json(rundir.results_file, {"name": cfg.name, **meta, "iterations": rows, "wall_seconds": round(seconds, 1)})
+    results = {"name": cfg.name, **meta, "iterations": rows, "wall_seconds": round(seconds, 1)}
+    write_json(rundir.results_file, {**results, **({"generation": generation} if generation else {})})
     columns = VALIDATION_COLUMNS + tuple(method.columns)
     header = "| " + " | ".join(columns) + " | seconds |"
     lines = [f"# {cfg.name}", "", header, "|" + "---|" * (len(columns) + 1)]

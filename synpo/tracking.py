@@ -71,6 +71,9 @@ def _secret_like_keys(node: Any, prefix: str = "") -> list[str]:
 class NullTracker:
     """``logger=none``: accepts every call, records nothing."""
 
+    def add_config(self, values: dict) -> None:
+        pass
+
     def log_iteration(self, step: int, metrics: dict) -> None:
         pass
 
@@ -173,6 +176,10 @@ class WandbTracker:
                     steps |= {int(r["_step"]) for r in read_offline_history(f)}
             return steps
         return set(range(int(self.run.step or 0)))
+
+    def add_config(self, values: dict) -> None:
+        """Facts known once the run's components exist (the generation backend's version) added to its config."""
+        self.run.config.update(values, allow_val_change=True)
 
     def log_iteration(self, step: int, metrics: dict) -> None:
         if step not in self._logged:

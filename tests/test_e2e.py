@@ -119,6 +119,31 @@ def test_results_have_the_issue_fields(micro_run):
     assert rows[1]["val_score"] == best["val_score"]
     assert {"prompts", "improver", "policy", "refined", "initial", "pairs", "simpo", "eval"} <= set(rows[1]["seconds"])
     assert "| iteration |" in proc.stderr + proc.stdout  # the table is printed
+    import torch
+    import transformers
+
+    saved = OmegaConf.load(run_dir / "config.yaml").generator
+    want = {k: saved[k] for k in ("backend", "temperature", "top_p", "max_new_tokens")}
+    want["version"] = f"transformers {transformers.__version__}, torch {torch.__version__}"
+    assert results["generation"] == want and want["backend"] == "hf"
+    assert _offline_config(offline_run_files(run_dir)[0])["generation"] == want  # W&B's config has it too
+
+
+def _offline_config(path: Path) -> dict:
+    """The config updates recorded in an offline W&B run file (the keys added after wandb.init)."""
+    from wandb.proto import wandb_internal_pb2
+
+    from synpo.tracking import iter_offline_records
+
+    out = {}
+    for raw in iter_offline_records(path):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(raw)
+        if record.WhichOneof("record_type") == "config":
+            out |= {
+                item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.config.update
+            }
+    return out
 
 
 def test_results_have_compute_by_stage_kind(micro_run):

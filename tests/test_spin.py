@@ -144,6 +144,11 @@ def test_schedules_resolve_per_iteration():
     )
     assert beta_candidates(cfg.trainer, 3) == [(5.0, None)] and beta_candidates(cfg.trainer, 1) == [(0.1, None)]
     assert hparams(cfg.trainer, cfg.model, cfg.launch, seed=0, t=3).learning_rate == 1e-6
+    cfg = compose(["experiment=tiny_spin", "trainer.epochs_schedule=[3,6,6]"])
+    assert [hparams(cfg.trainer, cfg.model, cfg.launch, seed=0, t=t).epochs for t in (1, 2, 3)] == [3, 6, 6]
+    assert (
+        hparams(cfg.trainer, cfg.model, cfg.launch, seed=0).epochs == cfg.trainer.epochs
+    )  # no iteration: no schedule
     cfg = compose(["experiment=tiny_spin", "trainer.beta=9.0"])
     assert beta_candidates(cfg.trainer, 3) == [(9.0, None)]
     grid = compose(["trainer.gamma=null", "trainer.gamma_beta_ratio=0.5", "trainer.beta_grid=[2,10]"]).trainer
@@ -184,6 +189,36 @@ def test_paper_spin_configs_carry_the_repo_hyperparameters():
         assert list(t.beta_schedule) == [0.1, 0.1, 0.1, 5.0]
         assert list(t.lr_schedule) == [5e-7, 5e-7, 1e-7, 1e-7]
         assert t.optimizer == "rmsprop" and t.global_batch_size == 64 and cfg.method.iterations == 4
+        assert list(t.epochs_schedule) == [3, 6, 6, 6]  # configs/config.yaml, then scripts/finetune_iter{1,2,3}.sh
+        assert cfg.method.generation_prompt == "instruction" and cfg.method.system_turn == "empty"
+        assert cfg.scorer.name == "pairrm"  # validation scores with a real scorer, not the tiny world's verifier
+    report = compose(["experiment=zephyr_spin", "eval=[validation,spin_report]"]).eval.lm_eval.suites.spin_report
+    shots = {t.task: t.num_fewshot for t in report.tasks}
+    assert shots == {
+        "arc_challenge": 25,
+        "arc_easy": 25,
+        "truthfulqa_mc1": 0,
+        "truthfulqa_mc2": 0,
+        "winogrande": 5,
+        "gsm8k": 5,
+        "hellaswag": 10,
+        "mmlu": 5,
+    }
+
+
+@pytest.mark.slow
+def test_the_spin_repos_recipe_runs_on_the_tiny_world(tmp_path):
+    """The SPIN repo's generation prompt, empty system turn and per-iteration epochs, end to end: the generated side
+    was asked the raw instruction prompt, each iteration trained its scheduled epochs, results record the backend."""
+    run_dir = tmp_path / "run"
+    opts = ["method.generation_prompt=instruction", "method.system_turn=empty", "trainer.epochs_schedule=[1,2]"]
+    proc = run_cli(run_dir, "experiment=tiny_spin", "method.iterations=2", "data.n_train=48", "data.n_val=16", *opts)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [r["epochs"] for r in results["iterations"][1:]] == [1, 2]
+    assert results["generation"]["backend"] == "hf" and results["generation"]["version"].startswith("transformers")
+    asked = [json.loads(line)["prompt"] for line in (run_dir / "iter_1/generated.jsonl").read_text().splitlines()]
+    assert all(p["raw"].startswith("### Instruction: ") and p["raw"].endswith("\n\n### Response: ") for p in asked)
 
 
 @pytest.mark.parametrize("method", ["spin", "spin_judged", "spin_noised", "spin_adaptive"])

@@ -97,10 +97,11 @@ def test_a_cut_off_pair_is_not_trained_on_unless_asked(composed):
     from types import SimpleNamespace
 
     from synpo.methods.preference import pair_filter
+    from synpo.stages import RunSettings
 
     good, other = "The sum of 3 and 4 is 7.", "7"
-    drop = SimpleNamespace(cfg=composed(["scorer.threshold=0.1"]))
-    keep = SimpleNamespace(cfg=composed(["scorer.threshold=0.1", "method.drop_truncated=false"]))
+    drop = SimpleNamespace(run=RunSettings.of(composed(["scorer.threshold=0.1"])))
+    keep = SimpleNamespace(run=RunSettings.of(composed(["scorer.threshold=0.1", "method.drop_truncated=false"])))
     assert pair_filter(drop, 0.3, good, other, truncated=False)[0]
     assert not pair_filter(drop, 0.3, good, other, truncated=True)[0]
     assert pair_filter(keep, 0.3, good, other, truncated=True)[0]
@@ -129,3 +130,47 @@ def test_a_long_prompt_is_cut_as_the_simpo_and_spin_trainers_cut_it(tmp_path):
     trainer, _ = build_simpo_trainer(path, pairs, tmp_path / "s", hp, beta=2.0, gamma=1.0)
     ids = trainer.train_dataset[0]["chosen_input_ids"]
     assert len(ids) == 24 + 3 + 1 and ids[0] == tok.bos_token_id  # prompt, "sum is 7", end of turn
+
+
+def test_spins_raw_instruction_prompt_skips_the_template_and_keeps_the_plain_text_bos(standin):
+    """method.generation_prompt=instruction: the SPIN repo's raw prompt, as vLLM tokenizes a text prompt (BOS where
+    the tokenizer adds one to plain text), with no role header of the chat template."""
+    from synpo.methods.spin import INSTRUCTION_PROMPT
+    from synpo.modeling import render_prompts
+
+    style, path = standin
+    tok = load_tokenizer(path)
+    raw = INSTRUCTION_PROMPT.format(prompt="add the numbers 3 and 4")
+    [text, chat] = render_prompts(tok, [{"raw": raw}, "add the numbers 3 and 4"])
+    assert text == (tok.bos_token if STYLES[style][4] else "") + raw
+    assert text != chat and "assistant" not in text
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    bos = _expected_bos(style, tok)
+    assert ids[: len(bos)] == bos and ids.count(tok.bos_token_id) == len(bos)
+
+
+def test_an_empty_system_turn_opens_the_dpo_prompt_and_counts_in_its_budget(tmp_path):
+    """method.system_turn=empty: SPIN's data formatting puts an empty system message before the user's; the prompt
+    budget of the cut counts its tokens; a template without a system role is refused in one sentence."""
+    from synpo.modeling import render_prompts, system_role_problem
+    from synpo.training.common import HParams, fit_prompt, prompt_messages
+    from synpo.training.dpo import build_dpo_trainer
+
+    path = str(build_standin(tmp_path, "zephyr"))
+    tok = load_tokenizer(path)
+    hp = HParams(batch_size=1, max_steps=1, max_length=40, max_prompt_length=24)
+    dpo, _ = build_dpo_trainer(path, path, PAIRS, tmp_path / "d", hp, beta=0.1, system="")
+    prompt = tok.convert_ids_to_tokens(dpo.train_dataset[0]["prompt_ids"])
+    assert prompt[:3] == ["<s>", "<|system|>", "</s>"] and prompt.index("<|user|>") == 3
+    long_prompt = " ".join("add the numbers 3 and 4 sum is 7 uppercase word rose".split() * 6)
+    cut = fit_prompt(tok, long_prompt, ["sum is 7"], hp, system="")
+    rendered = render_prompts(tok, [prompt_messages(cut, "")])[0]
+    assert len(tok(rendered, add_special_tokens=False)["input_ids"]) == 24
+    assert system_role_problem(path) is None
+    no_system = tmp_path / "no_system"
+    tok.chat_template = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+    tok.save_pretrained(no_system)
+    for f in ("config.json", "generation_config.json"):
+        if (Path(path) / f).is_file():
+            (no_system / f).write_text((Path(path) / f).read_text())
+    assert "refuses a system message (no system role)" in system_role_problem(str(no_system))

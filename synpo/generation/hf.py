@@ -46,6 +46,12 @@ class HFGenerator:
         self.loads = 0  # checkpoints read from disk by this generator
         self._loaded: tuple | None = None  # (fingerprint, tokenizer, model)
 
+    def version(self) -> str:
+        import torch
+        import transformers
+
+        return f"transformers {transformers.__version__}, torch {torch.__version__}"
+
     def release(self) -> None:
         """Free the model kept from the last call (its memory goes back before training needs it)."""
         if self._loaded is None:

@@ -74,3 +74,8 @@ class Generator(Protocol):
         """Free whatever the backend keeps loaded between calls (called before every training job and every stage
         that runs apart)."""
         ...
+
+    def version(self) -> str:
+        """The backend's packages and versions, as this run's answers were generated with (recorded in results and
+        W&B: HF and vLLM sampling give different SPIN results, uclaml/SPIN#36)."""
+        ...

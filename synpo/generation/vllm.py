@@ -117,6 +117,15 @@ class VLLMGenerator:
     def release(self) -> None:
         """Nothing to free: each call's child process exits with its model (and its GPU memory) when it ends."""
 
+    def version(self) -> str:
+        """vLLM's and torch's versions in the worker's interpreter (read from package metadata: nothing imported)."""
+        code = "import importlib.metadata as m; print(f\"vllm {m.version('vllm')}, torch {m.version('torch')}\")"
+        try:
+            out = subprocess.run([self.python, "-c", code], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"unknown ({type(e).__name__})"
+        return out.stdout.strip() if out.returncode == 0 else "unknown (vllm not installed in generator.python)"
+
     def generate(
         self, model_path: str, prompts: list[str], sampling: SamplingParams, shard_dir: Path | None = None
     ) -> list[Completion]:

@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from synpo.artifacts import PAIRS, POLICY_LINK, StageRecord, point_link, read_jsonl, write_jsonl
+from synpo.errors import UserError
 from synpo.evaluation.validation import validation_stage
 from synpo.methods.base import Iteration
 from synpo.methods.config import MethodConfig
+from synpo.modeling import system_role_problem
 from synpo.schema import spec
 from synpo.stages import Context
-from synpo.training.config import beta_candidates, hparams
+from synpo.training.config import at_iteration, beta_candidates, hparams
 
 
 @dataclass
@@ -54,6 +56,22 @@ class SpinConfig(MethodConfig):
     noise: NoiseConfig = spec(help="SPIN's noise settings", factory=NoiseConfig)
     reverse_threshold: float = spec(0.3, "spin_adaptive: a judge margin above this orders the pair by the judge")
     noise_threshold: float = spec(0.1, "spin_adaptive: a judge margin below this gets noise instead", ge=0)
+    generation_prompt: str = spec(
+        "chat",
+        "how pi_{t-1} is prompted for the generated side: chat (through the model's chat template; ours) or "
+        "instruction (the SPIN repo's raw '### Instruction: {prompt}\\n\\n### Response: ', no template)",
+        choices=("chat", "instruction"),
+    )
+    system_turn: str = spec(
+        "none",
+        "the training prompts' system turn: none, or empty (an empty system message first, as the SPIN repo's "
+        "data formatting inserts)",
+        choices=("none", "empty"),
+    )
+
+
+# The SPIN repo's generation prompt (spin/generate_vllm.py), used as raw text with method.generation_prompt=instruction
+INSTRUCTION_PROMPT = "### Instruction: {prompt}\n\n### Response: "
 
 
 SAMPLE_FIELDS = ("prompt", "real", "generated", "route", "score_real", "score_generated")
@@ -172,10 +190,13 @@ def generate_and_judge(ctx: Context, t: int, state: State, name: str) -> Judged:
     run, rundir, m = ctx.run, ctx.rundir, ctx.run.method
     prompts = [r["prompt"] for r in ctx.seed_train]
     real = [r["answer"] for r in ctx.seed_train]
+    asked = (
+        prompts if m.generation_prompt == "chat" else [{"raw": INSTRUCTION_PROMPT.format(prompt=p)} for p in prompts]
+    )
     r_gen = ctx.generate(
         rundir.iter_stage(t, "generated"),
         state.policy,
-        prompts,
+        asked,
         rundir.iter_file(t, "generated.jsonl"),
         [state.policy_record, ctx.seed_record],
         temperature=noise_temperature(run, t) if name == "spin_noised" else None,
@@ -251,11 +272,16 @@ def train_dpo_stage(ctx: Context, t: int, state: State, r_pairs: StageRecord):
     [(beta, _)] = beta_candidates(run.trainer, t)
     hp = hparams(run.trainer, run.model, run.launch, ctx.seed_for(rundir.iter_stage(t, "dpo")), t)
     model_dir = rundir.iter_file(t, "model")
-    r_train = ctx.stage(
-        rundir.iter_stage(t, "train"),
-        {"hp": hp.identity(), "beta": beta, "from": state.policy},
-        [model_dir],
-        lambda: ctx.train(
+    system = "" if run.method.system_turn == "empty" else None
+    settings = {"hp": hp.identity(), "beta": beta, "from": state.policy}
+    if system is not None:  # absent by default, so runs made before the option keep their fingerprint
+        settings["system"] = system
+    tr = run.model.trust_remote_code
+
+    def fn():
+        if system is not None and (problem := system_role_problem(state.policy, tr)):
+            raise UserError(f"method.system_turn=empty: {problem}. Set method.system_turn=none, or use such a model.")
+        return ctx.train(
             "dpo",
             model_dir,
             model_path=state.policy,
@@ -263,12 +289,20 @@ def train_dpo_stage(ctx: Context, t: int, state: State, r_pairs: StageRecord):
             pairs=dataset,
             hp=hp,
             beta=beta,
-            trust_remote_code=run.model.trust_remote_code,
-        ),
+            trust_remote_code=tr,
+            system=system,
+        )
+
+    r_train = ctx.stage(
+        rundir.iter_stage(t, "train"),
+        settings,
+        [model_dir],
+        fn,
         [*deps, state.policy_record],
         "dpo",
     )
-    return r_train, model_dir, {"d_size": len(dataset), "beta": beta, "learning_rate": hp.learning_rate}
+    info = {"d_size": len(dataset), "beta": beta, "learning_rate": hp.learning_rate, "epochs": hp.epochs}
+    return r_train, model_dir, info
 
 
 class Spin:
@@ -283,6 +317,7 @@ class Spin:
         "d_size",
         "beta",
         "learning_rate",
+        "epochs",
         "temperature",
     )
 
@@ -302,9 +337,9 @@ class Spin:
         pairs = n * (2 if cfg.method.mix_previous and t > 1 else 1)
         seq = min(p + (a.gold_tokens + a.answer_fill * new) / 2, cfg.trainer.max_length)
         works = [generate("generated answers", policy, n, p, new, a)]
-        if cfg.method.name != "spin":  # the fixes judge every pair with the scorer
-            works.append(score("judged pairs", scorer, n, p, (a.gold_tokens + a.answer_fill * new) / 2, a, pairwise))
-        works.append(train("DPO", policy, 2 * pairs, seq, cfg.trainer.epochs, a, reference=True))
+        # every variant compares real with generated (spin for its label_issue_rate; the fixes to route the pairs)
+        works.append(score("judged pairs", scorer, n, p, (a.gold_tokens + a.answer_fill * new) / 2, a, pairwise))
+        works.append(train("DPO", policy, 2 * pairs, seq, at_iteration(cfg.trainer, "epochs", t), a, reference=True))
         return works + validation(cfg, policy, scorer, a, 1, pairwise)
 
     def problems(self, cfg: DictConfig) -> list[str]:

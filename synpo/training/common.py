@@ -123,23 +123,36 @@ def trl_common_kwargs(hp: HParams, work: Path, n_examples: int) -> dict:
     )
 
 
-def fit_prompt(tokenizer, prompt: str, answers: list[str], hp: HParams) -> str:
+def fit_prompt(tokenizer, prompt: str, answers: list[str], hp: HParams, system: str | None = None) -> str:
     """The user message ``prompt`` cut as the SimPO and SPIN trainers cut a prompt (TRL's former
     ``truncation_mode="keep_end"``, their default): when the rendered prompt and the longer answer exceed
     ``hp.max_length`` tokens, the rendered prompt keeps its last ``hp.max_prompt_length`` tokens. The template's own
     tokens (BOS, role headers) are kept whole, so the cut falls at the start of the message's text; an answer still
-    too long is cut at its end by the trainer's ``max_length``. TRL 1.x has no ``max_prompt_length`` of its own."""
+    too long is cut at its end by the trainer's ``max_length``. TRL 1.x has no ``max_prompt_length`` of its own.
+    ``system``: the system message the prompt is rendered after, if any (its tokens count as the template's)."""
     from synpo.modeling import render_prompts
 
     def length(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def rendered(user: str) -> str:
+        return render_prompts(tokenizer, [prompt_messages(user, system)])[0]
+
     longest = max((length(a) for a in answers), default=0)
-    if length(render_prompts(tokenizer, [prompt])[0]) + longest <= hp.max_length:
+    if length(rendered(prompt)) + longest <= hp.max_length:
         return prompt
-    keep = hp.max_prompt_length - length(render_prompts(tokenizer, [""])[0])
+    keep = hp.max_prompt_length - length(rendered(""))
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     return tokenizer.decode(ids[-keep:], clean_up_tokenization_spaces=False) if keep > 0 else ""
+
+
+def prompt_messages(user: str, system: str | None = None) -> list[dict]:
+    """A training prompt as chat messages: the user's, after a system message when ``system`` is not None (the SPIN
+    repo inserts an empty one)."""
+    return [
+        *([{"role": "system", "content": system}] if system is not None else []),
+        {"role": "user", "content": user},
+    ]
 
 
 def training_tokenizer(model_path: str, trust_remote_code: bool = False):

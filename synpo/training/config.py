@@ -37,6 +37,9 @@ class PreferenceTrainerConfig(OptimConfig):
     )
     beta_schedule: list[float] | None = spec(None, "beta per iteration (index t-1), e.g. SPIN's; null: beta", gt=0)
     lr_schedule: list[float] | None = spec(None, "learning rate per iteration (index t-1); null: learning_rate", gt=0)
+    epochs_schedule: list[float] | None = spec(
+        None, "epochs per iteration (index t-1), e.g. the SPIN repo's scripts' 3 then 6; null: epochs", gt=0
+    )
 
 
 @dataclass
@@ -102,14 +105,26 @@ def world_size(launch: DictConfig) -> int:
 
 
 def hparams(trainer: DictConfig, model: DictConfig, launch: DictConfig, seed: int, t: int | None = None) -> HParams:
-    """The job's hyperparameters from a trainer group (iteration ``t``'s learning rate where there is a schedule),
-    with gradient accumulation derived from ``global_batch_size`` and the launch's processes where it is set."""
+    """The job's hyperparameters from a trainer group (iteration ``t``'s learning rate and epochs where there is a
+    schedule), with gradient accumulation derived from ``global_batch_size`` and the launch's processes where it is
+    set."""
     values = {f.name: trainer[f.name] for f in dataclasses.fields(HParams) if f.name in trainer}
-    if t is not None and trainer.get("lr_schedule") is not None:
-        values["learning_rate"] = float(trainer.lr_schedule[t - 1])
+    if t is not None:
+        values.update(
+            learning_rate=at_iteration(trainer, "learning_rate", t), epochs=at_iteration(trainer, "epochs", t)
+        )
     if trainer.global_batch_size is not None:
         values["grad_accum"] = trainer.global_batch_size // (trainer.batch_size * world_size(launch))
     return HParams(**values, seed=seed, dtype=model.dtype)
+
+
+SCHEDULES = {"learning_rate": "lr_schedule", "epochs": "epochs_schedule", "beta": "beta_schedule"}
+
+
+def at_iteration(trainer: DictConfig, key: str, t: int):
+    """A trainer's ``key`` at iteration ``t``: its schedule's value (``SCHEDULES``) where one is set, else ``key``."""
+    schedule = trainer.get(SCHEDULES[key])
+    return float(schedule[t - 1]) if schedule is not None else trainer[key]
 
 
 def batch_problems(t: DictConfig, prefix: str, launch: DictConfig) -> list[str]:
@@ -163,7 +178,7 @@ def trainer_problems(cfg: DictConfig) -> list[str]:
         p.append(
             "trainer.beta_grid is empty: give at least one beta > 0, e.g. [2,4,6,8,10,12], or a fixed trainer.beta"
         )
-    for key in ("beta_schedule", "lr_schedule"):
+    for key in SCHEDULES.values():
         if t[key] is not None and len(t[key]) < n:
             p.append(f"trainer.{key} has {len(t[key])} value(s) but method.iterations={n}: give one per iteration")
     if t.loss == "simpo" and (t.gamma is None) == (t.gamma_beta_ratio is None):

@@ -18,6 +18,7 @@ from synpo.training.common import (
     finish_training,
     fit_prompt,
     prepare_workdir,
+    prompt_messages,
     training_model,
     training_tokenizer,
     trl_common_kwargs,
@@ -32,8 +33,10 @@ def build_dpo_trainer(
     hp: HParams,
     beta: float,
     trust_remote_code: bool = False,
+    system: str | None = None,
 ):
-    """A TRL DPOTrainer on ``pairs`` (``{"prompt", "chosen", "rejected"}``; prompt = user message)."""
+    """A TRL DPOTrainer on ``pairs`` (``{"prompt", "chosen", "rejected"}``; prompt = user message, after the system
+    message ``system`` when it is not None)."""
     tokenizer = training_tokenizer(model_path, trust_remote_code)
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -41,9 +44,9 @@ def build_dpo_trainer(
     dataset = Dataset.from_list(
         [
             {
-                "prompt": [
-                    {"role": "user", "content": fit_prompt(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], hp)}
-                ],
+                "prompt": prompt_messages(
+                    fit_prompt(tokenizer, p["prompt"], [p["chosen"], p["rejected"]], hp, system), system
+                ),
                 "chosen": [{"role": "assistant", "content": p["chosen"]}],
                 "rejected": [{"role": "assistant", "content": p["rejected"]}],
             }
@@ -69,11 +72,14 @@ def train_dpo(
     hp: HParams,
     beta: float,
     trust_remote_code: bool = False,
+    system: str | None = None,
 ) -> dict:
     """Train ``model_path`` with the DPO loss against ``ref_path`` on ``pairs``; save the result to ``out_dir``."""
     if not pairs:
         raise ValueError(f"no preference pairs to train {out_dir} on")
     key = {"hp": hp, "model": model_path, "ref": ref_path, "pairs": pairs, "beta": beta}
+    if system is not None:
+        key["system"] = system
     work = prepare_workdir(out_dir, key)
-    trainer, tokenizer = build_dpo_trainer(model_path, ref_path, pairs, work, hp, beta, trust_remote_code)
+    trainer, tokenizer = build_dpo_trainer(model_path, ref_path, pairs, work, hp, beta, trust_remote_code, system)
     return finish_training(trainer, tokenizer, work, Path(out_dir), len(pairs))
