@@ -175,3 +175,19 @@ def test_a_stop_string_ends_vllm_answers_as_it_ends_hf_ones(vllm_python, tmp_pat
     hf = HFGenerator().generate("builtin:tiny-sft", prompts, sp)
     vl = cpu_generator(vllm_python, shard_size=16).generate("builtin:tiny-sft", prompts, sp, tmp_path / "shards")
     assert [str(a) for a in vl] == [str(a) for a in hf] and any(str(a).endswith(stop) for a in hf)
+
+
+@pytest.mark.vllm
+def test_greedy_and_sampled_validation_answers_come_from_one_engine_start(vllm_python):
+    """generate_groups: validation's two kinds of answers in one worker (one model load), each answer the one its
+    group alone gives (a prompt's seed counts from its group's start)."""
+    prompts = _prompts(6, seed=4)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=16, seed=0)
+    sampled = SamplingParams(temperature=0.7, max_new_tokens=16, seed=9)
+    gen = cpu_generator(vllm_python)
+    apart = [gen.generate("builtin:tiny-sft", prompts, s) for s in (greedy, sampled)]
+    starts, run = [], gen._run
+    gen._run = lambda *a, **k: starts.append(a) or run(*a, **k)
+    together = gen.generate_groups("builtin:tiny-sft", [(prompts, greedy), (prompts, sampled)])
+    assert together == apart and len(starts) == 1
+    assert apart[0] != apart[1]  # the groups were sampled differently

@@ -41,15 +41,13 @@ def validation_metrics(rows: list[dict]) -> dict:
     return out
 
 
-def _answer(ctx: Context, model: str, prompts: list[str], kind: str) -> list[str]:
+def _sampling(ctx: Context, kind: str) -> SamplingParams:
     e = ctx.run.eval
     if kind == "greedy":
-        sampling = SamplingParams(temperature=0.0, max_new_tokens=e.max_new_tokens, seed=0)
-    else:
-        sampling = SamplingParams(
-            temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=ctx.seed_for("eval_sampled")
-        )
-    return ctx.generator.generate(model, prompts, sampling)
+        return SamplingParams(temperature=0.0, max_new_tokens=e.max_new_tokens, seed=0)
+    return SamplingParams(
+        temperature=e.temperature, max_new_tokens=e.max_new_tokens, seed=ctx.seed_for("eval_sampled")
+    )
 
 
 def _answer_rows(ctx: Context, model: str, reference: Path | None) -> tuple[list[dict], dict | None]:
@@ -59,8 +57,9 @@ def _answer_rows(ctx: Context, model: str, reference: Path | None) -> tuple[list
     ref_rows = read_jsonl(reference) if reference else None
     rows: list[dict] = [{"prompt": p} for p in prompts]
     compute = None
-    for kind in ("greedy", "sampled") if ctx.run.eval.sampled else ("greedy",):
-        texts = _answer(ctx, model, prompts, kind)
+    kinds = ("greedy", "sampled") if ctx.run.eval.sampled else ("greedy",)
+    answers = ctx.generator.generate_groups(model, [(prompts, _sampling(ctx, kind)) for kind in kinds])
+    for kind, texts in zip(kinds, answers, strict=True):  # one engine start for both kinds
         compute = add_compute(compute, generation_compute(texts))
         values = values_against(ctx.scorer, prompts, texts, golds)
         exact = ctx.scorer.exact(prompts, texts) if kind == "greedy" else None

@@ -46,6 +46,10 @@ class HFGenerator:
         self.loads = 0  # checkpoints read from disk by this generator
         self._loaded: tuple | None = None  # (fingerprint, tokenizer, model)
 
+    def generate_groups(self, model_path: str, groups: list[tuple[list, SamplingParams]]) -> list[list[Completion]]:
+        """Each group's answers under its own sampling (the model is loaded once and kept between calls anyway)."""
+        return [self.generate(model_path, prompts, sampling) for prompts, sampling in groups]
+
     def version(self) -> str:
         import torch
         import transformers

@@ -70,6 +70,11 @@ class Generator(Protocol):
         """
         ...
 
+    def generate_groups(self, model_path: str, groups: list[tuple[list, SamplingParams]]) -> list[list[Completion]]:
+        """``generate`` for each ``(prompts, sampling)`` group, each answer as its group alone would give it, with
+        the model loaded once for all of them where loading is what costs (a vLLM engine start)."""
+        ...
+
     def release(self) -> None:
         """Free whatever the backend keeps loaded between calls (called before every training job and every stage
         that runs apart)."""

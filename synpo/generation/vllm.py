@@ -127,9 +127,15 @@ class VLLMGenerator:
         return out.stdout.strip() if out.returncode == 0 else "unknown (vllm not installed in generator.python)"
 
     def generate(
-        self, model_path: str, prompts: list[str], sampling: SamplingParams, shard_dir: Path | None = None
+        self,
+        model_path: str,
+        prompts: list[str],
+        sampling: SamplingParams,
+        shard_dir: Path | None = None,
+        groups: list[tuple[int, SamplingParams]] | None = None,
     ) -> list[Completion]:
-        """One response per prompt, or ``sampling.n`` per prompt, prompt-major (prompt 0's n samples first)."""
+        """One response per prompt, or ``sampling.n`` per prompt, prompt-major (prompt 0's n samples first);
+        ``groups``: ``(first prompt, sampling)`` of consecutive groups sampled each their own way (``generate_groups``)."""
         from synpo.modeling import load_tokenizer, resolve_model_path
 
         if not prompts:
@@ -142,8 +148,35 @@ class VLLMGenerator:
         ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in render_prompts(tokenizer, prompts)]
         if shard_dir is None:
             with tempfile.TemporaryDirectory(prefix="synpo-vllm-") as tmp:
-                return self._run(path, ids, sampling, Path(tmp))
-        return self._run(path, ids, sampling, Path(shard_dir))
+                return self._run(path, ids, sampling, Path(tmp), groups)
+        return self._run(path, ids, sampling, Path(shard_dir), groups)
+
+    def generate_groups(self, model_path: str, groups: list[tuple[list, SamplingParams]]) -> list[list[Completion]]:
+        """Each group's answers (its prompts under its own sampling; the same ``n`` in every group), from one engine
+        start: validation's greedy and sampled answers load the model once, not twice. Each answer is the one
+        ``generate`` gives for its group alone (a prompt's seed counts from its group's start)."""
+        if len({s.n for _, s in groups}) > 1:
+            raise ValueError("generate_groups: every group must sample the same n")
+        flat = [p for prompts, _ in groups for p in prompts]
+        if not flat:
+            return [[] for _ in groups]
+        starts = [sum(len(p) for p, _ in groups[:k]) for k in range(len(groups) + 1)]
+        shared = self.generate(
+            model_path, flat, groups[0][1], groups=[(st, s) for st, (_, s) in zip(starts[:-1], groups, strict=True)]
+        )
+        n = groups[0][1].n
+        return [shared[starts[k] * n : starts[k + 1] * n] for k in range(len(groups))]
+
+    @staticmethod
+    def _sampling(sampling: SamplingParams) -> dict:
+        return {
+            "n": sampling.n,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_new_tokens,
+            "seed": sampling.seed,
+            "stop": list(sampling.stop),
+        }
 
     def _request(self, path: str, ids: list[list[int]], sampling: SamplingParams, shard_dir: Path) -> dict:
         return {
@@ -157,22 +190,18 @@ class VLLMGenerator:
             "enforce_eager": self.enforce_eager,
             "shard_size": self.shard_size,
             "shard_dir": str(shard_dir.resolve()),
-            "sampling": {
-                "n": sampling.n,
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-                "max_tokens": sampling.max_new_tokens,
-                "seed": sampling.seed,
-                "stop": list(sampling.stop),
-            },
+            "sampling": self._sampling(sampling),
             "prompt_token_ids": ids,
         }
 
-    def _run(self, path: str, ids: list[list[int]], sampling: SamplingParams, shard_dir: Path) -> list[Completion]:
+    def _run(self, path: str, ids: list[list[int]], sampling: SamplingParams, shard_dir: Path, groups=None):
         shard_dir.mkdir(parents=True, exist_ok=True)
         attempt = 1 + len({f.name[7:9] for f in shard_dir.glob("worker-*.log")})  # one log per attempt (and engine)
         request_file = shard_dir / "request.json"
-        atomic_write_text(request_file, json.dumps(self._request(path, ids, sampling, shard_dir)))
+        request = self._request(path, ids, sampling, shard_dir)
+        if groups:
+            request["groups"] = [{"start": start, "sampling": self._sampling(s)} for start, s in groups]
+        atomic_write_text(request_file, json.dumps(request))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH")) if p)
         engines = self.data_parallel_size

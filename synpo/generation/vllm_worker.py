@@ -7,7 +7,8 @@ re-tokenizes a string (which would add a second BOS under templates that already
 
 Request (JSON): model, dtype, seed, tensor_parallel_size, gpu_memory_utilization, max_model_len,
 trust_remote_code, sampling {n, temperature, top_p, max_tokens, seed, stop}, shard_size, shard_dir, prompt_token_ids,
-With data parallelism (``generator.data_parallel_size``) one worker per engine reads the same request and is told
+optionally groups [{start, sampling}] (consecutive prompts from ``start`` on sampled each group's way, seeds counted
+from the group's start). With data parallelism (``generator.data_parallel_size``) one worker per engine reads the same request and is told
 its engine and the number of engines on its command line; it generates every ``engines``-th shard from its own.
 
 Output: ``shard_dir/shard-00000.jsonl`` ... with rows ``{"index": i, "responses": [...], "finish_reasons": [...]}``; a shard is written
@@ -165,12 +166,15 @@ def generate_shards(llm, SamplingParams, req: dict, todo: list[tuple[int, int, i
     as all its rows are finished, so a crash still loses at most the shards in progress."""
     ids, shard_dir, total = req["prompt_token_ids"], Path(req["shard_dir"]), int(req.get("engine_prompts", 0))
     engine = llm.llm_engine
+    groups = req.get("groups") or [{"start": 0, "sampling": req["sampling"]}]
     shard_of, left, rows = {}, {}, {}
     for k, lo, hi in todo:
         left[k] = hi - lo
         for i in range(lo, hi):
             shard_of[i] = (k, lo, hi)
-            engine.add_request(str(i), {"prompt_token_ids": ids[i]}, _params(SamplingParams, req["sampling"], i))
+            g = max((g for g in groups if g["start"] <= i), key=lambda g: g["start"])  # the group prompt i is in
+            params = _params(SamplingParams, g["sampling"], i - g["start"])
+            engine.add_request(str(i), {"prompt_token_ids": ids[i]}, params)
     alive = time.time()
     while engine.has_unfinished_requests():
         for out in engine.step():
