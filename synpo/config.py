@@ -198,6 +198,8 @@ def gpu_reasons(cfg: DictConfig) -> list[str]:
             reasons.append(f"model.dtype=bfloat16 for {cfg.model.name_or_path} ({size})")
     if cfg.generator.backend == "vllm" and cfg.generator.tensor_parallel_size > 1:
         reasons.append(f"generator.tensor_parallel_size={cfg.generator.tensor_parallel_size}")
+    if cfg.scorer.replicas > 1:
+        reasons.append(f"scorer.replicas={cfg.scorer.replicas}")
     return reasons
 
 
@@ -207,6 +209,11 @@ def require_gpu_if_meant(cfg: DictConfig) -> None:
     ``validate``: a SLURM sweep validates its points on a login node."""
     import torch
 
+    if torch.cuda.is_available() and cfg.scorer.replicas > torch.cuda.device_count():
+        raise UserError(
+            f"scorer.replicas={cfg.scorer.replicas} places one copy of the scorer per GPU, but this job sees "
+            f"{torch.cuda.device_count()} GPU(s). Set scorer.replicas to at most that, or allocate more GPUs."
+        )
     if cfg.launch.allow_cpu or torch.cuda.is_available():
         return
     reasons = gpu_reasons(cfg)

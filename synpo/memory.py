@@ -118,18 +118,39 @@ class DeviceHeld:
     hand-over between stages is tested on a CPU. The model is loaded once, when the component is built, so that a
     bad checkpoint fails before any heavy work."""
 
-    def __init__(self, model):
+    def __init__(self, model, device: str = "cuda"):
         self.model = model
         self.held = False
+        self.target = device  # where acquire places it when there is an accelerator
 
     def acquire(self):
         """The model, on the accelerator (when there is one) until ``release``."""
         if not self.held:
             torch = sys.modules.get("torch")
             if torch is not None and torch.cuda.is_available():
-                self.model.to("cuda")
+                self.model.to(self.target)
             self.held = True
         return self.model
+
+    def replica(self, k: int) -> DeviceHeld:
+        """The model for accelerator ``k`` (0: this one). With CUDA, a copy made for that device (one host copy at a
+        time, freed when it moves there), to be dropped after the stage with ``drop``; without one, the same host
+        model, which a replica only reads."""
+        torch = sys.modules.get("torch")
+        if k == 0 or torch is None or not torch.cuda.is_available():
+            return self
+        import copy
+
+        with torch.no_grad():
+            twin = DeviceHeld(copy.deepcopy(self.model), f"cuda:{k}")
+            twin.acquire()
+        return twin
+
+    def drop(self) -> None:
+        """A replica's end: its accelerator copy is freed (the original stays, released as usual)."""
+        if self.target != "cuda":
+            self.model, self.held = None, False
+            free_accelerator()
 
     @property
     def device(self) -> str:

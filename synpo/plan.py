@@ -3,9 +3,9 @@ before any work, on a machine without a GPU too. ``assume.<field>=<value>`` chan
 ``synpo.cost.Assumptions`` (e.g. ``assume.answer_fill=0.3 assume.gpus=16``).
 
 Per iteration and stage: sequences, tokens, model arithmetic (PFLOP), GPU-hours at the stated efficiencies, and the
-wall hours on the node as the code places each stage (generation and training on every GPU, scoring on one); peak
-training memory per GPU; disk written; totals; and every assumption (``synpo.cost``). The method says what an
-iteration runs (its ``workload``); a method without one is not modelled.
+wall hours on the node as the code places each stage (generation and training on every GPU, scoring on
+``scorer.replicas`` of them); peak training memory per GPU; disk written; totals; and every assumption
+(``synpo.cost``). The method says what an iteration runs (its ``workload``); a method without one is not modelled.
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ def workloads(cfg: DictConfig, a: Assumptions) -> list[list[Work]]:
     return [method.workload(cfg, t, a, policy, scorer, entry.pairwise) for t in range(1, cfg.method.iterations + 1)]
 
 
-def _wall_hours(w: Work, a: Assumptions, machines: int = 1) -> float:
-    """Hours on the allocation as the code places the stage: scoring on one GPU, generation on the first node's
-    ``a.gpus``, training across every node's."""
-    gpus = {"score": 1, "generate": a.gpus}.get(w.kind, a.gpus * machines)
+def _wall_hours(w: Work, a: Assumptions, machines: int = 1, replicas: int = 1) -> float:
+    """Hours on the allocation as the code places the stage: scoring on ``scorer.replicas`` GPUs of the first node,
+    generation on the first node's ``a.gpus``, training across every node's."""
+    gpus = {"score": min(replicas, a.gpus), "generate": a.gpus}.get(w.kind, a.gpus * machines)
     return w.gpu_hours() / gpus
 
 
@@ -66,18 +66,22 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
         f"# Plan: {cfg.name} ({cfg.model.name_or_path}, {cfg.method.name}, {cfg.method.iterations} iterations)",
         "",
     ]
-    machines = cfg.launch.num_machines
+    machines, replicas = cfg.launch.num_machines, cfg.scorer.replicas
     where = "the node" if machines == 1 else f"the {machines} nodes"
     lines += [f"| iteration | stage | sequences | tokens (M) | passes | PFLOP | GPU-h | wall h on {where} |"]
     lines += ["|---|---|---|---|---|---|---|---|"]
     for t, works in enumerate(its, 1):
         for w in works:
             cells = [t, w.stage, f"{w.sequences:,.0f}", f"{w.tokens / 1e6:,.1f}", f"{w.passes:g}"]
-            cells += [f"{w.flops / 1e15:,.1f}", f"{w.gpu_hours():,.2f}", f"{_wall_hours(w, a, machines):,.2f}"]
+            cells += [
+                f"{w.flops / 1e15:,.1f}",
+                f"{w.gpu_hours():,.2f}",
+                f"{_wall_hours(w, a, machines, replicas):,.2f}",
+            ]
             lines.append("| " + " | ".join(map(str, cells)) + " |")
     flat = [w for works in its for w in works]
     floor = sum(w.flops for w in flat) / H100_BF16_PEAK / 3600
-    gpu_h, wall = sum(w.gpu_hours() for w in flat), sum(_wall_hours(w, a, machines) for w in flat)
+    gpu_h, wall = sum(w.gpu_hours() for w in flat), sum(_wall_hours(w, a, machines, replicas) for w in flat)
     size = 2 * policy["total"] / 1e9  # GB of one bf16 model
     written = sum(w.models for w in flat) * size
     # the candidates that were not selected are deleted after each selection unless launch.keep_candidates
@@ -97,7 +101,7 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
         "comes from); attention's own arithmetic, padding and recomputed activations are not counted.",
     ]
     if machines > 1:  # training spans the nodes; generation and scoring stay on the first
-        idle = sum(_wall_hours(w, a, machines) for w in flat if w.kind != "train")
+        idle = sum(_wall_hours(w, a, machines, replicas) for w in flat if w.kind != "train")
         lines.append(
             f"- **Idle nodes**: generation and scoring run on the first of {machines} nodes, so the "
             f"other {machines - 1} wait about {idle:,.1f} hours each "

@@ -208,8 +208,9 @@ class Context:
     def compare_now(self, prompts: list[str], a: list[str], b: list[str], out: Path) -> Comparison:
         """``scorer.compare`` inside a running stage that writes ``out``, in resumable shards beside it."""
         shard_dir = sibling(out, "shards")
+        s = self.run.scorer
         comparison = compare_in_shards(
-            self.scorer, prompts, a, b, shard_dir, self.run.scorer.shard_size, self.scorer_settings()
+            self.scorer, prompts, a, b, shard_dir, s.shard_size, self.scorer_settings(), s.replicas
         )
         return comparison
 

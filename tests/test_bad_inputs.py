@@ -438,6 +438,7 @@ def test_settings_that_mean_gpus_stop_on_a_machine_without_one(tmp_path):
     assert gpu_reasons(compose(["generator=vllm", "generator.tensor_parallel_size=2"])) == [
         "generator.tensor_parallel_size=2"
     ]
+    assert gpu_reasons(compose(["scorer.replicas=8"])) == ["scorer.replicas=8"]
 
 
 def test_float16_is_refused_with_a_sentence(composed):

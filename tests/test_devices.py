@@ -22,6 +22,31 @@ def test_a_held_model_is_placed_while_in_use_and_given_back():
     held.release()  # twice is harmless
 
 
+def test_scorer_replicas_share_a_stage_and_give_its_rows(tmp_path):
+    """scorer.replicas=2: the missing shards split between two copies of the scorer (on a CPU the copies share the
+    host model and each has its own tokenizer), the rows those of one scorer; a lost shard alone is redone; after the
+    stage no copy is left on a device."""
+    from helpers import build_reward_model
+
+    from synpo.scoring import compare_in_shards, scorer_replicas
+
+    scorer = RewardModelScorer(str(build_reward_model(tmp_path / "rm")), batch_size=2)
+    prompts = [f"Add {i} and {i + 1}." for i in range(10)]
+    a = [f"The sum is {2 * i + 1}." for i in range(10)]
+    b = [f"It is {i}." for i in range(10)]
+    one = compare_in_shards(scorer, prompts, a, b, tmp_path / "one", 3)
+    two = compare_in_shards(scorer, prompts, a, b, tmp_path / "two", 3, replicas=2)
+    assert two == one and len(list((tmp_path / "two").glob("shard-*.jsonl"))) == 4
+    copies = scorer_replicas(scorer, 2)
+    assert copies[0] is scorer and copies[1].tokenizer is not scorer.tokenizer and copies[1].held is scorer.held
+    kept = (tmp_path / "two" / "shard-00000.jsonl").stat().st_mtime_ns
+    (tmp_path / "two" / "shard-00002.jsonl").unlink()
+    assert compare_in_shards(scorer, prompts, a, b, tmp_path / "two", 3, replicas=2) == one
+    assert (tmp_path / "two" / "shard-00000.jsonl").stat().st_mtime_ns == kept
+    scorer.release()
+    assert not scorer.held.held
+
+
 class ApartGenerator:
     """A generator that runs in another process (as the vLLM backend does): it records, when it starts, whether the
     run's scorer still holds its model on the device."""

@@ -4,7 +4,9 @@ and the factory that builds the configured scorer."""
 
 from __future__ import annotations
 
+import copy
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +36,52 @@ def compare_in_shards(
     shard_dir: Path,
     shard_size: int = 1024,
     settings: Any = None,
+    replicas: int = 1,
 ) -> Comparison:
     """``scorer.compare`` over ``shard_size`` pairs at a time, each finished shard written to ``shard_dir``: a rerun
-    with the same ``settings`` (the scorer's config) and inputs compares only the shards that are missing."""
+    with the same ``settings`` (the scorer's config) and inputs compares only the shards that are missing. With
+    ``replicas`` > 1 the missing shards are shared between copies of the scorer's model on accelerators 0, 1, ...
+    (every ``replicas``-th shard each, in threads: the kernels run while Python waits), for the same rows."""
     n = len(prompts)
     stamp = {"scorer": settings, "inputs": fingerprint([prompts, a, b]), "shard_size": shard_size}
     keep_only_shards_of(Path(shard_dir), stamp)
-    rows: list[dict] = []
-    for k, lo in enumerate(range(0, n, shard_size)):
-        hi = min(n, lo + shard_size)
-        shard = Path(shard_dir) / f"shard-{k:05d}.jsonl"
-        done = read_jsonl(shard) if shard.is_file() else []
-        if len(done) != hi - lo:
-            done = scorer.compare(prompts[lo:hi], a[lo:hi], b[lo:hi]).rows()
-            write_jsonl(shard, done)
-            log.info("scored %d/%d pairs", hi, n)
-        rows += done
-    return Comparison.from_rows(rows)
+    shards = [
+        (Path(shard_dir) / f"shard-{k:05d}.jsonl", lo, min(n, lo + shard_size))
+        for k, lo in enumerate(range(0, n, shard_size))
+    ]
+    todo = [s for s in shards if not (s[0].is_file() and len(read_jsonl(s[0])) == s[2] - s[1])]
+
+    def work(one: Scorer, mine: list) -> None:
+        for shard, lo, hi in mine:
+            write_jsonl(shard, one.compare(prompts[lo:hi], a[lo:hi], b[lo:hi]).rows())
+            log.info("scored pairs %d-%d of %d", lo, hi, n)
+
+    copies = scorer_replicas(scorer, min(replicas, len(todo))) if todo else [scorer]
+    try:
+        with ThreadPoolExecutor(len(copies)) as pool:
+            list(pool.map(work, copies, [todo[j :: len(copies)] for j in range(len(copies))]))
+    finally:
+        for one in copies[1:]:
+            one.held.drop()
+    return Comparison.from_rows([row for shard, _, _ in shards for row in read_jsonl(shard)])
+
+
+def scorer_replicas(scorer: Scorer, n: int) -> list[Scorer]:
+    """``n`` scorers that share everything but the model's placement: replica k scores on accelerator k (a scorer
+    without a model of its own, such as the verifier or a judge endpoint, is its own replicas)."""
+    held = getattr(scorer, "held", None)
+    if n <= 1 or held is None:
+        return [scorer]
+    held.acquire()
+    copies = [scorer]
+    for k in range(1, n):
+        one = copy.copy(scorer)
+        one.held = held.replica(k)
+        for name, value in vars(scorer).items():  # a fast tokenizer must not serve two threads at once
+            if hasattr(value, "backend_tokenizer"):
+                setattr(one, name, copy.deepcopy(value))
+        copies.append(one)
+    return copies
 
 
 def values_against(scorer: Scorer, prompts: list[str], texts: list[str], references: list[str]) -> list[float]:

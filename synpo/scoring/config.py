@@ -31,6 +31,13 @@ class ScorerConfig:
         gt=0,
         speed=True,
     )
+    replicas: int = spec(
+        1,
+        "copies of the scorer's model, on GPUs 0..replicas-1, that share a scoring stage's shards (the whole node "
+        "is free while a stage scores); 1: one GPU",
+        gt=0,
+        speed=True,
+    )
 
 
 @dataclass
