@@ -72,8 +72,7 @@ def scorer_replicas(scorer: Scorer, n: int) -> list[Scorer]:
     held = getattr(scorer, "held", None)
     if n <= 1 or held is None:
         return [scorer]
-    held.acquire()
-    copies = [scorer]
+    copies = [scorer]  # the copies are made before the scorer takes GPU 0, from host memory when it is there
     for k in range(1, n):
         one = copy.copy(scorer)
         one.held = held.replica(k)
