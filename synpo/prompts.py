@@ -31,15 +31,23 @@ _QUESTION = re.compile(r"<question>(.*?)</question>", re.DOTALL)
 MAX_QUESTION_CHARS = 4000
 
 
-TEMPLATE_FIELDS = {"generator_template": ("keywords",), "improver_template": ("question", "draft")}
+TEMPLATE_FIELDS = {
+    "generator_template": ("keywords",),
+    "improver_template": ("question", "draft"),
+    "judge_template": ("question", "response"),
+}
 DEFAULTS = {"generator_template": GENERATOR_TEMPLATE, "improver_template": IMPROVER_TEMPLATE}
 
 
 def template(key: str, value: str | None) -> str:
-    """The text of ``method.<key>``: ours when ``value`` is null, a file's with ``file:<path>``, else ``value``
-    itself; it must name each of its fields (``{keywords}``; ``{question}`` and ``{draft}``) and no other."""
+    """The text of ``method.<key>``: ours when ``value`` is null, a preset's by its name (the judge's ``rubric`` and
+    ``short``), a file's with ``file:<path>``, else ``value`` itself; it must name each of its fields
+    (``TEMPLATE_FIELDS``: ``{keywords}``; ``{question}`` and ``{draft}``; ``{question}`` and ``{response}``) and no
+    other."""
     if value is None:
         return DEFAULTS[key]
+    if value in PRESETS.get(key, {}):
+        return PRESETS[key][value]
     text = value
     if value.startswith("file:"):
         try:
@@ -145,8 +153,12 @@ _SCORE_VALUE = re.compile(r"\s{0,3}\**\s{0,3}([0-5](?:\.\d{1,3})?)(?!\.\d)(?!\w)
 MAX_JUDGEMENT_CHARS = 4000
 
 
-def judge_prompt(template: str, question: str, response: str) -> str:
-    return JUDGE_TEMPLATES[template].format(question=question, response=response)
+PRESETS = {"judge_template": JUDGE_TEMPLATES}
+
+
+def judge_prompt(text: str, question: str, response: str) -> str:
+    """The judge's prompt for one answer, from the template's text (``template("judge_template", value)``)."""
+    return text.format(question=question, response=response)
 
 
 def judge_target(score: int) -> str:

@@ -147,3 +147,17 @@ def test_templates_are_settings_with_their_fields_checked(tmp_path, composed):
     assert any("method.generator_template" in p and "['keywords']" in p for p in problems)
     problems = collect_problems(composed([f"method.improver_template=file:{tmp_path}/none.txt"]), read_files=False)
     assert any("cannot read the file" in p for p in problems)
+    # Self-Rewarding's judge: the presets by name, or the user's rubric (e.g. the paper's exact text) from a file
+    from synpo.prompts import JUDGE_RUBRIC_TEMPLATE, judge_prompt
+
+    assert template("judge_template", "rubric") == JUDGE_RUBRIC_TEMPLATE
+    rubric = tmp_path / "rubric.txt"
+    rubric.write_text("Score 0-5.\nQ: {question}\nA: {response}\nScore: N")
+    assert (
+        judge_prompt(template("judge_template", f"file:{rubric}"), "2+2?", "4")
+        == "Score 0-5.\nQ: 2+2?\nA: 4\nScore: N"
+    )
+    lost = tmp_path / "lost.txt"
+    lost.write_text("Rate {question} only")
+    judged = composed(["method=self_rewarding", f"method.judge_template=file:{lost}"])
+    assert any("['question', 'response']" in p for p in collect_problems(judged, read_files=False))

@@ -33,8 +33,8 @@ from synpo.data import load_text_rows, world_or_file_problem
 from synpo.methods.base import Iteration
 from synpo.methods.config import DrawnPromptsConfig
 from synpo.methods.preference import State, add_pairs, mean, pair_filter, select_on_d
-from synpo.methods.prompt_sources import iteration_prompts, prepare_source, source_problems
-from synpo.prompts import judge_prompt, judge_target, parse_judge_score
+from synpo.methods.prompt_sources import iteration_prompts, prepare_source, source_problems, template_problems
+from synpo.prompts import judge_prompt, judge_target, parse_judge_score, template
 from synpo.schema import spec
 from synpo.scoring import ranking_scores
 from synpo.stages import Context
@@ -54,8 +54,8 @@ class SelfRewardingConfig(BestOfKConfig):
 
     judge_template: str = spec(
         "rubric",
-        "the judge prompt; rubric (Yuan et al.'s additive 5 points) or short (small contexts)",
-        choices=("rubric", "short"),
+        "the judge prompt: rubric (Yuan et al.'s additive 5 points, paraphrased), short (small contexts), a text or "
+        "file:<path> naming {question} and {response} (e.g. the paper's exact rubric)",
     )
     judge_data: str | None = spec(
         None,
@@ -203,7 +203,7 @@ class SelfRewarding:
 
     def problems(self, cfg: DictConfig) -> list[str]:
         problem = world_or_file_problem(cfg, "method.judge_data", load_judge_file, required=False)
-        return source_problems(cfg) + ([problem] if problem else [])
+        return source_problems(cfg) + template_problems(cfg, "judge_template") + ([problem] if problem else [])
 
     def prepare(self, ctx: Context, pi0_val: dict) -> State:
         """The prompt source, and M_1 = pi_0 after evaluation fine-tuning on ``method.judge_data`` (if given)."""
@@ -213,7 +213,7 @@ class SelfRewarding:
             return state
         judge = [
             {
-                "prompt": judge_prompt(m.judge_template, r["prompt"], r["response"]),
+                "prompt": judge_prompt(template("judge_template", m.judge_template), r["prompt"], r["response"]),
                 "completion": judge_target(r["score"]),
             }
             for r in judge_training_rows(ctx)
@@ -237,7 +237,7 @@ class SelfRewarding:
         return ctx.generate(
             ctx.rundir.iter_stage(t, "judge"),
             state.policy,
-            [judge_prompt(m.judge_template, r["prompt"], r["response"]) for r in answers],
+            [judge_prompt(template("judge_template", m.judge_template), r["prompt"], r["response"]) for r in answers],
             out,
             [r_samples],
             temperature=0.0 if m.judge_samples == 1 else None,
