@@ -61,6 +61,7 @@ COMPANIONS = {("method", n): [f"trainer={m.trainer}"] for n, m in METHODS.items(
 COMPANIONS[("trainer", "dpo")] = ["method=spin"]
 COMPANIONS[("scorer", "reward_model")] = ["scorer.name_or_path=builtin:tiny-sft"]
 COMPANIONS[("data", "jsonl")] = ["data.path=seed.jsonl"]  # the generic sources name the user's data
+COMPANIONS[("method", "external")] = ["method.policy_path=builtin:tiny-sft"]  # the model it evaluates
 COMPANIONS[("data", "hf")] = ["data.hf_name=user/seed"]
 # The vLLM configs name .venv-vllm's interpreter, which the default suite does not need: any interpreter validates.
 ANY_PYTHON = f"generator.python={sys.executable}"
