@@ -39,13 +39,13 @@ def eval_run(tmp_path_factory):
     import subprocess
     import time
 
-    from test_e2e import _cmd, _env, run_cli
+    from helpers import cli_command, cli_env, run_cli
 
     """A micro run with every tiny-world evaluation group, killed once the evaluation answers of iteration 1 exist,
     then rerun to the end. Returns the run directory and what the kill left of those answers."""
     run_dir = tmp_path_factory.mktemp("evals") / "run"
     extra = [EVAL_GROUPS, "trainer.beta_grid=[2]", "eval.winrate.n_boot=100"]
-    proc = subprocess.Popen(_cmd(run_dir, *extra), cwd=ROOT, env=_env(), start_new_session=True)
+    proc = subprocess.Popen(cli_command(run_dir, *extra), cwd=ROOT, env=cli_env(), start_new_session=True)
     marker = run_dir / ".stages" / "iter_1__evals__answers.json"
     deadline = time.time() + 600
     while not marker.exists() and proc.poll() is None and time.time() < deadline:

@@ -1,12 +1,87 @@
-"""Helpers that several test modules share: tiny models built here with the real classes and the real layouts."""
+"""Helpers that several test modules share: micro runs of `python run.py` as a user starts them, and tiny models
+built here with the real classes and the real layouts."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from synpo.modeling import load_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# --- micro runs through the command line ---------------------------------------------------------------------
+
+MICRO = [
+    "method.iterations=1",
+    "method.n_prompts=48",
+    "method.pairs_per_iteration=32",
+    "data.n_train=96",
+    "data.n_val=24",
+    "trainer.beta_grid=[2,10]",
+    "logger.mode=offline",
+    "generator.shard_size=32",
+]
+SECRET = "sk-test-0123456789abcdef-never-log-me"
+
+
+def micro_overrides(extra: tuple[str, ...]) -> list[str]:
+    """MICRO's overrides that the method chosen by ``extra`` has (a SPIN or seed method has no prompt counts)."""
+    from conftest import compose
+
+    cfg = compose([e for e in extra if e.startswith(("method=", "experiment="))])
+    return [o for o in MICRO if OmegaConf.select(cfg, o.split("=")[0], default=_ABSENT) is not _ABSENT]
+
+
+_ABSENT = object()
+
+
+def cli_command(run_dir: Path, *extra: str) -> list[str]:
+    """`python run.py` on ``run_dir`` with the micro overrides that apply, then ``extra``."""
+    micro = micro_overrides(extra)
+    return [sys.executable, "run.py", *micro, f"run_dir={run_dir}", f"hydra.run.dir={run_dir}/.hydra_out", *extra]
+
+
+def cli_env() -> dict:
+    return {**os.environ, "WANDB_API_KEY": SECRET, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def run_cli(run_dir: Path, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """A micro run of ``python run.py`` with ``extra`` overrides, as a user starts it (W&B key set, hub offline)."""
+    return subprocess.run(
+        cli_command(run_dir, *extra), cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def fails_cleanly(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """The run stopped with a config error (exit 2), no traceback, and each of ``needles`` in its output."""
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-2000:]
+    assert "Traceback" not in out
+    for needle in needles:
+        assert needle in out, (needle, out[-2000:])
+
+
+# Small preference pairs on the tiny world's addition task, for training jobs (test_launch, test_distributed).
+PAIRS = [
+    {
+        "prompt": f"Add the numbers {a} and {b}.",
+        "chosen": f"The sum of {a} and {b} is {a + b}.",
+        "rejected": f"{a + b + 1}",
+    }
+    for a, b in [(3, 4), (10, 9), (21, 5), (7, 7), (1, 30), (12, 12), (40, 2), (8, 0)]
+]
+
+# The vLLM environment of the vllm marker (`bash setup.sh --vllm-cpu`).
+VLLM_PYTHON = os.environ.get("SYNPO_VLLM_PYTHON", str(ROOT / ".venv-vllm" / "bin" / "python"))
+
+
+# --- tiny models ----------------------------------------------------------------------------------------------
 
 RM_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}### {{ m['role'] | capitalize }}: {{ m['content'] }}\n{% endfor %}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, compose
-from test_e2e import MICRO, _fails_cleanly, run_cli
+from helpers import MICRO, fails_cleanly, run_cli
 
 from synpo.config import validate
 from synpo.errors import UserError
@@ -343,20 +343,20 @@ def test_report_messages(tmp_path, capsys):
 def test_cli_bad_model_directory(tmp_path):
     d = _model_copy(tmp_path)
     (d / "config.json").write_text("")
-    _fails_cleanly(run_cli(tmp_path / "r", f"model.name_or_path={d}"), "config.json:1 is not valid JSON")
+    fails_cleanly(run_cli(tmp_path / "r", f"model.name_or_path={d}"), "config.json:1 is not valid JSON")
 
 
 def test_cli_latin1_seed_file(tmp_path):
     seed = tmp_path / "seed.jsonl"
     seed.write_bytes(b'{"prompt": "caf\xe9", "answer": "x"}\n')
-    _fails_cleanly(run_cli(tmp_path / "r", "data=jsonl", f"data.path={seed}"), f"{seed}:1: not valid UTF-8")
+    fails_cleanly(run_cli(tmp_path / "r", "data=jsonl", f"data.path={seed}"), f"{seed}:1: not valid UTF-8")
 
 
 def test_cli_run_dir_is_a_file(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
     cmd = [sys.executable, "run.py", *MICRO, f"run_dir={f}", f"hydra.run.dir={tmp_path}/hydra"]
-    _fails_cleanly(
+    fails_cleanly(
         subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300), "is a file, not a directory"
     )
 
@@ -377,7 +377,7 @@ def test_cli_sweep_with_a_bad_point_fails_before_launching_anything(tmp_path):
 
 @pytest.mark.slow
 def test_a_threshold_that_keeps_no_improver_example(tmp_path):
-    _fails_cleanly(
+    fails_cleanly(
         run_cli(tmp_path / "r", "scorer.threshold=1.0"),
         "the improver has no training example",
         "scorer.threshold=1.0",
@@ -386,7 +386,7 @@ def test_a_threshold_that_keeps_no_improver_example(tmp_path):
 
 @pytest.mark.slow
 def test_a_threshold_that_keeps_no_pair(tmp_path):
-    _fails_cleanly(
+    fails_cleanly(
         run_cli(tmp_path / "r", "scorer.threshold=1.0", "method.improver_filter=false"),
         "D is empty",
         "Lower scorer.threshold",
@@ -397,7 +397,7 @@ def test_a_threshold_that_keeps_no_pair(tmp_path):
 def test_a_generator_that_writes_no_valid_prompt(tmp_path):
     """The generator's output parses to nothing (one new token is no question): the run stops at the prompt filter
     with the counts and what to change, not with a traceback from deeper in the iteration."""
-    _fails_cleanly(
+    fails_cleanly(
         run_cli(tmp_path / "r", "generator.max_new_tokens=1", "eval.max_new_tokens=8"),
         "gave no valid prompt out of 48",
         "'n_invalid': 48",
@@ -407,7 +407,7 @@ def test_a_generator_that_writes_no_valid_prompt(tmp_path):
 def test_a_seed_set_too_small_for_the_generator(tmp_path):
     seed = tmp_path / "seed.jsonl"
     seed.write_text(GOOD_ROW + "\n" + json.dumps({"prompt": "Uppercase the word rose.", "answer": "ROSE."}) + "\n")
-    _fails_cleanly(
+    fails_cleanly(
         run_cli(tmp_path / "r", "data=jsonl", f"data.path={seed}", "data.n_val=1"),
         "The prompt generator has no training example",
     )
@@ -417,8 +417,7 @@ def test_settings_that_mean_gpus_stop_on_a_machine_without_one(tmp_path):
     """No silent CPU: a run whose settings mean GPUs stops before any work where torch sees no CUDA device."""
     import torch
     from conftest import compose
-    from helpers import write_paper_config
-    from test_e2e import run_cli
+    from helpers import run_cli, write_paper_config
 
     from synpo.config import gpu_reasons
 
@@ -453,7 +452,7 @@ def test_several_machines_outside_a_slurm_allocation_stop_before_any_work(tmp_pa
     for key in [k for k in os.environ if k.startswith("SLURM_")]:
         monkeypatch.delenv(key)
     proc = run_cli(run_dir, "launch.launcher=accelerate", "launch.num_machines=2", "launch.allow_cpu=true")
-    _fails_cleanly(proc, "needs a SLURM allocation")
+    fails_cleanly(proc, "needs a SLURM allocation")
     assert not (run_dir / ".stages").exists()
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import ROOT
-from test_e2e import _cmd, _env, run_cli
+from helpers import cli_command, cli_env, run_cli
 
 from synpo.prompts import parse_instruction, parse_judge_score
 from synpo.tracking import offline_run_files, read_offline_history
@@ -61,9 +61,9 @@ def _killed_then_resumed(run_dir, extra: list[str], marker: str):
     """Start the run, SIGKILL its process group once ``marker`` is written, then rerun the same command to the end.
     Returns the marker's record before the resume and the resumed run's log."""
     proc = subprocess.Popen(
-        _cmd(run_dir, *extra),
+        cli_command(run_dir, *extra),
         cwd=ROOT,
-        env=_env(),
+        env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

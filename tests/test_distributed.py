@@ -13,8 +13,8 @@ with 2 processes the trainer reports rank 0's share of each batch.
 
 import pytest
 import torch
+from helpers import PAIRS
 from omegaconf import OmegaConf
-from test_launch import PAIRS
 
 from synpo.modeling import load_causal_lm, load_tokenizer
 from synpo.training.common import HParams

@@ -11,45 +11,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from helpers import MICRO, SECRET, cli_command, cli_env, fails_cleanly, run_cli
 from omegaconf import OmegaConf
 
 from synpo.tracking import offline_run_files, read_offline_history
-
-MICRO = [
-    "method.iterations=1",
-    "method.n_prompts=48",
-    "method.pairs_per_iteration=32",
-    "data.n_train=96",
-    "data.n_val=24",
-    "trainer.beta_grid=[2,10]",
-    "logger.mode=offline",
-    "generator.shard_size=32",
-]
-SECRET = "sk-test-0123456789abcdef-never-log-me"
-
-
-def _micro(extra: tuple[str, ...]) -> list[str]:
-    """MICRO's overrides that the method chosen by ``extra`` has (a SPIN or seed method has no prompt counts)."""
-    from conftest import compose
-
-    cfg = compose([e for e in extra if e.startswith(("method=", "experiment="))])
-    return [o for o in MICRO if OmegaConf.select(cfg, o.split("=")[0], default=_ABSENT) is not _ABSENT]
-
-
-_ABSENT = object()
-
-
-def _cmd(run_dir: Path, *extra: str) -> list[str]:
-    micro = _micro(extra)
-    return [sys.executable, "run.py", *micro, f"run_dir={run_dir}", f"hydra.run.dir={run_dir}/.hydra_out", *extra]
-
-
-def _env() -> dict:
-    return {**os.environ, "WANDB_API_KEY": SECRET, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def run_cli(run_dir: Path, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(_cmd(run_dir, *extra), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +152,9 @@ def test_resume_after_kill_does_not_retrain_generator(micro_run, tmp_path):
     reference_dir, _ = micro_run
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        _cmd(run_dir),
+        cli_command(run_dir),
         cwd=ROOT,
-        env=_env(),
+        env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -247,32 +212,24 @@ def test_resume_after_kill_does_not_retrain_generator(micro_run, tmp_path):
     }
 
 
-def _fails_cleanly(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 2, out[-2000:]
-    assert "Traceback" not in out
-    for needle in needles:
-        assert needle in out, (needle, out[-2000:])
-
-
 def test_bad_config_value_fails_cleanly(tmp_path):
-    _fails_cleanly(run_cli(tmp_path / "r", "trainer.beta=-2", "trainer.beta_grid=[]"), "trainer.beta=-2.0 must be > 0")
+    fails_cleanly(run_cli(tmp_path / "r", "trainer.beta=-2", "trainer.beta_grid=[]"), "trainer.beta=-2.0 must be > 0")
 
 
 def test_bad_seed_file_fails_cleanly(tmp_path):
     bad = tmp_path / "seed.jsonl"
     bad.write_text('{"prompt": "Add the numbers 1 and 2.", "answer": "3"}\n{"prompt": oops}\n')
-    _fails_cleanly(run_cli(tmp_path / "r", "data=jsonl", f"data.path={bad}"), f"{bad}:2: not valid JSON")
-    _fails_cleanly(run_cli(tmp_path / "r2", "data=jsonl", f"data.path={tmp_path}/none.jsonl"), "file not found")
+    fails_cleanly(run_cli(tmp_path / "r", "data=jsonl", f"data.path={bad}"), f"{bad}:2: not valid JSON")
+    fails_cleanly(run_cli(tmp_path / "r2", "data=jsonl", f"data.path={tmp_path}/none.jsonl"), "file not found")
 
 
 def test_missing_model_fails_cleanly(tmp_path):
-    _fails_cleanly(run_cli(tmp_path / "r", f"model.name_or_path={tmp_path}/no_model"), "model.name_or_path")
+    fails_cleanly(run_cli(tmp_path / "r", f"model.name_or_path={tmp_path}/no_model"), "model.name_or_path")
 
 
 def test_incompatible_run_dir_fails_cleanly(micro_run):
     run_dir, _ = micro_run
-    _fails_cleanly(run_cli(run_dir, "seed=7"), "incompatible config", "seed: the directory has 0")
+    fails_cleanly(run_cli(run_dir, "seed=7"), "incompatible config", "seed: the directory has 0")
 
 
 # A value other than the micro run's for each speed-only field, by the field's dotted key where its type alone does

@@ -5,7 +5,7 @@ import json
 import os
 import shutil
 
-from test_e2e import run_cli
+from helpers import run_cli
 
 from synpo.modeling import resolve_model_path
 

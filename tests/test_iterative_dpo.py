@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_e2e import run_cli
+from helpers import run_cli
 
 pytestmark = pytest.mark.slow  # a whole run (about 2 minutes on 2 cores)
 

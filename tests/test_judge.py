@@ -188,7 +188,7 @@ def _free_port() -> int:
 
 @pytest.mark.vllm
 def test_the_judge_talks_to_a_real_vllm_server(tmp_path):
-    from test_vllm import VLLM_PYTHON
+    from helpers import VLLM_PYTHON
 
     from synpo.modeling import resolve_model_path
 

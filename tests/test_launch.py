@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import PAIRS
 from omegaconf import OmegaConf
 
 from synpo.artifacts import read_jsonl
@@ -16,14 +17,6 @@ from synpo.training.common import HParams, prepare_workdir
 from synpo.training.config import LaunchConfig
 from synpo.training.launch import failure_excerpt, run_training_job
 
-PAIRS = [
-    {
-        "prompt": f"Add the numbers {a} and {b}.",
-        "chosen": f"The sum of {a} and {b} is {a + b}.",
-        "rejected": f"{a + b + 1}",
-    }
-    for a, b in [(3, 4), (10, 9), (21, 5), (7, 7), (1, 30), (12, 12), (40, 2), (8, 0)]
-]
 # Measured here: the largest weight difference between the two launchers was 3.6e-7 after 4 steps that moved the
 # weights by up to 2.5e-3 (fp32 on CPU); the bound leaves room for reduction-order differences on other CPUs.
 TOLERANCE = 1e-5
@@ -62,7 +55,7 @@ def test_accelerate_zero2_matches_inprocess(tmp_path):
 def test_pipeline_trains_through_accelerate(tmp_path):
     """The SynPO pipeline with every training job launched by accelerate (ZeRO-2, 1 CPU process), the two beta
     candidates trained concurrently, each in its own process with its own "GPU" (CUDA_VISIBLE_DEVICES)."""
-    from test_e2e import run_cli
+    from helpers import run_cli
 
     run_dir = tmp_path / "run"
     proc = run_cli(

@@ -115,7 +115,7 @@ def test_synpo_runs_with_pairrm_as_scorer(tmp_path):
     """The pipeline with a pairwise scorer: gaps filter the pairs, validation compares answers with gold and pi_0."""
     import json
 
-    from test_e2e import run_cli
+    from helpers import run_cli
 
     path = build_tiny_pairrm(tmp_path / "pairrm")
     run_dir = tmp_path / "run"

@@ -14,7 +14,7 @@ import time
 
 import pytest
 from conftest import ROOT
-from test_e2e import MICRO
+from helpers import MICRO
 
 pytestmark = pytest.mark.slurm
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 from conftest import compose
-from test_e2e import run_cli
+from helpers import run_cli
 
 from synpo.config import validate
 from synpo.errors import UserError

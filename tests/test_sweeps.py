@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from conftest import ROOT
-from test_e2e import MICRO
+from helpers import MICRO
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose
-from test_e2e import run_cli
+from conftest import compose
+from helpers import VLLM_PYTHON, run_cli
 
 from synpo.config import validate
 from synpo.errors import UserError
@@ -17,8 +17,6 @@ from synpo.generation.hf import HFGenerator
 from synpo.generation.protocol import SamplingParams
 from synpo.generation.vllm import VLLMGenerator
 from synpo.tinyworld.tasks import sample_distinct_tasks
-
-VLLM_PYTHON = os.environ.get("SYNPO_VLLM_PYTHON", str(ROOT / ".venv-vllm" / "bin" / "python"))
 
 
 def _prompts(n: int, seed: int) -> list[str]:
