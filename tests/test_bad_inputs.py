@@ -51,6 +51,7 @@ CONFIG_CASES = [
     (["scorer=reward_model"], "scorer.name_or_path is null"),
     (["method=sampling_ranking", "trainer=dpo"], "method sampling_ranking trains the policy with SimPO"),
     (["method=sampling_ranking", "method.samples_per_prompt=1"], "method.samples_per_prompt=1 must be >= 2"),
+    (["scorer=judge", "method.chosen_content=right"], "method.chosen_content='right' needs a scorer that tells"),
     (["method=self_rewarding", "method.judge_template=long"], "method.judge_template: the template must name exactly"),
     (["method=offline", "method.iterations=2"], "offline is one round of training; set method.iterations=1"),
     (["method=seed_po", "method.iterations=3"], "seed_po is one round of training"),

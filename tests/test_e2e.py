@@ -342,3 +342,13 @@ def test_the_content_study_options_change_the_pairs_and_the_improver_data(micro_
     new = json.loads((run_dir / "results.json").read_text())["iterations"][1]
     old = json.loads((reference_dir / "results.json").read_text())["iterations"][1]
     assert right > 0 and new["improver_examples"] >= right and new["improver_examples"] > old["improver_examples"]
+    # chosen_content=right: only pairs whose chosen answer is right in content are kept (the verifier's exact)
+    proc = run_cli(
+        run_dir, "method.rejected=previous", "method.improver_right_drafts=copy", "method.chosen_content=right"
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = read_jsonl(run_dir / "iter_1" / "scores.jsonl")
+    exact = VerifierScorer().exact([r["prompt"] for r in rows], [r["chosen"] for r in rows])
+    kept = [r["kept"] for r in rows]
+    assert any(kept) and all(e for e, k in zip(exact, kept, strict=True) if k)
+    assert sum(kept) < sum(r["gap"] > 0.1 for r in rows)  # some pairs past the gap were dropped for their content

@@ -81,6 +81,27 @@ def test_a_lane_dies_with_a_killed_parent(tmp_path):
     pytest.fail(f"lane {lane} outlived its killed parent")
 
 
+def test_a_lane_under_a_wandb_run_may_be_the_first_to_need_trl(tmp_path):
+    """W&B's telemetry hooks fire on the first import of TRL and raise in a forked child; a resumed run whose first
+    TRL job was a lane's died so. The training stack is imported before the fork."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, wandb\n"
+        f"run = wandb.init(mode='offline', dir={str(tmp_path)!r}, settings=wandb.Settings(console='off', silent=True))\n"
+        "assert 'trl' not in sys.modules\n"
+        "from synpo.training import lanes\n"
+        "def job():\n"
+        "    import trl\n"
+        "    return trl.__name__\n"
+        "print('LANE', lanes.run_forked(job))\n"
+        "run.finish()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "LANE trl" in proc.stdout, proc.stderr[-3000:]
+
+
 def test_lanes_are_capped_by_the_request_the_jobs_and_the_cpus():
     cpus = len(os.sched_getaffinity(0))
     assert lanes.available(1, 6) == 1

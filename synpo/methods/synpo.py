@@ -61,6 +61,13 @@ class SynPOConfig(DrawnPromptsConfig):
         "draft, the one the improver rewrote: a pair then says the rewrite beats its draft)",
         choices=("initial", "previous"),
     )
+    chosen_content: str = spec(
+        "any",
+        "the content study's diagnostic: any (the paper) or right (keep a pair only if its chosen answer's content "
+        "is right, by the scorer's exact: an oracle only the verifier has, to test whether wrong chosen content is "
+        "what SimPO learns)",
+        choices=("any", "right"),
+    )
 
 
 def improver_examples(ctx: Context, seed_prompts, drafts, golds, gaps) -> list[dict]:
@@ -173,9 +180,11 @@ def score_rows(
     # pi_{t-1}'s own drafts are scored only to be read beside the pairs (how often the rewrite beats its draft):
     # a second pass of the scorer over every synthetic prompt, so at scale it is an option
     s_pol = ctx.scorer.scores(prompts, policy) if ctx.run.method.score_drafts else None
+    right = ctx.scorer.exact(prompts, chosen) if ctx.run.method.chosen_content == "right" else None
     rows = []
     for i, x in enumerate(prompts):
         kept, rep = pair_filter(ctx, c.gaps[i], chosen[i], rejected[i], cut[i])
+        kept = kept and (right is None or right[i])
         rows.append(
             {
                 "prompt": x,
@@ -209,6 +218,7 @@ def pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord]
         "max_repetition": m.max_repetition,
         "drop_truncated": m.drop_truncated,
         **({"rejected": m.rejected} if m.rejected != "initial" else {}),  # the paper's pairs keep their identity
+        **({"chosen_content": m.chosen_content} if m.chosen_content != "any" else {}),
     }
     return add_pairs(ctx, t, list(deps.values()), settings, lambda out: score_rows(ctx, prompts, deps, out))
 
@@ -227,12 +237,13 @@ class SynPO:
 
         p = source_problems(cfg) + template_problems(cfg, "improver_template")
         scorer = SCORERS.entries.get(cfg.scorer.name)
-        if cfg.method.improver_right_drafts != "filter" and scorer is not None and not scorer.knows_exact:
-            p.append(
-                f"method.improver_right_drafts={cfg.method.improver_right_drafts!r} needs a scorer that tells right "
-                f"content (the verifier); scorer.name={cfg.scorer.name!r} cannot: set method.improver_right_drafts="
-                "filter"
-            )
+        m = cfg.method
+        for key, paper in (("improver_right_drafts", "filter"), ("chosen_content", "any")):
+            if m[key] != paper and scorer is not None and not scorer.knows_exact:
+                p.append(
+                    f"method.{key}={m[key]!r} needs a scorer that tells right content (the verifier); "
+                    f"scorer.name={cfg.scorer.name!r} cannot: set method.{key}={paper}"
+                )
         return p
 
     def workload(self, cfg: DictConfig, t: int, a, policy: dict, scorer: dict, pairwise: bool) -> list:

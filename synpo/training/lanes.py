@@ -5,7 +5,8 @@ faster on two cores than on one, while two training jobs in two processes of one
 than the same two one after the other at two threads (``experiments/LOG.md``, 2026-12-02). So an iteration's beta
 candidates, which train on the same pairs independently, are given one process each.
 
-A lane is a child forked from run.py: it starts with every library imported and shares the parent's memory copy-on-
+A lane is a child forked from run.py: it starts with every library imported (the training stack is imported
+before the first fork, as W&B's import hooks must not fire in a child) and shares the parent's memory copy-on-
 write (``synpo.memory.settle`` freezes the heap first, so the collector does not touch the shared pages). It runs one
 function at one torch thread, sends its result or its exception back through a pipe, and exits. It touches none of
 the parent's threads: W&B and the memory sampler are the parent's alone, the tokenizer's thread pool is switched off
@@ -48,6 +49,7 @@ def run_forked(fn: Callable, /, *args, **kwargs):
     raises ``Preempted``, which is raised here)."""
     import multiprocessing as mp
 
+    _import_the_training_stack()
     context = mp.get_context("fork")
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_lane, args=(send, os.getpid(), fn, args, kwargs), daemon=True)
@@ -66,6 +68,16 @@ def run_forked(fn: Callable, /, *args, **kwargs):
     if kind == "ok":
         return value
     raise value
+
+
+def _import_the_training_stack() -> None:
+    """Import here, before the fork, what a training job imports: W&B watches the first import of these libraries
+    (its telemetry hooks), and a hook that fires in a forked child raises there (W&B refuses a forked process), so a
+    lane whose job was the first to import TRL died while loading its model."""
+    import accelerate  # noqa: F401
+    import datasets  # noqa: F401
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
 
 
 def _wait(child, receive):
