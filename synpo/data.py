@@ -178,28 +178,27 @@ def data_file_problems(cfg: DictConfig) -> list[str]:
     return p
 
 
-def _seed_rows(cfg: DictConfig) -> tuple[list[dict], list[dict]]:
-    d = cfg.data
-    rows = DATA_SOURCES[d.source].read(d, cfg.seed)
+def _seed_rows(d: DictConfig, seed: int) -> tuple[list[dict], list[dict]]:
+    rows = DATA_SOURCES[d.source].read(d, seed)
     if isinstance(rows, tuple):  # a world draws its own split
         return rows
-    train, val = split_seed(rows, d.n_val, stage_seed(cfg.seed, "split"))
+    train, val = split_seed(rows, d.n_val, stage_seed(seed, "split"))
     return train[: d.n_train], val
 
 
-def prepare_seed(cfg: DictConfig, rundir: RunDir) -> StageRecord:
-    """The ``seed`` stage: ``seed/train.jsonl`` and ``seed/val.jsonl``, drawn by a world or read."""
-    d = cfg.data
+def prepare_seed(d: DictConfig, seed: int, rundir: RunDir) -> StageRecord:
+    """The ``seed`` stage of the data block ``d`` (``cfg.data``): ``seed/train.jsonl`` and ``seed/val.jsonl``, drawn
+    by a world or read."""
     train, val = rundir.seed_files
     source = DATA_SOURCES[d.source].digest(d)
 
     def fn():
-        train_rows, val_rows = _seed_rows(cfg)
+        train_rows, val_rows = _seed_rows(d, seed)
         write_jsonl(train, train_rows)
         write_jsonl(val, val_rows)
         return {"n_train": len(train_rows), "n_val": len(val_rows)}
 
-    settings = {"data": OmegaConf.to_container(d), "seed": cfg.seed, "source_digest": source}
+    settings = {"data": OmegaConf.to_container(d), "seed": seed, "source_digest": source}
     return rundir.stage("seed", settings, [train, val], fn)
 
 

@@ -72,7 +72,7 @@ def save_config(rundir: RunDir, cfg: DictConfig) -> None:
 
 def open_context(cfg: DictConfig, rundir: RunDir) -> Context:
     """The seed split (a stage) and the run's components."""
-    seed_record = prepare_seed(cfg, rundir)
+    seed_record = prepare_seed(cfg.data, cfg.seed, rundir)
     train, val = rundir.seed_files
     return Context(
         run=RunSettings.of(cfg),

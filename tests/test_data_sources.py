@@ -66,7 +66,7 @@ def test_the_hub_option_reads_its_seed_rows_through_the_registry(tmp_path):
     root = _ultrafeedback_like(tmp_path / "uf")
     cfg = compose(["data=ultrafeedback_hf", f"data.hf_name={root}", "data.n_train=4", "data.n_val=2"])
     run = RunDir(tmp_path / "run")
-    prepare_seed(cfg, run)
+    prepare_seed(cfg.data, cfg.seed, run)
     train, val = (read_jsonl(f) for f in run.seed_files)
     assert (len(train), len(val)) == (4, 2)
     assert all(
