@@ -48,11 +48,12 @@ def accumulated_pairs(ctx: Context, t: int) -> list[dict]:
 
 
 def candidate_job(run, base: str) -> tuple[str, dict]:
-    """The training job kind ``trainer.loss`` names and what it needs beyond the shared arguments: SimPO has no
-    reference; DPO's reference is the model it starts from (frozen)."""
-    if run.trainer.loss == "dpo":
-        return "dpo", {"ref_path": base}
-    return "simpo", {}
+    """The training job kind ``trainer.loss`` names and what it needs beyond the shared arguments: a job with a
+    reference (DPO) is given the model it starts from, frozen; SimPO has none."""
+    from synpo.training.launch import JOBS
+
+    kind = run.trainer.loss
+    return kind, ({"ref_path": base} if JOBS[kind].reference else {})
 
 
 def train_candidates(

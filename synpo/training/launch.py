@@ -29,11 +29,24 @@ log = logging.getLogger(__name__)
 ACCELERATE_DIR = Path(__file__).resolve().parents[2] / "conf" / "accelerate"
 
 
-# Each training job kind: the module and function that run it (imported only in the process that trains).
-JOBS = {
-    "sft": ("synpo.training.sft", "train_sft"),
-    "simpo": ("synpo.training.simpo", "train_simpo"),
-    "dpo": ("synpo.training.dpo", "train_dpo"),
+@dataclass(frozen=True)
+class TrainingJob:
+    """A kind of training job: the module and function that run it (imported only in the process that trains), the
+    argument holding the rows it trains on, and whether it holds a frozen reference model beside the trained one
+    (``ref_path``: the model it starts from, for the methods here). Its hyperparameters are ``HParams``, built from
+    the ``trainer`` or ``sft_trainer`` block."""
+
+    module: str
+    function: str
+    rows: str  # "pairs" ({prompt, chosen, rejected}) or "examples" ({prompt, completion})
+    reference: bool = False
+
+
+# The registry of training job kinds; ``trainer.loss`` names one of the preference kinds.
+JOBS: dict[str, TrainingJob] = {
+    "sft": TrainingJob("synpo.training.sft", "train_sft", "examples"),
+    "simpo": TrainingJob("synpo.training.simpo", "train_simpo", "pairs"),
+    "dpo": TrainingJob("synpo.training.dpo", "train_dpo", "pairs", reference=True),
 }
 
 
@@ -42,8 +55,7 @@ def job_function(kind: str):
 
     if kind not in JOBS:
         raise ValueError(f"unknown training job kind {kind!r}; known: {sorted(JOBS)}")
-    module, name = JOBS[kind]
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(JOBS[kind].module), JOBS[kind].function)
 
 
 def accelerate_config_path(name: str) -> Path:
@@ -174,7 +186,7 @@ def slots(launch: DictConfig, n_jobs: int) -> list[Slot]:
 
 
 # A job's training rows (``pairs`` for SimPO and DPO, ``examples`` for SFT) travel in a file of their own.
-DATA_KEYS = ("pairs", "examples")
+DATA_KEYS = tuple(sorted({job.rows for job in JOBS.values()}))  # the arguments that hold training rows
 
 
 def job_data_files(kwargs: dict, data_dir: Path) -> dict[str, str]:
