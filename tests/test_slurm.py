@@ -104,13 +104,13 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from synpo.training.config import LaunchConfig
 from synpo.training.launch import run_training_job
-from test_distributed import _check_complete_and_equal, _hp, _job
+from helpers import check_complete_and_equal, distributed_hp, distributed_job
 out = Path({str(tmp_path)!r})
-local = run_training_job("simpo", out / "local", OmegaConf.structured(LaunchConfig()), hp=_hp(4), **_job("simpo"))
+local = run_training_job("simpo", out / "local", OmegaConf.structured(LaunchConfig()), hp=distributed_hp(4), **distributed_job("simpo"))
 launch = OmegaConf.structured(LaunchConfig(launcher="accelerate", accelerate_config="zero3", num_processes=2, srun=True))
-launched = run_training_job("simpo", out / "launched", launch, hp=_hp(2), **_job("simpo"))
+launched = run_training_job("simpo", out / "launched", launch, hp=distributed_hp(2), **distributed_job("simpo"))
 assert launched["processes"] == 2 and launched["deepspeed_zero_stage"] == 3, launched
-_check_complete_and_equal(out / "local", out / "launched")
+check_complete_and_equal(out / "local", out / "launched")
 print("SRUN-OK")
 """
     proc = subprocess.run(
