@@ -352,3 +352,11 @@ def test_the_content_study_options_change_the_pairs_and_the_improver_data(micro_
     kept = [r["kept"] for r in rows]
     assert any(kept) and all(e for e, k in zip(exact, kept, strict=True) if k)
     assert sum(kept) < sum(r["gap"] > 0.1 for r in rows)  # some pairs past the gap were dropped for their content
+    # seed_pairs: gold over pi_{t-1}'s own seed answer joins the candidates (content pairs)
+    proc = run_cli(run_dir, "method.seed_pairs=5")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    gold = {r["prompt"]: r["answer"] for r in read_jsonl(run_dir / "seed" / "train.jsonl")}
+    drafts = {r["prompt"]: r["response"] for r in read_jsonl(run_dir / "iter_1" / "seed_policy.jsonl")}
+    seeded = [r for r in read_jsonl(run_dir / "iter_1" / "scores.jsonl") if r.get("seed")]
+    assert len(seeded) == 5 and all(r["kept"] and r["gap"] > 0.1 for r in seeded)
+    assert all(r["chosen"] == gold[r["prompt"]] and r["rejected"] == drafts[r["prompt"]] for r in seeded)

@@ -68,6 +68,13 @@ class SynPOConfig(DrawnPromptsConfig):
         "what SimPO learns)",
         choices=("any", "right"),
     )
+    seed_pairs: int = spec(
+        0,
+        "pairs added to the candidates each iteration from the seed set: the gold answer over pi_{t-1}'s own seed "
+        "answer where the gap filter keeps it (pairs that teach content), a random sample of this many; 0: none (the "
+        "paper)",
+        ge=0,
+    )
 
 
 def improver_examples(ctx: Context, seed_prompts, drafts, golds, gaps) -> list[dict]:
@@ -89,8 +96,9 @@ def improver_examples(ctx: Context, seed_prompts, drafts, golds, gaps) -> list[d
     return out
 
 
-def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict]:
-    """Step 2: the improver R_t, trained from pi_0 on pi_{t-1}'s seed answers -> gold, filtered by the score gap."""
+def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict, dict]:
+    """Step 2: the improver R_t, trained from pi_0 on pi_{t-1}'s seed answers -> gold, filtered by the score gap;
+    its directory and record, the stages of the seed answers and their scores, and the iteration's counts."""
     run, rundir = ctx.run, ctx.rundir
     seed_prompts = [r["prompt"] for r in ctx.seed_train]
     golds = [r["answer"] for r in ctx.seed_train]
@@ -105,9 +113,10 @@ def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict
     )
     drafts = [r["response"] for r in read_jsonl(r_seed.output("seed_policy"))]
     scores_file = rundir.iter_file(t, "seed_scores.jsonl")
-    _, comparison = ctx.compare(
+    r_scores, comparison = ctx.compare(
         rundir.iter_stage(t, "seed_scores"), seed_prompts, golds, drafts, scores_file, [r_seed]
     )
+
     examples = improver_examples(ctx, seed_prompts, drafts, golds, comparison.gaps)
     if not examples:
         raise UserError(
@@ -122,7 +131,7 @@ def improver(ctx: Context, t: int, state: State) -> tuple[str, StageRecord, dict
         "improver_candidates": len(drafts),
         "seed_policy_score": mean(comparison.scores_b),
     }
-    return str(out), rec, info
+    return str(out), rec, {"seed_policy": r_seed, "seed_scores": r_scores}, info
 
 
 def drafts(ctx: Context, t: int, prompts: list[str], state: State, r_prompts: StageRecord) -> dict:
@@ -181,7 +190,7 @@ def score_rows(
     # a second pass of the scorer over every synthetic prompt, so at scale it is an option
     s_pol = ctx.scorer.scores(prompts, policy) if ctx.run.method.score_drafts else None
     right = ctx.scorer.exact(prompts, chosen) if ctx.run.method.chosen_content == "right" else None
-    rows = []
+    rows = seed_pair_rows(ctx, deps) if ctx.run.method.seed_pairs else []
     for i, x in enumerate(prompts):
         kept, rep = pair_filter(ctx, c.gaps[i], chosen[i], rejected[i], cut[i])
         kept = kept and (right is None or right[i])
@@ -210,6 +219,23 @@ def score_rows(
     return rows, stats
 
 
+def seed_pair_rows(ctx: Context, deps: dict[str, StageRecord]) -> list[dict]:
+    """``method.seed_pairs`` candidate rows from the seed set: gold over pi_{t-1}'s seed answer, where the filters
+    keep the pair, a random sample (the pairs stage's seed); marked ``"seed": true`` in scores.jsonl."""
+    import random
+
+    drafts = read_jsonl(deps["seed_policy"].output("seed_policy"))
+    gaps = [r["gap"] for r in read_jsonl(deps["seed_scores"].output("seed_scores"))]
+    rows = []
+    for s, d, gap in zip(ctx.seed_train, drafts, gaps, strict=True):
+        kept, rep = pair_filter(ctx, gap, s["answer"], d["response"], d.get("finish_reason") == "length")
+        if kept:
+            row = {"prompt": s["prompt"], "policy": d["response"], "chosen": s["answer"], "rejected": d["response"]}
+            rows.append({**row, "gap": round(gap, 6), "repetition": rep, "kept": True, "seed": True})
+    rng = random.Random(ctx.seed_for(deps["seed_scores"].name + "/seed_pairs"))
+    return rng.sample(rows, min(ctx.run.method.seed_pairs, len(rows)))
+
+
 def pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord]) -> StageRecord:
     """Steps 5 and 6: score every candidate pair, keep those past the filters, add a random sample of them to D."""
     m = ctx.run.method
@@ -219,6 +245,7 @@ def pairs(ctx: Context, t: int, prompts: list[str], deps: dict[str, StageRecord]
         "drop_truncated": m.drop_truncated,
         **({"rejected": m.rejected} if m.rejected != "initial" else {}),  # the paper's pairs keep their identity
         **({"chosen_content": m.chosen_content} if m.chosen_content != "any" else {}),
+        **({"seed_pairs": m.seed_pairs} if m.seed_pairs else {}),
     }
     return add_pairs(ctx, t, list(deps.values()), settings, lambda out: score_rows(ctx, prompts, deps, out))
 
@@ -297,9 +324,11 @@ class SynPO:
     def iteration(self, ctx: Context, t: int, state: State) -> Iteration:
         prompts, r_prompts = iteration_prompts(ctx, t, state.source, state.policy, state.policy_record)
         answers = drafts(ctx, t, prompts, state, r_prompts)
-        improver_dir, r_improver, improver_info = improver(ctx, t, state)
+        improver_dir, r_improver, seed_records, improver_info = improver(ctx, t, state)
         r_refined = rewrites(ctx, t, prompts, improver_dir, r_improver, answers["policy"])
         deps = {"policy": answers["policy"], "refined": r_refined, "initial": answers["initial"]}
+        if ctx.run.method.seed_pairs:
+            deps.update(seed_records)
         r_pairs = pairs(ctx, t, prompts, deps)
         row = {**r_prompts.info, **improver_info}
         return select_on_d(ctx, t, state, r_pairs, row, ctx.rundir.iter_file(t, PROMPTS))
