@@ -49,11 +49,13 @@ def compare_in_shards(
         (Path(shard_dir) / f"shard-{k:05d}.jsonl", lo, min(n, lo + shard_size))
         for k, lo in enumerate(range(0, n, shard_size))
     ]
-    todo = [s for s in shards if not (s[0].is_file() and len(read_jsonl(s[0])) == s[2] - s[1])]
+    done = {shard: read_jsonl(shard) for shard, _, _ in shards if shard.is_file()}  # each file read once
+    todo = [s for s in shards if len(done.get(s[0], ())) != s[2] - s[1]]
 
     def work(one: Scorer, mine: list) -> None:
         for shard, lo, hi in mine:
-            write_jsonl(shard, one.compare(prompts[lo:hi], a[lo:hi], b[lo:hi]).rows())
+            done[shard] = one.compare(prompts[lo:hi], a[lo:hi], b[lo:hi]).rows()
+            write_jsonl(shard, done[shard])
             log.info("scored pairs %d-%d of %d", lo, hi, n)
 
     copies = scorer_replicas(scorer, min(replicas, len(todo))) if todo else [scorer]
@@ -63,7 +65,7 @@ def compare_in_shards(
     finally:
         for one in copies[1:]:
             one.held.drop()
-    return Comparison.from_rows([row for shard, _, _ in shards for row in read_jsonl(shard)])
+    return Comparison.from_rows([row for shard, _, _ in shards for row in done[shard]])
 
 
 def scorer_replicas(scorer: Scorer, n: int) -> list[Scorer]:
