@@ -234,14 +234,18 @@ def end_of_turn_id(tok) -> int | None:
     return ids[0] if ids and ids[0] in tok.all_special_ids else tok.eos_token_id
 
 
-def load_causal_lm(name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False):
+def load_causal_lm(
+    name_or_path: str, dtype: str = "float32", trust_remote_code: bool = False, attention: str | None = None
+):
+    """A causal LM in ``dtype``; ``attention``: transformers' ``attn_implementation`` (None: its default)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(name_or_path)
+    extra = {"attn_implementation": attention} if attention else {}
     try:
         return AutoModelForCausalLM.from_pretrained(
-            path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
+            path, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, **extra
         )
     except Exception as e:  # a missing, partial or corrupt checkpoint raises OSError, ValueError, safetensors errors
         raise UserError(_load_error(name_or_path, e)) from None

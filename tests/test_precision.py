@@ -84,3 +84,52 @@ class _Args:
 )
 def test_the_weights_dtype_of_each_setting(dtype, args, frozen, held):
     assert weights_dtype(dtype, args, frozen) == held
+
+
+def _fused_outputs(trainer):
+    """The fused forward's outputs on the trainer's first batch, as its ``compute_loss`` calls it under autocast,
+    and the gradient of the summed log-probabilities over every parameter."""
+    import torch
+
+    inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    trainer.model.zero_grad()
+    with trainer.compute_loss_context_manager():
+        out = trainer.model(**inputs, fused_lm_head=True)
+    out.log_probs.sum().backward()
+    return out, torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+
+
+def test_bf16_sft_on_a_cpu_scores_the_labelled_positions_as_trls_head_does(tmp_path, monkeypatch):
+    """``synpo.training.head``: under bf16 on a CPU the SFT job scores only the labelled positions, the head in bf16
+    autocast; TRL's CPU path scores every position with a float32 head. Same positions, same function: the
+    log-probabilities agree to bf16's rounding of the logits, relative to their size, and so does the gradient."""
+    import torch
+
+    import synpo.training.sft as sft
+
+    hp = HParams(batch_size=4, max_steps=1, max_length=64, seed=3, dtype="bfloat16")
+    examples = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in PAIRS]
+    trainer = sft.build_sft_trainer("builtin:tiny-sft", examples, tmp_path / "compact", hp)[0]
+    assert trainer.model.forward.__code__.co_filename.endswith("head.py")
+    assert trainer.model.config._attn_implementation == "eager"  # ``common.attention``: faster than CPU flash in bf16
+    compact, compact_grad = _fused_outputs(trainer)
+    monkeypatch.setattr(sft, "compact_head_applies", lambda model, dtype: False)
+    trl, trl_grad = _fused_outputs(sft.build_sft_trainer("builtin:tiny-sft", examples, tmp_path / "trl", hp)[0])
+    mask = trl.label_mask
+    assert torch.equal(compact.label_mask, mask) and mask.any() and not mask.all()
+    assert not compact.log_probs[~mask].any() and not compact.entropy[~mask].any()
+    for name in ("log_probs", "entropy"):
+        ours, theirs = getattr(compact, name), getattr(trl, name)
+        assert (ours - theirs).norm() < 0.02 * theirs.norm(), name
+    assert (compact.is_top1 == trl.is_top1)[mask].float().mean() > 0.9
+    assert torch.nn.functional.cosine_similarity(compact_grad, trl_grad, dim=0) > 0.99
+
+
+def test_float32_sft_keeps_trls_head(tmp_path):
+    import synpo.training.sft as sft
+
+    hp = HParams(batch_size=4, max_steps=1, max_length=64, seed=3)
+    examples = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in PAIRS]
+    trainer = sft.build_sft_trainer("builtin:tiny-sft", examples, tmp_path / "out", hp)[0]
+    assert not trainer.model.forward.__code__.co_filename.endswith("head.py")
+    assert trainer.model.config._attn_implementation != "eager"

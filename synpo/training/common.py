@@ -172,10 +172,18 @@ def training_model(model_path: str, hp: HParams, args, trust_remote_code: bool =
 
     if args is None:
         raise ValueError("make the trainer's arguments before its model (ZeRO-3 partitions the model at load)")
-    model = load_causal_lm(model_path, weights_dtype(hp.dtype, args, frozen), trust_remote_code)
+    model = load_causal_lm(model_path, weights_dtype(hp.dtype, args, frozen), trust_remote_code, attention(hp.dtype))
     model.synpo_held_at_load = held_share(model)  # reported in the job's result
     model.synpo_save_dtype = hp.dtype
     return model
+
+
+def attention(dtype: str) -> str | None:
+    """The attention a training job's model runs: eager in bf16 on a CPU, where torch's fused (flash) CPU kernel
+    trained SmolLM2 slower than eager attention's bf16 matmuls (LOG 2026-12-07); transformers' default elsewhere."""
+    import torch
+
+    return "eager" if dtype == "bfloat16" and not torch.cuda.is_available() else None
 
 
 def weights_dtype(dtype: str, args, frozen: bool = False) -> str:

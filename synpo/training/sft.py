@@ -14,6 +14,7 @@ from synpo.training.common import (
     training_tokenizer,
     trl_common_kwargs,
 )
+from synpo.training.head import compact_head_applies, compact_lm_head
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,10 @@ def build_sft_trainer(model_path: str, examples: list[dict], work: Path, hp: HPa
         packing=False,
     )
     model = training_model(model_path, hp, args, trust_remote_code)
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer), tokenizer
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    if compact_head_applies(trainer.model, hp.dtype):
+        compact_lm_head(trainer.model)
+    return trainer, tokenizer
 
 
 def train_sft(
