@@ -26,8 +26,8 @@ from synpo.schema import schema_problems, spec, speed_fields
 from synpo.scoring.config import SCORERS
 from synpo.tracking import LoggerConfig, logger_problems, secret_problems
 from synpo.training.config import (
+    TRAINERS,
     LaunchConfig,
-    PreferenceTrainerConfig,
     SFTTrainerConfig,
     launch_problems,
     trainer_problems,
@@ -37,14 +37,14 @@ from synpo.training.config import (
 @dataclass
 class SynpoConfig:
     model: ModelConfig = spec(MISSING, "pi_0 (conf/model)")
-    # Each of these four is typed by its option's own schema (its registry entry's), named in the option's YAML.
+    # Each of these five is typed by its option's own schema (its registry entry's), named in the option's YAML.
     data: Any = spec(MISSING, "seed set and keywords (conf/data; synpo.data.DATA_SOURCES)")
     method: Any = spec(MISSING, "the iteration recipe (conf/method; synpo.methods.METHODS)")
     scorer: Any = spec(MISSING, "compares responses (conf/scorer; synpo.scoring.config.SCORERS)")
     generator: Any = spec(
         MISSING, "generation backend and sampling (conf/generator; synpo.generation.config.GENERATORS)"
     )
-    trainer: PreferenceTrainerConfig = spec(MISSING, "the policy's preference training (conf/trainer)")
+    trainer: Any = spec(MISSING, "the policy's preference training (conf/trainer; synpo.training.config.TRAINERS)")
     sft_trainer: SFTTrainerConfig = spec(MISSING, "SFT of the generator and improver (conf/sft_trainer)")
     launch: LaunchConfig = spec(help="where training jobs run (topology only)", factory=LaunchConfig)
     eval: EvalConfig = spec(MISSING, "what is measured after each iteration (conf/eval)")
@@ -57,14 +57,13 @@ class SynpoConfig:
 # The groups with one schema for every option, and those whose options each have their own (a registry).
 GROUPS = {
     "model": ModelConfig,
-    "trainer": PreferenceTrainerConfig,
     "sft_trainer": SFTTrainerConfig,
     "eval": EvalConfig,
     "logger": LoggerConfig,
 }
 
 
-REGISTRIES = (DATA_SOURCES, METHODS, SCORERS, GENERATORS)
+REGISTRIES = (DATA_SOURCES, METHODS, SCORERS, GENERATORS, TRAINERS)
 
 
 def register_configs() -> None:

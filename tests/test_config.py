@@ -139,6 +139,22 @@ def test_gamma_and_ratio_are_exclusive():
     validate(compose(["trainer.gamma=null", "trainer.gamma_beta_ratio=0.5"]))
 
 
+def test_each_trainer_is_typed_by_its_own_schema():
+    """trainer=simpo and trainer=dpo are entries of ``TRAINERS``: SimPO's block has gamma, DPO's has none."""
+    from hydra.errors import ConfigCompositionException
+
+    from synpo.training.config import DPOTrainerConfig, SimPOTrainerConfig
+
+    assert OmegaConf.get_type(compose([]).trainer) is SimPOTrainerConfig
+    assert OmegaConf.get_type(compose(["trainer=dpo"]).trainer) is DPOTrainerConfig
+    with pytest.raises(ConfigCompositionException, match="Could not override 'trainer.gamma'"):
+        compose(["trainer=dpo", "trainer.gamma=1.6"])
+    assert "trainer.gamma is not a field of trainer dpo (DPOTrainerConfig)" in _problems(
+        ["trainer=dpo", "+trainer.gamma=1.6"]
+    )
+    assert "trainer.loss='kto' is not allowed; choose one of ['dpo', 'simpo']" in _problems(["trainer.loss=kto"])
+
+
 def test_all_problems_are_reported_at_once():
     msg = _problems(["trainer.beta=0", "scorer.threshold=-1", "trainer.scheduler=wavy", "method.iterations=0"])
     assert "4 problem(s)" in msg

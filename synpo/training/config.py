@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
+from synpo.registry import Registry
 from synpo.schema import spec
 from synpo.training.common import HParams, OptimConfig
 from synpo.training.launch import ACCELERATE_DIR
@@ -17,17 +19,16 @@ from synpo.training.launch import ACCELERATE_DIR
 
 @dataclass
 class PreferenceTrainerConfig(OptimConfig):
-    """The policy's preference training: SimPO (SynPO) or DPO against a frozen reference (SPIN)."""
+    """What every preference trainer has: the loss that selects it (``TRAINERS``), beta, its search and the
+    per-iteration schedules."""
 
-    loss: str = spec("simpo", "simpo: TRL CPO with loss_type=simpo; dpo: TRL DPO", choices=("simpo", "dpo"))
+    loss: str = spec("simpo", "the trainer (TRAINERS): simpo, TRL CPO with loss_type=simpo; dpo, TRL DPO")
     beta: float | None = spec(None, "a fixed beta (no search); null: search beta_grid", gt=0)
     beta_grid: list[float] = spec(
         help="betas trained each iteration; the best on validation wins",
         factory=lambda: [2.0, 4.0, 6.0, 8.0, 10.0, 12.0],
         gt=0,
     )
-    gamma: float | None = spec(None, "SimPO's absolute target margin (paper: 1.6); or gamma_beta_ratio", ge=0)
-    gamma_beta_ratio: float | None = spec(None, "SimPO: gamma = ratio * beta", ge=0)
     select_on: str = spec(
         "val_score",
         "the validation metric that picks each iteration's beta (the paper names none; val_score, the scorer's mean "
@@ -40,6 +41,48 @@ class PreferenceTrainerConfig(OptimConfig):
     epochs_schedule: list[float] | None = spec(
         None, "epochs per iteration (index t-1), e.g. the SPIN repo's scripts' 3 then 6; null: epochs", gt=0
     )
+
+
+@dataclass
+class SimPOTrainerConfig(PreferenceTrainerConfig):
+    """SimPO (SynPO's trainer): length-normalised and reference-free, with a target margin gamma."""
+
+    gamma: float | None = spec(None, "SimPO's absolute target margin (paper: 1.6); or gamma_beta_ratio", ge=0)
+    gamma_beta_ratio: float | None = spec(None, "SimPO: gamma = ratio * beta", ge=0)
+
+
+@dataclass
+class DPOTrainerConfig(PreferenceTrainerConfig):
+    """DPO on summed log-probabilities against a frozen reference (SPIN's objective, iterative DPO's)."""
+
+
+def _simpo_problems(cfg: DictConfig) -> list[str]:
+    t = cfg.trainer
+    if (t.gamma is None) == (t.gamma_beta_ratio is None):
+        return [
+            f"trainer.gamma={t.gamma} and trainer.gamma_beta_ratio={t.gamma_beta_ratio}: give exactly one of them "
+            "(the paper uses gamma=1.6, absolute)"
+        ]
+    return []
+
+
+@dataclass(frozen=True)
+class TrainerEntry:
+    """A preference trainer: its schema (``conf/trainer/<loss>.yaml`` names it) and its own checks. The job that
+    trains it is ``synpo.training.launch.JOBS[loss]``."""
+
+    schema: type
+    block_problems: Callable[[DictConfig], list[str]] = lambda cfg: []
+
+    def problems(self, cfg: DictConfig) -> list[str]:
+        return self.block_problems(cfg)
+
+
+TRAINERS = Registry(
+    "trainer",
+    {"simpo": TrainerEntry(SimPOTrainerConfig, _simpo_problems), "dpo": TrainerEntry(DPOTrainerConfig)},
+    selector="loss",
+)
 
 
 @dataclass
@@ -160,9 +203,10 @@ def beta_candidates(trainer: DictConfig, t: int) -> list[tuple[float, float | No
         betas = [float(b) for b in trainer.beta_grid]
 
     def gamma(beta: float) -> float | None:
-        if trainer.gamma is not None:
+        if trainer.get("gamma") is not None:
             return float(trainer.gamma)
-        return None if trainer.gamma_beta_ratio is None else float(trainer.gamma_beta_ratio) * beta
+        ratio = trainer.get("gamma_beta_ratio")
+        return None if ratio is None else float(ratio) * beta
 
     return [(b, gamma(b)) for b in betas]
 
@@ -181,11 +225,6 @@ def trainer_problems(cfg: DictConfig) -> list[str]:
     for key in SCHEDULES.values():
         if t[key] is not None and len(t[key]) < n:
             p.append(f"trainer.{key} has {len(t[key])} value(s) but method.iterations={n}: give one per iteration")
-    if t.loss == "simpo" and (t.gamma is None) == (t.gamma_beta_ratio is None):
-        p.append(
-            f"trainer.gamma={t.gamma} and trainer.gamma_beta_ratio={t.gamma_beta_ratio}: give exactly one of them "
-            "(the paper uses gamma=1.6, absolute)"
-        )
     return p
 
 
