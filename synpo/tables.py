@@ -188,8 +188,18 @@ def table2(groups: list[Group], paper: dict) -> Table:
         "n: seeds. Error bars: several seeds, mean [95% t-interval over seeds]; one run, its [95% bootstrap interval] "
         f"or ± standard error. Validation columns are the run's own scorer on held-out seed prompts. {NOT_PUBLISHED}: "
         "not published in the paper.",
+        *_lc_sources(groups),
     ]
     return header, rows, [f for f in foot if f]
+
+
+def _lc_sources(groups: list[Group]) -> list[str]:
+    """Which length-controlled model gave each official AlpacaEval LC (``exports.alpaca_lc``), where not all
+    alpaca_eval's own."""
+    used = sorted({r["alpaca_lc_glm"] for g in groups for run in g.runs for r in run.rows if "alpaca_lc_glm" in r})
+    if used in ([], ["alpaca_eval length_controlled_v1"]):
+        return []
+    return [f"AE2 LC computed by: {'; '.join(used)}."]
 
 
 def table3(groups: list[Group], paper: dict) -> Table:

@@ -59,10 +59,18 @@ def _alpaca_lc(tmp_path, monkeypatch, pref, len_model, len_ref, difficulty, glm_
     glm = pytest.importorskip("alpaca_eval.metrics.glm_winrate")
     n = len(pref)
     gamed = tmp_path / "df_gamed.csv"
-    pd.DataFrame({"model": "none", "index": range(n), "instruction_difficulty": difficulty, "preference": 1.5}).to_csv(
-        gamed, index=False
-    )
-    # The only network access of the LC code: its precomputed instruction difficulties, given locally here.
+    pd.DataFrame(
+        {
+            "model": "gamed",
+            "index": range(n),
+            "instruction_difficulty": difficulty,
+            "preference": np.where(np.arange(n) % 2, 0.3, 0.7),  # in [0, 1], as length_controlled_v1 reads them
+            "std_delta_len": np.linspace(-1, 1, n),
+            "not_gamed_baseline": False,
+        }
+    ).to_csv(gamed, index=False)
+    # The only network access of the LC code: its precomputed instruction difficulties and the annotations of its
+    # gamed baselines (length_controlled_v1 regularises toward them), given locally here.
     monkeypatch.setattr(glm, "hf_hub_download", lambda **kw: str(gamed))
     annotations = [
         {
@@ -122,3 +130,52 @@ def test_each_scorer_turns_its_own_gaps_into_preferences():
     judge = JudgeScorer("http://127.0.0.1:9/v1", "served-model")
     assert judge.preferences([0.5, -1.0, 0.0], tie=0.1) == [0.75, 0.0, 0.5]
     assert VerifierScorer().preferences([0.5, -1.0, 0.05], tie=0.1) == [1.0, 0.0, 0.5]
+
+
+def _annotation_file(tmp_path, n: int) -> tuple:
+    """alpaca_eval's annotations of ``n`` instructions (``_annotations``'s), written as its annotations.json."""
+    import json
+
+    pref, len_model, len_ref, difficulty = _annotations(n)
+    rows = [
+        {
+            "instruction": f"q{i}",
+            "output_1": "r" * int(len_ref[i]),
+            "output_2": "m" * int(len_model[i]),
+            "generator_1": "reference",
+            "generator_2": "model",
+            "annotator": "test",
+            "preference": alpaca_preference(pref[i]),
+        }
+        for i in range(n)
+    ]
+    path = tmp_path / "annotations.json"
+    path.write_text(json.dumps(rows))
+    return path, (pref, len_model, len_ref, difficulty)
+
+
+def test_alpaca_eval_itself_gives_lc_for_its_805_instructions_and_ours_otherwise(tmp_path, monkeypatch):
+    """``exports.alpaca_lc``: alpaca_eval's ``length_controlled_v1`` where it applies (the package installed and the
+    annotations AlpacaEval's 805 instructions, with its hub files, given locally here), ours elsewhere, each named
+    in ``alpaca_lc_glm``; unreachable hub files fall back to ours with the reason."""
+    from synpo.evaluation import exports
+
+    glm = pytest.importorskip("alpaca_eval.metrics.glm_winrate")
+    path, (pref, len_model, len_ref, difficulty) = _annotation_file(tmp_path, exports.ALPACA_EVAL_SIZE)
+    theirs = _alpaca_lc(tmp_path, monkeypatch, pref, len_model, len_ref, difficulty, "length_controlled_v1")
+    got = exports.read_alpaca_eval_annotations(path, n_boot=0)
+    assert got["alpaca_lc_glm"] == "alpaca_eval length_controlled_v1"
+    assert got["alpaca_length_controlled_winrate"] == pytest.approx(theirs["length_controlled_winrate"], rel=1e-9)
+
+    def offline(**kw):
+        raise OSError("the hub cannot be reached")
+
+    monkeypatch.setattr(glm, "hf_hub_download", offline)
+    got = exports.read_alpaca_eval_annotations(path, n_boot=0)
+    assert got["alpaca_lc_glm"].startswith("synpo minimal GLM (alpaca_eval's length_controlled_v1 failed: OSError")
+    ours = lc_win_rate(pref, len_model, len_ref, n_boot=0)["length_controlled_winrate"]
+    assert got["alpaca_length_controlled_winrate"] == pytest.approx(ours, rel=1e-9)
+
+    small, _ = _annotation_file(tmp_path, 40)
+    got = exports.read_alpaca_eval_annotations(small, n_boot=0)
+    assert "40 instructions, not AlpacaEval's 805" in got["alpaca_lc_glm"]

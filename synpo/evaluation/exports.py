@@ -53,23 +53,60 @@ def read_alpaca_eval_questions(path: Path) -> tuple[list[str], list[str]]:
     return [r["instruction"] for r in rows], [r.get("dataset", "alpaca_eval") for r in rows]
 
 
+ALPACA_EVAL_SIZE = 805  # AlpacaEval 2's instructions; its GLM's per-instruction difficulty is indexed by position
+
+
 def read_alpaca_eval_annotations(path: Path, model: str | None = None, n_boot: int = 1000) -> dict:
     """Raw and length-controlled win rates of ``model`` (default: the single ``generator_2``) from alpaca_eval's
-    annotations. Without instruction difficulties the LC model drops that term (AlpacaEval's minimal GLM)."""
+    annotations, and ``alpaca_lc_glm``: which length-controlled model gave the LC numbers (``alpaca_lc``)."""
     rows = _load_json_list(Path(path), ("output_1", "output_2", "generator_2", "preference"))
     models = sorted({r["generator_2"] for r in rows})
     model = model or (models[0] if len(models) == 1 else None)
     if model is None:
         raise UserError(f"{path} holds annotations of several models {models}: name one")
-    rows = [r for r in rows if r["generator_2"] == model and r["preference"] is not None]
-    if not rows:
+    rows = [r for r in rows if r["generator_2"] == model]
+    judged = [r for r in rows if r["preference"] is not None]
+    if not judged:
         raise UserError(f"{path} holds no annotation of {model!r} with a preference")
-    prefs = [from_alpaca_preference(r["preference"]) for r in rows]
+    prefs = [from_alpaca_preference(r["preference"]) for r in judged]
     out = {f"alpaca_{k}": v for k, v in win_rate(prefs, n_boot=n_boot).items()}
-    if len(rows) >= 3:
-        lc = lc_win_rate(prefs, [len(r["output_2"]) for r in rows], [len(r["output_1"]) for r in rows], n_boot=n_boot)
-        out.update({f"alpaca_{k}": v for k, v in lc.items() if k != "weights"})
+    if len(judged) >= 3:
+        out.update({f"alpaca_{k}": v for k, v in alpaca_lc(rows, judged, prefs, n_boot).items()})
     return out
+
+
+def alpaca_lc(rows: list[dict], judged: list[dict], prefs: list[float], n_boot: int) -> dict:
+    """The length-controlled win rate of AlpacaEval 2's leaderboard where it applies: alpaca_eval's own
+    ``length_controlled_v1`` (a GLM with each instruction's difficulty, regularised toward the annotations of its
+    gamed baselines, both fetched from the hub) when the package is installed (``pip install -e .[alpaca]``) and
+    ``rows`` are AlpacaEval's 805 instructions in order (its difficulty is looked up by position). Otherwise ours,
+    named in ``lc_glm`` with the reason: AlpacaEval's minimal formula (the length term only), fitted without
+    alpaca_eval's cross-validated penalty (0.07 points from its fit on ``tests/test_winrate.py``'s annotations), with
+    a bootstrap interval."""
+    import logging
+
+    if len(rows) != ALPACA_EVAL_SIZE:
+        reason = f"{len(rows)} instructions, not AlpacaEval's {ALPACA_EVAL_SIZE}: its per-instruction difficulty does not apply"
+    else:
+        try:
+            from alpaca_eval.metrics.glm_winrate import get_length_controlled_winrate
+        except ImportError:
+            reason = "alpaca_eval is not installed (pip install -e .[alpaca])"
+        else:
+            try:
+                theirs = get_length_controlled_winrate(
+                    rows, glm_name="length_controlled_v1", save_weights_dir=None, is_warn_extreme_changes=False
+                )
+                return {
+                    "length_controlled_winrate": float(theirs["length_controlled_winrate"]),
+                    "lc_standard_error": float(theirs["lc_standard_error"]),
+                    "lc_glm": "alpaca_eval length_controlled_v1",
+                }
+            except Exception as e:  # its hub files unreachable (offline), or its fit failed: say so, use ours
+                reason = f"alpaca_eval's length_controlled_v1 failed: {type(e).__name__}: {str(e).splitlines()[0]}"
+                logging.getLogger(__name__).warning("length-controlled win rate: %s; using ours", reason)
+    lc = lc_win_rate(prefs, [len(r["output_2"]) for r in judged], [len(r["output_1"]) for r in judged], n_boot=n_boot)
+    return {**{k: v for k, v in lc.items() if k != "weights"}, "lc_glm": f"synpo minimal GLM ({reason})"}
 
 
 # --- Arena-Hard and MT-Bench answers (FastChat's model_answer format) ------------------------------------------------
