@@ -93,7 +93,7 @@ def _fused_outputs(trainer):
 
     inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     trainer.model.zero_grad()
-    with trainer.compute_loss_context_manager():
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as accelerate wraps the forward when training starts
         out = trainer.model(**inputs, fused_lm_head=True)
     out.log_probs.sum().backward()
     return out, torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
@@ -133,3 +133,30 @@ def test_float32_sft_keeps_trls_head(tmp_path):
     trainer = sft.build_sft_trainer("builtin:tiny-sft", examples, tmp_path / "out", hp)[0]
     assert not trainer.model.forward.__code__.co_filename.endswith("head.py")
     assert trainer.model.config._attn_implementation != "eager"
+
+
+def test_bf16_dpo_on_a_cpu_scores_both_models_with_the_compact_head(tmp_path, monkeypatch):
+    """DPO's policy and frozen reference both take ``synpo.training.head`` under bf16 on a CPU; the summed
+    log-probabilities, mean logits and entropy TRL's DPO trainer logs agree with those of TRL's own head within
+    bf16's rounding, relative to their size."""
+    import torch
+
+    import synpo.training.dpo as dpo
+
+    hp = HParams(batch_size=4, max_steps=1, max_length=64, seed=3, dtype="bfloat16")
+    keys = ("logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected", "entropy")
+
+    def logged(trainer) -> dict:
+        inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+        trainer.model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as accelerate wraps the forward when training starts
+            trainer.compute_loss(trainer.model, inputs)
+        return {k: trainer._metrics["train"][k][-1] for k in keys}
+
+    trainer = dpo.build_dpo_trainer("builtin:tiny-sft", "builtin:tiny-sft", PAIRS, tmp_path / "c", hp, beta=0.1)[0]
+    assert all(m.forward.__code__.co_filename.endswith("head.py") for m in (trainer.model, trainer.ref_model))
+    compact = logged(trainer)
+    monkeypatch.setattr(dpo, "compact_head_applies", lambda model, dtype: False)
+    theirs = logged(dpo.build_dpo_trainer("builtin:tiny-sft", "builtin:tiny-sft", PAIRS, tmp_path / "t", hp, 0.1)[0])
+    for k in keys:
+        assert abs(compact[k] - theirs[k]) < 0.02 * abs(theirs[k]), (k, compact[k], theirs[k])

@@ -23,6 +23,7 @@ from synpo.training.common import (
     training_tokenizer,
     trl_common_kwargs,
 )
+from synpo.training.head import compact_head_applies, compact_lm_head
 
 
 def build_dpo_trainer(
@@ -61,6 +62,9 @@ def build_dpo_trainer(
     trainer = DPOTrainer(
         model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer
     )
+    for patched in (trainer.model, trainer.ref_model):
+        if patched is not None and compact_head_applies(patched, hp.dtype):
+            compact_lm_head(patched)
     return trainer, tokenizer
 
 

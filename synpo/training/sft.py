@@ -45,7 +45,7 @@ def build_sft_trainer(model_path: str, examples: list[dict], work: Path, hp: HPa
     model = training_model(model_path, hp, args, trust_remote_code)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     if compact_head_applies(trainer.model, hp.dtype):
-        compact_lm_head(trainer.model)
+        compact_lm_head(trainer.model, extras=("entropy", "is_top1"))  # what the SFT trainer logs
     return trainer, tokenizer
 
 
