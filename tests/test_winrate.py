@@ -72,7 +72,17 @@ def _alpaca_lc(tmp_path, monkeypatch, pref, len_model, len_ref, difficulty, glm_
     # The only network access of the LC code: its precomputed instruction difficulties and the annotations of its
     # gamed baselines (length_controlled_v1 regularises toward them), given locally here.
     monkeypatch.setattr(glm, "hf_hub_download", lambda **kw: str(gamed))
-    annotations = [
+    return glm.get_length_controlled_winrate(
+        _annotation_rows(pref, len_model, len_ref),
+        glm_name=glm_name,
+        save_weights_dir=None,
+        is_warn_extreme_changes=False,
+    )
+
+
+def _annotation_rows(pref, len_model, len_ref) -> list[dict]:
+    """The annotations as alpaca_eval writes them: the reference is output_1, the model output_2."""
+    return [
         {
             "index": i,
             "output_1": "r" * int(len_ref[i]),
@@ -82,11 +92,8 @@ def _alpaca_lc(tmp_path, monkeypatch, pref, len_model, len_ref, difficulty, glm_
             "annotator": "test",
             "preference": alpaca_preference(pref[i]),
         }
-        for i in range(n)
+        for i in range(len(pref))
     ]
-    return glm.get_length_controlled_winrate(
-        annotations, glm_name=glm_name, save_weights_dir=None, is_warn_extreme_changes=False
-    )
 
 
 # Measured on these annotations: ours 54.871 vs alpaca_eval 54.802 (noreg, with difficulty: 0.070 points) and
@@ -137,20 +144,8 @@ def _annotation_file(tmp_path, n: int) -> tuple:
     import json
 
     pref, len_model, len_ref, difficulty = _annotations(n)
-    rows = [
-        {
-            "instruction": f"q{i}",
-            "output_1": "r" * int(len_ref[i]),
-            "output_2": "m" * int(len_model[i]),
-            "generator_1": "reference",
-            "generator_2": "model",
-            "annotator": "test",
-            "preference": alpaca_preference(pref[i]),
-        }
-        for i in range(n)
-    ]
     path = tmp_path / "annotations.json"
-    path.write_text(json.dumps(rows))
+    path.write_text(json.dumps(_annotation_rows(pref, len_model, len_ref)))
     return path, (pref, len_model, len_ref, difficulty)
 
 
