@@ -118,7 +118,9 @@ class LaunchConfig:
     cpu_lanes: int = spec(
         2,
         "no GPU, in-process launcher: train up to this many beta candidates at once, each in a process of one "
-        "thread forked from run.py (at most one per CPU)",
+        "thread forked from run.py (at most one per CPU). A one-thread job's kernels round differently from a "
+        "many-thread one's: in float32 the weights move in their last bits; in bf16 the candidates' validation can "
+        "move enough to select another beta (LOG 2026-12-07)",
         gt=0,
         speed=True,
     )
