@@ -51,8 +51,8 @@ SMOL_MICRO = {  # each experiment at a size that runs in a few minutes, with its
         "data.n_train=16",
         "method.n_prompts=16",
         "method.pairs_per_iteration=8",
+        "sft_trainer.global_batch_size=4",
         "sft_trainer.batch_size=4",
-        "sft_trainer.grad_accum=1",
         "trainer.beta_grid=[2.0]",
     ],  # 4 per update: 12 generator steps
     "smol_spin": ["data.n_train=8"],
