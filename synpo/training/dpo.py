@@ -63,6 +63,7 @@ def build_dpo_trainer(
         model=model, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer
     )
     for patched in (trainer.model, trainer.ref_model):
+        patched = getattr(patched, "module", patched)  # under DeepSpeed the reference is already its engine
         if patched is not None and compact_head_applies(patched, hp.dtype):
             compact_lm_head(patched)
     return trainer, tokenizer
