@@ -1,12 +1,12 @@
 """Training jobs' per-token log-probabilities on a device where TRL's fused LM head has no kernel.
 
-TRL's SFT and DPO trainers patch the model's forward with a fused LM head (``fused_lm_head=True``). Where Triton runs (a
-GPU) it scores only the labelled positions in tiles without materialising the logits. Elsewhere (a CPU) it scores
-every position, prompt and padding included, and runs the head's forward and weight gradient in float32 even when
-the model trains in bf16: in the SmolLM2 improver's SFT under bf16 that path was 37% of the job's CPU time (LOG
-2026-12-07). On a CPU in bf16 we re-patch the fused forward (the SFT job's model, and DPO's policy and reference) to score only the labelled positions, the head's matmul
-under autocast as every other layer's, and the log-softmax in float32. The loss is the same function; the logits are
-rounded to bf16 as plain autocast training rounds them.
+TRL's SFT and DPO trainers patch the model's forward with a fused LM head (``fused_lm_head=True``). Where Triton
+runs (a GPU) it scores only the labelled positions in tiles without materialising the logits. Elsewhere (a CPU) it
+scores every position, prompt and padding included, and runs the head's forward and weight gradient in float32 even
+when the model trains in bf16: in the SmolLM2 improver's SFT under bf16 that path was 37% of the job's CPU time (LOG
+2026-12-07). On a CPU in bf16 we re-patch the fused forward (the SFT job's model, DPO's policy and reference) to
+score only the labelled positions, the head's matmul under autocast as every other layer's, and the log-softmax in
+float32. The loss is the same function; the logits are rounded to bf16 as plain autocast training rounds them.
 """
 
 from __future__ import annotations
