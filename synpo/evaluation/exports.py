@@ -86,7 +86,10 @@ def alpaca_lc(rows: list[dict], judged: list[dict], prefs: list[float], n_boot: 
     import logging
 
     if len(rows) != ALPACA_EVAL_SIZE:
-        reason = f"{len(rows)} instructions, not AlpacaEval's {ALPACA_EVAL_SIZE}: its per-instruction difficulty does not apply"
+        reason = (
+            f"{len(rows)} instructions, not AlpacaEval's {ALPACA_EVAL_SIZE}: its per-instruction difficulty does "
+            "not apply"
+        )
     else:
         try:
             from alpaca_eval.metrics.glm_winrate import get_length_controlled_winrate
