@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +27,8 @@ from pathlib import Path
 from synpo.artifacts import atomic_write_text, iter_jsonl, write_jsonl
 from synpo.errors import UserError
 from synpo.evaluation.winrate import from_alpaca_preference, lc_win_rate, win_rate
+
+log = logging.getLogger(__name__)
 
 
 def export_model_name(run_name: str, t: int) -> str:
@@ -83,8 +86,6 @@ def alpaca_lc(rows: list[dict], judged: list[dict], prefs: list[float], n_boot: 
     named in ``lc_glm`` with the reason: AlpacaEval's minimal formula (the length term only), fitted without
     alpaca_eval's cross-validated penalty (0.07 points from its fit on ``tests/test_winrate.py``'s annotations), with
     a bootstrap interval."""
-    import logging
-
     if len(rows) != ALPACA_EVAL_SIZE:
         reason = (
             f"{len(rows)} instructions, not AlpacaEval's {ALPACA_EVAL_SIZE}: its per-instruction difficulty does "
@@ -107,7 +108,7 @@ def alpaca_lc(rows: list[dict], judged: list[dict], prefs: list[float], n_boot: 
                 }
             except Exception as e:  # its hub files unreachable (offline), or its fit failed: say so, use ours
                 reason = f"alpaca_eval's length_controlled_v1 failed: {type(e).__name__}: {str(e).splitlines()[0]}"
-                logging.getLogger(__name__).warning("length-controlled win rate: %s; using ours", reason)
+                log.warning("length-controlled win rate: %s; using ours", reason)
     lc = lc_win_rate(prefs, [len(r["output_2"]) for r in judged], [len(r["output_1"]) for r in judged], n_boot=n_boot)
     return {**{k: v for k, v in lc.items() if k != "weights"}, "lc_glm": f"synpo minimal GLM ({reason})"}
 
