@@ -1,11 +1,12 @@
-"""model.dtype=bfloat16 is mixed precision on every device (``synpo.training.common.weights_dtype``): without
+"""model.dtype=bfloat16 is mixed precision on every device (``synpo.training.precision.weights_dtype``): without
 DeepSpeed the trained weights stay float32 and autocast runs the matmuls in bf16; the job saves the model in bf16,
 as DeepSpeed's bf16 mode does on a GPU."""
 
 import pytest
 from safetensors import safe_open
 
-from synpo.training.common import HParams, weights_dtype
+from synpo.training.common import HParams
+from synpo.training.precision import weights_dtype
 
 PAIRS = [
     {"prompt": f"Add the numbers {a} and {a + 1}.", "chosen": f"The sum is {2 * a + 1}.", "rejected": str(a)}
@@ -35,7 +36,7 @@ def test_bf16_training_keeps_float32_master_weights_and_saves_bf16(tmp_path, mon
     import torch
     from omegaconf import OmegaConf
 
-    import synpo.training.common as common
+    import synpo.training.precision as precision
     from synpo.training.config import LaunchConfig
     from synpo.training.launch import run_training_job
 
@@ -45,7 +46,7 @@ def test_bf16_training_keeps_float32_master_weights_and_saves_bf16(tmp_path, mon
     launch = OmegaConf.structured(LaunchConfig())
     job = dict(model_path="builtin:tiny-sft", pairs=PAIRS, hp=hp, beta=2.0, gamma=1.6)
     mixed = run_training_job("simpo", tmp_path / "mixed", launch, **job)
-    monkeypatch.setattr(common, "weights_dtype", lambda dtype, args, frozen=False: dtype)  # what bf16 used to mean
+    monkeypatch.setattr(precision, "weights_dtype", lambda dtype, args, frozen=False: dtype)  # what bf16 used to mean
     held_bf16 = run_training_job("simpo", tmp_path / "bf16", launch, **job)
     assert mixed["steps"] == held_bf16["steps"] == 6
     assert _saved_dtypes(tmp_path / "mixed") == {torch.bfloat16}
@@ -65,6 +66,51 @@ def test_float32_is_trained_and_saved_in_float32(tmp_path):
     job = dict(model_path="builtin:tiny-sft", pairs=PAIRS, hp=hp, beta=2.0, gamma=1.6)
     run_training_job("simpo", tmp_path / "out", OmegaConf.structured(LaunchConfig()), **job)
     assert _saved_dtypes(tmp_path / "out") == {torch.float32}
+
+
+@pytest.mark.parametrize("kind", ["simpo", "sft"])
+def test_bf16_casts_each_weight_once_per_update_and_trains_the_same(tmp_path, monkeypatch, kind):
+    """``casts_kept_per_update``: autocast's cache of the bf16 weight copies stays open through an update's four
+    micro-batches (it is dropped once per update, not once per micro-batch), and the trained model is the one
+    casting per micro-batch gives, bit for bit."""
+    import contextlib
+
+    import torch
+    from omegaconf import OmegaConf
+    from safetensors.torch import load_file
+
+    import synpo.training.precision as precision
+    from synpo.training.config import LaunchConfig
+    from synpo.training.launch import run_training_job
+
+    clears = []
+    clear = torch.clear_autocast_cache
+    monkeypatch.setattr(torch, "clear_autocast_cache", lambda: (clears.append(1), clear())[1])
+    hp = HParams(
+        batch_size=2,
+        grad_accum=4,
+        max_steps=2,
+        learning_rate=1e-3,
+        warmup_ratio=0.0,
+        max_length=64,
+        seed=3,
+        dtype="bfloat16",
+    )
+    if kind == "simpo":
+        job = dict(model_path="builtin:tiny-sft", pairs=PAIRS, hp=hp, beta=2.0, gamma=1.6)
+    else:
+        examples = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in PAIRS]
+        job = dict(model_path="builtin:tiny-sft", examples=examples, hp=hp)
+    launch = OmegaConf.structured(LaunchConfig())
+    kept = run_training_job(kind, tmp_path / "kept", launch, **job)
+    kept_clears, clears[:] = len(clears), []
+    monkeypatch.setattr(precision, "casts_kept_per_update", lambda trainer: contextlib.nullcontext())
+    each = run_training_job(kind, tmp_path / "each", launch, **job)
+    assert kept["steps"] == each["steps"] == 2
+    assert kept_clears == 2 and len(clears) >= 8, (kept_clears, len(clears))  # 2 updates of 4 micro-batches
+    assert kept["train_loss"] == each["train_loss"]
+    a, b = (load_file(str(next((tmp_path / d).glob("*.safetensors")))) for d in ("kept", "each"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 class _Args:
@@ -111,7 +157,7 @@ def test_bf16_sft_on_a_cpu_scores_the_labelled_positions_as_trls_head_does(tmp_p
     examples = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in PAIRS]
     trainer = sft.build_sft_trainer("builtin:tiny-sft", examples, tmp_path / "compact", hp)[0]
     assert trainer.model.forward.__code__.co_filename.endswith("head.py")
-    assert trainer.model.config._attn_implementation == "eager"  # ``common.attention``: faster than CPU flash in bf16
+    assert trainer.model.config._attn_implementation == "eager"  # ``precision.attention``: faster than CPU flash
     compact, compact_grad = _fused_outputs(trainer)
     monkeypatch.setattr(sft, "compact_head_applies", lambda model, dtype: False)
     trl, trl_grad = _fused_outputs(sft.build_sft_trainer("builtin:tiny-sft", examples, tmp_path / "trl", hp)[0])

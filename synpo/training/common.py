@@ -13,7 +13,7 @@ from pathlib import Path
 from synpo.artifacts import COMPUTE, fingerprint, replace_dir, sibling
 from synpo.compute import TRAIN_PASSES, sequence_compute
 from synpo.schema import spec, speed_fields
-from synpo.training import preemption
+from synpo.training import precision, preemption
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def trl_common_kwargs(hp: HParams, work: Path, n_examples: int) -> dict:
         weight_decay=hp.weight_decay,
         seed=hp.seed,
         data_seed=hp.seed,
-        bf16=hp.dtype == "bfloat16",  # mixed precision on every device: see ``weights_dtype``
+        bf16=hp.dtype == "bfloat16",  # mixed precision on every device: see ``precision.weights_dtype``
         use_cpu=not on_gpu,
         save_strategy="steps" if hp.save_steps > 0 else "no",
         save_steps=hp.save_steps if hp.save_steps > 0 else 500,
@@ -172,30 +172,11 @@ def training_model(model_path: str, hp: HParams, args, trust_remote_code: bool =
 
     if args is None:
         raise ValueError("make the trainer's arguments before its model (ZeRO-3 partitions the model at load)")
-    model = load_causal_lm(model_path, weights_dtype(hp.dtype, args, frozen), trust_remote_code, attention(hp.dtype))
+    held = precision.weights_dtype(hp.dtype, args, frozen)
+    model = load_causal_lm(model_path, held, trust_remote_code, precision.attention(hp.dtype))
     model.synpo_held_at_load = held_share(model)  # reported in the job's result
     model.synpo_save_dtype = hp.dtype
     return model
-
-
-def attention(dtype: str) -> str | None:
-    """The attention a training job's model runs: eager in bf16 on a CPU, where torch's fused (flash) CPU kernel
-    trained SmolLM2 slower than eager attention's bf16 matmuls (LOG 2026-12-07); transformers' default elsewhere."""
-    import torch
-
-    return "eager" if dtype == "bfloat16" and not torch.cuda.is_available() else None
-
-
-def weights_dtype(dtype: str, args, frozen: bool = False) -> str:
-    """The dtype a job's weights are held in when ``model.dtype`` is ``dtype``. bfloat16 means mixed precision on
-    every device, as ``args.bf16`` tells the trainer: under DeepSpeed, its bf16 mode keeps float32 master weights and
-    optimizer state itself (the model loads in bf16, each rank its part); without DeepSpeed, the trained weights stay
-    float32 and autocast runs the matmuls in bf16 (AMX on a CPU, tensor cores on a GPU). Weights held in bf16 would
-    take each AdamW step in bf16, whose 8-bit mantissa rounds away a step below about 1/256 of the weight. A frozen
-    model (DPO's reference) takes no step and stays in ``dtype``."""
-    if dtype != "bfloat16" or frozen or getattr(args, "deepspeed_plugin", None) is not None or args.deepspeed:
-        return dtype
-    return "float32"
 
 
 def held_share(model) -> float:
@@ -263,14 +244,14 @@ def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: i
     if checkpoints:
         log.info("resuming training from %s", checkpoints[-1])
     trainer.add_callback(preemption.stop_at_signal_callback())
-    with preemption.training():
+    with preemption.training(), precision.casts_kept_per_update(trainer):
         result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     if preemption.requested() is not None:
         trainer.accelerator.wait_for_everyone()
         newest = _checkpoints(work)
         raise preemption.Preempted(preemption.requested(), str(newest[-1]) if newest else str(work))
     final = Path(work) / "final"
-    _to_saved_dtype(trainer)
+    precision.to_saved_dtype(trainer)
     trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the sharded weights here
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(final))
@@ -288,16 +269,6 @@ def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: i
         "held_at_load": round(getattr(trainer.model, "synpo_held_at_load", 1.0), 4),
         COMPUTE: trained_compute(trainer.train_dataset, trainer.args.max_length, _passes(trainer)),
     }
-
-
-def _to_saved_dtype(trainer) -> None:
-    """Mixed precision's float32 master weights are saved in the model's dtype (``weights_dtype``), as DeepSpeed's
-    bf16 mode saves them: the next job and the generator load what a GPU run would have written."""
-    import torch
-
-    dtype = getattr(trainer.model, "synpo_save_dtype", None)
-    if dtype and not getattr(trainer, "is_deepspeed_enabled", False):
-        trainer.model.to(getattr(torch, dtype))
 
 
 # The token columns of each TRL trainer's tokenized dataset: the sequences one example trains, as sums of columns.
