@@ -153,7 +153,17 @@ def _log_samples(tracker, result: Iteration, n: int, t: int) -> None:
         tracker.log_table("sample_pairs", columns, [[r.get(k) for k in columns] for r in rows], t)
 
 
-CANDIDATE_COLUMNS = ("beta", "gamma", "val_score", "val_score_sampled", "val_exact", "val_win_rate", "train_loss")
+CANDIDATE_COLUMNS = (
+    "beta",
+    "gamma",
+    "val_score",
+    "val_score_sampled",
+    "val_exact",
+    "val_content",
+    "val_form",
+    "val_win_rate",
+    "train_loss",
+)
 
 
 def _log_candidates(tracker, row: dict, t: int) -> None:

@@ -152,15 +152,50 @@ def _plot_candidates(rundir: RunDir, rows: list[dict], key: str) -> None:
         _save(fig, rundir.path("plots", "candidates.png"))
     if any("n_pairs_kept" in r for r in rows):
         fig, ax = plt.subplots(figsize=(5, 3.2))
-        its = [r["iteration"] for r in rows if "n_pairs_kept" in r]
-        ax.bar(its, [r["n_pairs_kept"] for r in rows if "n_pairs_kept" in r], label="pairs kept", alpha=0.6)
-        ax.plot(its, [r.get("d_size") for r in rows if "n_pairs_kept" in r], marker="o", color="k", label="|D|")
+        kept = [r for r in rows if "n_pairs_kept" in r]
+        its = [r["iteration"] for r in kept]
+        ax.bar(its, [r["n_pairs_kept"] for r in kept], label="pairs kept", alpha=0.6)
+        ax.plot(its, [r.get("d_size") for r in kept], marker="o", color="k", label="|D|")
         ax.set_xlabel("iteration")
+        ax.set_ylabel("pairs")
         ax.set_xticks(its)
-        ax.legend()
+        ax.legend(loc="upper left")
         ax.grid(alpha=0.3)
+        if all(r.get("keep_ratio") is not None for r in kept):
+            ratio = ax.twinx()
+            ratio.plot(its, [r["keep_ratio"] for r in kept], marker="s", color="tab:red", label="keep ratio")
+            ratio.set_ylim(0, 1.05)
+            ratio.set_ylabel("keep ratio (kept / scored)")
+            ratio.legend(loc="upper right")
         fig.tight_layout()
         _save(fig, rundir.path("plots", "pairs.png"))
+    _plot_content_form(rundir, rows)
+
+
+def _plot_content_form(rundir: RunDir, rows: list[dict]) -> None:
+    """``plots/content_form.png``, where the scorer's score has a content part and a form part (the verifier): each
+    iteration's mean greedy validation content against form, the selected models joined in order, every beta
+    candidate as a grey dot. A model that gains form and loses content moves right and down."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not all("val_content" in r and "val_form" in r for r in rows):
+        return
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for r in rows[1:]:
+        cands = [c for c in (r.get("per_beta") or {}).values() if "val_content" in c]
+        ax.scatter([c["val_form"] for c in cands], [c["val_content"] for c in cands], s=18, color="tab:gray")
+    ax.plot([r["val_form"] for r in rows], [r["val_content"] for r in rows], marker="o", color="tab:blue")
+    for r in rows:
+        ax.annotate(str(r["iteration"]), (r["val_form"], r["val_content"]), xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("form (mean over validation, greedy)")
+    ax.set_ylabel("content (mean, partial credit)")
+    ax.set_title("content against form (number: iteration; grey: beta candidates)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, rundir.path("plots", "content_form.png"))
 
 
 def _plot(rundir: RunDir, rows: list[dict]) -> None:

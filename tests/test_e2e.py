@@ -50,6 +50,9 @@ def test_every_artifact_exists(micro_run):
         "results.json",
         "results.md",
         "plots/val_score.png",
+        "plots/candidates.png",
+        "plots/pairs.png",
+        "plots/content_form.png",
     ]
     missing = [p for p in expected if not (run_dir / p).is_file()]
     assert not missing
@@ -78,6 +81,11 @@ def test_results_have_the_issue_fields(micro_run):
     for key in ("n_prompts", "n_pairs_kept", "keep_ratio", "beta"):
         assert key in rows[1], key
     assert rows[0]["val_win_rate"] == 0.5  # pi_0 against itself: all ties
+    # the verifier's two parts of the score, for content against form: the score is 0.7 content + 0.3 form, halved
+    # where the content is not exactly right, so the mean score lies between half that sum and the sum
+    for r in [*rows, *rows[1]["per_beta"].values()]:
+        whole = 0.7 * r["val_content"] + 0.3 * r["val_form"]
+        assert 0.5 * whole - 1e-6 <= r["val_score"] <= whole + 1e-6, r
     assert rows[1]["beta"] in (2.0, 10.0)
     assert set(rows[1]["per_beta"]) == {"beta_2", "beta_10"}
     best = max(rows[1]["per_beta"].values(), key=lambda m: m["val_score"])

@@ -22,14 +22,21 @@ def win_rate(gaps: list[float], tie_eps: float = 1e-9) -> float:
     return sum(1.0 if g > tie_eps else 0.5 if abs(g) <= tie_eps else 0.0 for g in gaps) / len(gaps)
 
 
+PARTS = ("content", "form")  # the score's parts that validation reports as ``val_<part>`` where the scorer has them
+
+
 def validation_metrics(rows: list[dict]) -> dict:
-    """Metrics from answer rows ``{greedy_score, [sampled_score], [greedy_exact], [<kind>_vs_reference]}``.
+    """Metrics from answer rows ``{greedy_score, [sampled_score], [greedy_exact], [greedy_<part>],
+    [<kind>_vs_reference]}``.
 
     Without a reference (pi_0 itself) the win rate against pi_0 is one half by definition."""
     n = len(rows)
     out = {"val_score": round(sum(r["greedy_score"] for r in rows) / n, 6)}
     if rows[0].get("greedy_exact") is not None:
         out["val_exact"] = round(sum(r["greedy_exact"] for r in rows) / n, 6)
+    for part in PARTS:
+        if f"greedy_{part}" in rows[0]:
+            out[f"val_{part}"] = round(sum(r[f"greedy_{part}"] for r in rows) / n, 6)
     if "sampled_score" in rows[0]:
         out["val_score_sampled"] = round(sum(r["sampled_score"] for r in rows) / n, 6)
     if "greedy_truncated" in rows[0]:
@@ -63,11 +70,15 @@ def _answer_rows(ctx: Context, model: str, reference: Path | None) -> tuple[list
         compute = add_compute(compute, generation_compute(texts))
         values = values_against(ctx.scorer, prompts, texts, golds)
         exact = ctx.scorer.exact(prompts, texts) if kind == "greedy" else None
+        parts = (ctx.scorer.parts(prompts, texts) or {}) if kind == "greedy" else {}
         direct = ctx.scorer.compare(prompts, texts, [r[kind] for r in ref_rows]).gaps if ref_rows else None
         for i, row in enumerate(rows):
             row[kind], row[f"{kind}_score"], row[f"{kind}_truncated"] = str(texts[i]), values[i], texts[i].truncated
             if exact is not None:
                 row["greedy_exact"] = exact[i]
+            for part in PARTS:
+                if part in parts:
+                    row[f"greedy_{part}"] = parts[part][i]
             if direct is not None:
                 row[f"{kind}_vs_reference"] = direct[i]
     return rows, compute

@@ -58,6 +58,11 @@ class Scorer(Protocol):
         """Whether each response's content is exactly right, or None for a scorer that cannot tell."""
         ...
 
+    def parts(self, prompts: list[str], responses: list[str]) -> dict[str, list[float]] | None:
+        """The named parts the score is made of, one value per response each (the verifier: ``content`` and
+        ``form``), or None for a scorer whose score has no such parts."""
+        ...
+
     def preferences(self, gaps: list[float], tie: float = 0.0) -> list[float]:
         """Each gap of a comparison (a minus b) as a preference for ``a`` in [0, 1], for win rates."""
         ...
@@ -104,6 +109,9 @@ class PointwiseScorer:
     def exact(self, prompts: list[str], responses: list[str]) -> list[bool] | None:
         return None
 
+    def parts(self, prompts: list[str], responses: list[str]) -> dict[str, list[float]] | None:
+        return None
+
 
 class PairwiseScorer:
     """A scorer that only compares two responses (PairRM, an LLM judge): ``gaps`` is its order-averaged verdict."""
@@ -125,4 +133,7 @@ class PairwiseScorer:
         return Comparison(self.gaps(prompts, a, b))
 
     def exact(self, prompts: list[str], responses: list[str]) -> list[bool] | None:
+        return None
+
+    def parts(self, prompts: list[str], responses: list[str]) -> dict[str, list[float]] | None:
         return None
