@@ -91,31 +91,6 @@ def test_greedy_decoding_is_generate_token_for_token():
             assert not all(stopped for _, stopped in got)  # some rows are cut off by the limit
 
 
-def test_the_preallocated_cache_holds_what_dynamic_cache_holds_without_copying_it():
-    """``preallocated``: each layer's keys and values are those ``DynamicCache`` concatenates, written in place
-    into one buffer (a step does not copy the cache), and dropping rows keeps the rest in order."""
-    from transformers import DynamicCache
-
-    from synpo.generation.hf import preallocated
-
-    _, model, _ = _tiny_batch(PROMPTS)
-    mine, theirs = preallocated(DynamicCache(config=model.config), 9), DynamicCache(config=model.config)
-    torch.manual_seed(0)
-
-    def step(kv):
-        got, want = mine.layers[0].update(kv, -kv), theirs.layers[0].update(kv, -kv)
-        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
-        return got[0]
-
-    prefill = step(torch.randn(3, 2, 5, 64))  # a prompt of 5 positions, then decode steps of one
-    assert step(torch.randn(3, 2, 1, 64)).data_ptr() == prefill.data_ptr()  # written into the same buffer
-    keep = torch.tensor([0, 2])  # the second row stopped: dropped from both
-    mine.batch_select_indices(keep), theirs.batch_select_indices(keep)
-    dropped = step(torch.randn(2, 2, 1, 64))
-    assert dropped.shape == (2, 2, 7, 64) and mine.get_seq_length() == theirs.get_seq_length() == 7
-    assert step(torch.randn(2, 2, 1, 64)).data_ptr() == dropped.data_ptr()
-
-
 def test_sampling_draws_from_the_tempered_nucleus():
     """``next_token`` draws from softmax(logits / T), within the top_p nucleus, the most likely token always in."""
     from synpo.generation.hf import next_token

@@ -3,7 +3,6 @@ resident memory and wall time, each setting in a fresh process.
 
     python experiments/benchmarks/micro_batch.py RUN_DIR [--model builtin:smollm2-135m-instruct] [--steps 4]
         [--settings 16x1 4x4 2x8] [--dtype bfloat16] [--jobs sft simpo] [--optimizer adamw_torch] [--profile N]
-        [--casts kept each]
 
 ``RUN_DIR`` is a finished SynPO run on that model (``experiment=smol_synpo``): its seed prompts, iteration 1's
 seed-policy drafts and the kept pairs are the jobs' data, so sequence lengths are a real model's. Each setting
@@ -12,8 +11,7 @@ examples and the SimPO job on the pairs. Printed per job: the peak RSS (``VmHWM`
 ``train_runtime``, and both as ratios to the first setting measured in the same run. The final training loss is
 printed too: accumulation over micro-batches of one update must leave it unchanged. ``--profile N`` runs each job
 under torch.profiler and prints its N costliest operators (self CPU time); the profiler slows the job, so time
-without it. ``--casts kept each`` measures each setting twice in bf16: with autocast's weight copies kept for the
-whole update (``precision.casts_kept_per_update``, the default) and made again for every micro-batch (as before).
+without it.
 """
 
 import argparse
@@ -33,12 +31,8 @@ from synpo.artifacts import read_jsonl
 from synpo.prompts import improver_prompt
 from synpo.training.common import HParams
 from synpo.training.launch import job_function
-run, kind, model, b, a, steps, out, dtype, profile, optim, casts = sys.argv[1:12]
+run, kind, model, b, a, steps, out, dtype, profile, optim = sys.argv[1:11]
 run = Path(run)
-if casts == "each":  # autocast's copies made again for every micro-batch, as before the update-long cache
-    import contextlib
-    import synpo.training.precision as precision
-    precision.casts_kept_per_update = lambda trainer: contextlib.nullcontext()
 hp = HParams(learning_rate=5e-5, max_steps=int(steps), batch_size=int(b), grad_accum=int(a), warmup_ratio=0.0,
              max_length=384, max_prompt_length=256, seed=0, dtype=dtype,
              optimizer=optim)
@@ -65,7 +59,7 @@ print("RESULT " + json.dumps({"peak_mib": peak, "runtime": res["train_seconds"],
 
 
 def measure(
-    run_dir: str, kind: str, model: str, setting: str, steps: int, dtype: str, profile: int, optim: str, casts: str
+    run_dir: str, kind: str, model: str, setting: str, steps: int, dtype: str, profile: int, optim: str
 ) -> dict:
     b, a = setting.split("x")
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +77,6 @@ def measure(
             dtype,
             str(profile),
             optim,
-            casts,
         ]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -104,35 +97,21 @@ def main() -> None:
     ap.add_argument("--jobs", nargs="+", default=["sft", "simpo"], choices=["sft", "simpo"])
     ap.add_argument("--optimizer", default="adamw_torch", help="a transformers optimizer name")
     ap.add_argument("--profile", type=int, default=0, help="print torch.profiler's N costliest operators per job")
-    ap.add_argument("--casts", nargs="+", default=["kept"], choices=["kept", "each"], help="autocast's weight copies")
     args = ap.parse_args()
     if not (Path(args.run_dir) / "iter_1" / "seed_policy.jsonl").is_file():
         sys.exit(f"{args.run_dir}: not a finished SynPO run (no iter_1/seed_policy.jsonl); run experiment=smol_synpo")
-    print(
-        "| job | per forward x accumulated | casts | peak RSS MiB | x first | train_runtime s | x first | train_loss |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    print("| job | per forward x accumulated | peak RSS MiB | x first | train_runtime s | x first | train_loss |")
+    print("|---|---|---|---|---|---|---|")
     for kind in args.jobs:
         first = None
         for setting in args.settings:
-            for casts in args.casts:
-                r = measure(
-                    args.run_dir,
-                    kind,
-                    args.model,
-                    setting,
-                    args.steps,
-                    args.dtype,
-                    args.profile,
-                    args.optimizer,
-                    casts,
-                )
-                first = first or r
-                print(
-                    f"| {kind} | {setting} | {casts} | {r['peak_mib']:.0f} | {r['peak_mib'] / first['peak_mib']:.2f} "
-                    f"| {r['runtime']:.1f} | {r['runtime'] / first['runtime']:.2f} | {r['loss']:.4f} |",
-                    flush=True,
-                )
+            r = measure(args.run_dir, kind, args.model, setting, args.steps, args.dtype, args.profile, args.optimizer)
+            first = first or r
+            print(
+                f"| {kind} | {setting} | {r['peak_mib']:.0f} | {r['peak_mib'] / first['peak_mib']:.2f} "
+                f"| {r['runtime']:.1f} | {r['runtime'] / first['runtime']:.2f} | {r['loss']:.4f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
