@@ -190,7 +190,7 @@ def decode(
     n, device = sampling.n, input_ids.device
     mask = attention_mask.repeat_interleave(n, dim=0)
     position = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    cache = preallocated(DynamicCache(config=model.config), input_ids.shape[1] + sampling.max_new_tokens)
+    cache = DynamicCache(config=model.config)
     accepts = inspect.signature(model.forward).parameters  # newer transformers call the cache `cache`
     cache_kw = "cache" if "cache" in accepts else "past_key_values"
     prefill_kw = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}  # else the prefill's logits are whole
@@ -226,33 +226,6 @@ def decode(
             position = position + 1
     answers = [_until_stop([t for t in row if t >= 0], stop_ids) for row in out.tolist()]
     return [(tokens, stopped or bool(e)) for (tokens, stopped), e in zip(answers, ended.tolist(), strict=True)]
-
-
-def preallocated(cache, length: int):
-    """``cache`` (a ``DynamicCache``) with each full-attention layer holding its keys and values in buffers of
-    ``length`` positions: a decode step writes its position in place, where ``DynamicCache`` copies the whole
-    cache to append one (``torch.cat``). The layers hand attention views of the filled positions, the same values in
-    the same order. Sliding-window and other layer kinds are kept as they are."""
-    from transformers.cache_utils import DynamicLayer
-
-    class Preallocated(DynamicLayer):
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-                shape = (*key_states.shape[:-2], length, key_states.shape[-1])
-                self._k, self._v, self._n = key_states.new_empty(shape), value_states.new_empty(shape), 0
-            n, m = self._n, self._n + key_states.shape[-2]
-            self._k[..., n:m, :], self._v[..., n:m, :], self._n = key_states, value_states, m
-            self.keys, self.values = self._k[..., :m, :], self._v[..., :m, :]
-            return self.keys, self.values
-
-        def batch_select_indices(self, indices) -> None:
-            if self.get_seq_length() > 0:
-                self._k, self._v = self._k[indices], self._v[indices]
-                self.keys, self.values = self._k[..., : self._n, :], self._v[..., : self._n, :]
-
-    cache.layers = [Preallocated() if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
 
 
 def _text_ended(out, alive, step: int, text_stop, ended):

@@ -244,7 +244,7 @@ def finish_training(trainer, tokenizer, work: Path, out_dir: Path, n_examples: i
     if checkpoints:
         log.info("resuming training from %s", checkpoints[-1])
     trainer.add_callback(preemption.stop_at_signal_callback())
-    with preemption.training(), precision.casts_kept_per_update(trainer):
+    with preemption.training():
         result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     if preemption.requested() is not None:
         trainer.accelerator.wait_for_everyone()

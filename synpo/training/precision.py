@@ -1,9 +1,7 @@
-"""Mixed precision without DeepSpeed: what ``model.dtype=bfloat16`` means for a training job's weights, attention,
-autocast's casts and the saved model (with DeepSpeed, its bf16 mode decides these itself)."""
+"""Mixed precision without DeepSpeed: what ``model.dtype=bfloat16`` means for a training job's weights, attention
+and the saved model (with DeepSpeed, its bf16 mode decides these itself)."""
 
 from __future__ import annotations
-
-import contextlib
 
 
 def attention(dtype: str) -> str | None:
@@ -24,51 +22,6 @@ def weights_dtype(dtype: str, args, frozen: bool = False) -> str:
     if dtype != "bfloat16" or frozen or getattr(args, "deepspeed_plugin", None) is not None or args.deepspeed:
         return dtype
     return "float32"
-
-
-@contextlib.contextmanager
-def casts_kept_per_update(trainer):
-    """Under autocast mixed precision (bf16 with float32 weights, no DeepSpeed: ``weights_dtype``), autocast casts
-    each trained weight to bf16 once per forward and drops the copies when its context exits, that is once per
-    micro-batch: with 4 micro-batches an update, 4 casts of every weight where 1 would do (autocast's casts were 14%
-    of SmolLM2's SFT time on a CPU, LOG 2026-12-07). Within this context each update keeps autocast's cache open from
-    its first micro-batch until its optimizer step, so a weight is cast once per update. The copies are the same
-    bf16 values and the gradients flow through the same cast, so training is unchanged bit for bit
-    (``tests/test_precision.py``): a speed setting with nothing to choose, on wherever it applies."""
-    import torch
-    from transformers import TrainerCallback
-
-    held = []
-
-    def release() -> None:
-        if held:
-            held.pop()
-            if torch.autocast_decrement_nesting() == 0:
-                torch.clear_autocast_cache()
-
-    class KeepCasts(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            if not held:  # nesting above 0 keeps the cache past each forward's autocast exit
-                torch.autocast_increment_nesting()
-                held.append(True)
-
-        def on_pre_optimizer_step(self, args, state, control, **kwargs):
-            release()  # the step changes the weights: their bf16 copies go before it
-
-    applies = (
-        trainer.args.bf16
-        and not getattr(trainer, "is_deepspeed_enabled", False)
-        and any(p.requires_grad and p.dtype == torch.float32 for p in trainer.model.parameters())
-    )
-    callback = KeepCasts() if applies else None
-    if callback is not None:
-        trainer.add_callback(callback)
-    try:
-        yield
-    finally:
-        release()  # an update cut short (a preemption, an error) leaves no stale copies for the next job
-        if callback is not None:
-            trainer.remove_callback(callback)
 
 
 def to_saved_dtype(trainer) -> None:
