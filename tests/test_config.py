@@ -431,3 +431,17 @@ def test_each_registry_checks_the_option_and_that_its_yaml_named_its_schema():
     assert "method.n_prompts is not a field of method spin (SpinConfig)" in _problems(
         ["method=spin", "+method.n_prompts=3"]
     )
+
+
+@pytest.mark.parametrize("experiment", ["mistral_synpo", "llama3_synpo", "zephyr_spin", "llama2_spin"])
+def test_every_paper_scale_value_says_where_it_comes_from(experiment):
+    """Issue 24 item 4: in the paper-scale experiment files every value of a result-changing block carries a comment
+    (the paper, its appendix, the SimPO or SPIN repo, or "ours"); the launch block's comment covers its lines."""
+    blocks = ("scorer", "generator", "trainer", "sft_trainer", "method", "model", "eval")
+    block, bare = None, []
+    for line in (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines():
+        if line and not line.startswith((" ", "#", "-")):
+            block = line.split(":")[0]
+        elif block in blocks and line.startswith("  ") and ": " in line and "#" not in line:
+            bare.append(f"{block}.{line.strip()}")
+    assert bare == []
