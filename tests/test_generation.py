@@ -156,3 +156,35 @@ def test_a_stop_string_ends_an_answer_and_is_kept_in_it():
     assert cut[0].finish_reason == "stop" and cut[0].tokens < free[0].tokens
     for c, f in zip(cut, free, strict=True):  # an answer without the string is untouched
         assert stop in str(f) or (str(c) == str(f) and c.finish_reason == f.finish_reason)
+
+
+def test_greedy_and_sampled_groups_share_a_decode_loop_and_give_each_group_s_answers(monkeypatch):
+    """Validation asks for its prompts greedy and sampled: the two groups run as one batch (rows at their own
+    temperature, each drawing its own group's stream), and every answer equals the one its group alone gives.
+    Groups that differ in more than temperature and seed run apart."""
+    from synpo.generation import hf
+
+    prompts = [f"Add the numbers {a} and {a + 5}." for a in range(6)] + PROMPTS
+    greedy, sampled = SamplingParams(0.0, 1.0, 16, seed=4), SamplingParams(1.3, 1.0, 16, seed=4)
+    gen = HFGenerator(batch_size=64)
+    widths = []
+    decode = hf.decode
+
+    def counting(model, input_ids, *args, **kw):
+        widths.append(input_ids.shape[0])
+        return decode(model, input_ids, *args, **kw)
+
+    monkeypatch.setattr(hf, "decode", counting)
+    together = gen.generate_groups("builtin:tiny-sft", [(prompts, greedy), (prompts[:5], sampled)])
+    assert widths == [len(prompts) + 5]  # one loop for both groups
+    monkeypatch.setattr(hf, "decode", decode)
+    alone = [gen.generate("builtin:tiny-sft", prompts, greedy), gen.generate("builtin:tiny-sft", prompts[:5], sampled)]
+    assert [[str(c) for c in g] for g in together] == [[str(c) for c in g] for g in alone]
+    assert [str(c) for c in together[1]] != [str(c) for c in together[0][:5]]  # the sampled rows really sampled
+
+    longer = SamplingParams(1.3, 1.0, 20, seed=4)
+    monkeypatch.setattr(hf, "decode", counting)
+    widths.clear()
+    apart = gen.generate_groups("builtin:tiny-sft", [(prompts, greedy), (prompts[:5], longer)])
+    assert widths == [len(prompts), 5]
+    assert [str(c) for c in apart[0]] == [str(c) for c in alone[0]]

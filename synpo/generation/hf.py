@@ -47,8 +47,22 @@ class HFGenerator:
         self._loaded: tuple | None = None  # (fingerprint, tokenizer, model)
 
     def generate_groups(self, model_path: str, groups: list[tuple[list, SamplingParams]]) -> list[list[Completion]]:
-        """Each group's answers under its own sampling (the model is loaded once and kept between calls anyway)."""
-        return [self.generate(model_path, prompts, sampling) for prompts, sampling in groups]
+        """Each group's answers under its own sampling. Groups that differ only in temperature and seed
+        (validation's greedy and sampled answers) share one decode loop, twice as wide as each alone: on a CPU a
+        decode step's cost grows far slower than its rows. Each row keeps its group's temperature and random
+        stream (a prompt's seed counts from its group's start), so it draws what its group alone would draw; in
+        bf16 a batch's composition may move a last bit of the logits, as ``batch_size`` may."""
+        if len({_shared(s) for _, s in groups}) > 1:
+            return [self.generate(model_path, prompts, sampling) for prompts, sampling in groups]
+        tokenizer, model = self._model(model_path)
+        rows = [(text, s, i) for prompts, s in groups for i, text in enumerate(render_prompts(tokenizer, prompts))]
+        answers: list[Completion] = []
+        for b in range(0, len(rows), self.batch_size):
+            answers.extend(self._batch(model, tokenizer, rows[b : b + self.batch_size]))
+        ends = [0]
+        for prompts, s in groups:
+            ends.append(ends[-1] + len(prompts) * s.n)
+        return [answers[ends[k] : ends[k + 1]] for k in range(len(groups))]
 
     def version(self) -> str:
         import torch
@@ -104,8 +118,8 @@ class HFGenerator:
                     continue
             shard: list[str] = []
             for b in range(lo, hi, self.batch_size):
-                rows = range(b, min(hi, b + self.batch_size))
-                shard.extend(self._batch(model, tokenizer, rendered[b : rows.stop], sampling, rows))
+                rows = [(rendered[i], sampling, i) for i in range(b, min(hi, b + self.batch_size))]
+                shard.extend(self._batch(model, tokenizer, rows))
             if shard_file is not None:
                 write_jsonl(shard_file, [r.shard_row() for r in shard])
             responses.extend(shard)
@@ -115,12 +129,31 @@ class HFGenerator:
         return responses
 
     @staticmethod
-    def _batch(model, tokenizer, texts: list[str], sampling: SamplingParams, rows: range) -> list[Completion]:
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        uniforms = row_uniforms(sampling, rows, model.device) if sampling.temperature > 0 else None
+    def _batch(model, tokenizer, rows: list[tuple[str, SamplingParams, int]]) -> list[Completion]:
+        """The answers to ``rows``: (rendered prompt, its sampling, its index in its group), in one decode loop;
+        the rows share every setting but temperature and seed (``_shared``)."""
+        import torch
+
+        sampling = rows[0][1]
+        enc = tokenizer([t for t, _, _ in rows], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(model.device)
+        temperatures = None
+        if len({s.temperature for _, s, _ in rows}) > 1:
+            temperatures = torch.tensor([s.temperature for _, s, _ in rows], device=model.device)
+            temperatures = temperatures.repeat_interleave(sampling.n)
+        uniforms = None
+        if any(s.temperature > 0 for _, s, _ in rows):  # greedy rows' numbers (zeros) are never read
+            uniforms = torch.cat(
+                [
+                    row_uniforms(s, range(i, i + 1), model.device)
+                    if s.temperature > 0
+                    else torch.zeros(s.n, s.max_new_tokens, device=model.device)
+                    for _, s, i in rows
+                ]
+            )
         stops = stop_token_ids(model, tokenizer)
         ends = text_stop(tokenizer, sampling.stop)
-        answers = decode(model, enc["input_ids"], enc["attention_mask"], sampling, stops, uniforms, ends)
+        answers = decode(model, enc["input_ids"], enc["attention_mask"], sampling, stops, uniforms, ends, temperatures)
         n_prompt = enc["attention_mask"].sum(dim=1).repeat_interleave(sampling.n).tolist()
         texts = [
             cut_at_stop(t, sampling.stop)
@@ -130,6 +163,11 @@ class HFGenerator:
             Completion(t.strip(), "stop" if stopped else "length", p, len(tokens))
             for t, (tokens, stopped), p in zip(texts, answers, n_prompt, strict=True)
         ]
+
+
+def _shared(sampling: SamplingParams) -> tuple:
+    """What the rows of one decode loop must share: all but the temperature and the seed."""
+    return sampling.top_p, sampling.max_new_tokens, sampling.n, sampling.stop
 
 
 def text_stop(tokenizer, stops: tuple[str, ...]):
@@ -170,12 +208,20 @@ def row_uniforms(sampling: SamplingParams, rows: range, device):
 
 
 def decode(
-    model, input_ids, attention_mask, sampling: SamplingParams, stop_ids: list[int], uniforms=None, text_stop=None
+    model,
+    input_ids,
+    attention_mask,
+    sampling: SamplingParams,
+    stop_ids: list[int],
+    uniforms=None,
+    text_stop=None,
+    temperatures=None,
 ) -> list[tuple[list, bool]]:
     """``sampling.n`` answers per row of a left-padded batch (prompt-major): each answer's tokens up to and
     including its first stop id, and whether it stopped (False: ``max_new_tokens`` ran out). A sampled answer
     takes its step ``s`` draw from ``uniforms[row, s]`` (``row_uniforms``), or from torch's global stream without.
     ``text_stop`` (``text_stop``: a check and its window of last tokens) ends a row whose text reaches a stop string.
+    ``temperatures`` (one per answer) replaces ``sampling.temperature`` where the rows sample each their own way.
 
     A lean loop over the model's forward with a KV cache, in place of ``model.generate``: a row leaves the batch as
     soon as it stops (generate computes every row until the last one stops), and a sampled token is drawn by
@@ -210,7 +256,8 @@ def decode(
         position = position[:, -1:] + 1
         for step in range(sampling.max_new_tokens):
             u = None if uniforms is None else uniforms[alive, step]
-            token = next_token(logits, sampling.temperature, sampling.top_p, u)
+            temperature = sampling.temperature if temperatures is None else temperatures[alive]
+            token = next_token(logits, temperature, sampling.top_p, u)
             out[alive, step] = token
             going = ~torch.isin(token, stops)
             if text_stop is not None:
@@ -248,9 +295,16 @@ def _until_stop(tokens: list[int], stop_ids: list[int]) -> tuple[list[int], bool
 def next_token(logits, temperature: float, top_p: float, u=None):
     """The next token per row: the argmax at temperature 0; otherwise a draw from softmax(logits / temperature),
     restricted to the smallest set of most likely tokens whose probability reaches ``top_p`` (the first always
-    kept), by inverse-CDF sampling with the uniform numbers ``u`` (one per row; default: fresh from torch)."""
+    kept), by inverse-CDF sampling with the uniform numbers ``u`` (one per row; default: fresh from torch).
+    ``temperature``: one number, or one per row (a row at 0 takes the argmax)."""
     import torch
 
+    if torch.is_tensor(temperature):
+        greedy = temperature <= 0
+        if greedy.all():
+            return logits.argmax(dim=-1)
+        drawn = next_token(logits / torch.where(greedy, 1.0, temperature)[:, None], 1.0, top_p, u)
+        return torch.where(greedy, logits.argmax(dim=-1), drawn)
     if temperature <= 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits / temperature, dim=-1)
