@@ -123,6 +123,16 @@ def _problems(overrides):
     return str(e.value)
 
 
+def test_select_on_lists_its_choices_and_val_exact_needs_a_scorer_that_knows_content():
+    """Beta selection is ours (the paper names no metric): the choices are named, and selecting on exact content
+    is refused, with the choices left, where the scorer cannot tell content (PairRM, ArmoRM)."""
+    msg = _problems(["trainer.select_on=val_loss"])
+    assert "trainer.select_on" in msg and "val_exact" in msg and "val_win_rate" in msg
+    msg = _problems(["trainer.select_on=val_exact", "scorer=pairrm"])
+    assert "needs a scorer that knows exact content" in msg and "val_score_sampled" in msg
+    validate(compose(["trainer.select_on=val_exact"]))  # the tiny world's verifier knows it
+
+
 def test_nonpositive_beta_and_empty_grid():
     assert "trainer.beta=-1.0 must be > 0" in _problems(["trainer.beta=-1"])
     msg = _problems(["trainer.beta_grid=[]"])

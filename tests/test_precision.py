@@ -161,3 +161,43 @@ def test_bf16_dpo_on_a_cpu_scores_both_models_with_the_compact_head(tmp_path, mo
     theirs = logged(dpo.build_dpo_trainer("builtin:tiny-sft", "builtin:tiny-sft", PAIRS, tmp_path / "t", hp, 0.1)[0])
     for k in keys:
         assert abs(compact[k] - theirs[k]) < 0.02 * abs(theirs[k]), (k, compact[k], theirs[k])
+
+
+def test_bf16_simpo_on_a_cpu_scores_the_answers_as_trls_cpo_trainer_does(tmp_path, monkeypatch):
+    """SimPO (TRL's CPO trainer) under bf16 on a CPU takes ``compact_pair_head``: the head on the answer positions
+    only, the log-softmax in float32. The length-averaged log-probabilities of both answers, the loss and its
+    gradient agree with TRL's full-logits path (a bf16 log-softmax) within bf16's rounding, relative to their size.
+    In float32 TRL's own path runs."""
+    import torch
+
+    import synpo.training.simpo as simpo
+
+    hp = HParams(batch_size=4, max_steps=1, max_length=64, seed=3, dtype="bfloat16")
+
+    def step(trainer):
+        inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+        trainer.model.train()
+        trainer.model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as accelerate wraps the forward when training starts
+            loss = trainer.compute_loss(trainer.model, inputs)
+        loss.backward()
+        grad = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+        logged = {k: trainer._stored_metrics["train"][k][-1] for k in ("logps/chosen", "logps/rejected")}
+        return loss.item(), logged, grad
+
+    trainer = simpo.build_simpo_trainer("builtin:tiny-sft", PAIRS, tmp_path / "c", hp, beta=2.0, gamma=1.6)[0]
+    assert trainer.model.forward.__code__.co_filename.endswith("head.py")
+    loss, logged, grad = step(trainer)
+    monkeypatch.setattr(simpo, "compact_head_applies", lambda model, dtype: False)
+    theirs = simpo.build_simpo_trainer("builtin:tiny-sft", PAIRS, tmp_path / "t", hp, beta=2.0, gamma=1.6)[0]
+    assert theirs.concatenated_forward.__code__.co_filename.endswith("cpo_trainer.py")
+    their_loss, their_logged, their_grad = step(theirs)
+    assert abs(loss - their_loss) < 0.02 * abs(their_loss)
+    for k, v in their_logged.items():
+        assert abs(logged[k] - v) < 0.02 * abs(v), (k, logged[k], v)
+    assert torch.nn.functional.cosine_similarity(grad, their_grad, dim=0) > 0.99
+
+    float32 = HParams(batch_size=4, max_steps=1, max_length=64, seed=3)
+    monkeypatch.undo()
+    plain = simpo.build_simpo_trainer("builtin:tiny-sft", PAIRS, tmp_path / "f", float32, beta=2.0, gamma=1.6)[0]
+    assert not plain.model.forward.__code__.co_filename.endswith("head.py")

@@ -71,8 +71,9 @@ class Generator(Protocol):
         ...
 
     def generate_groups(self, model_path: str, groups: list[tuple[list, SamplingParams]]) -> list[list[Completion]]:
-        """``generate`` for each ``(prompts, sampling)`` group, each answer as its group alone would give it, with
-        the model loaded once for all of them where loading is what costs (a vLLM engine start)."""
+        """``generate`` for each ``(prompts, sampling)`` group, each answer as its group alone would give it (to the
+        last bit a batch's composition may move, as ``generate``'s batch size may), with the model loaded once for
+        all of them where loading is what costs (a vLLM engine start), and in one batch where the groups allow it."""
         ...
 
     def release(self) -> None:

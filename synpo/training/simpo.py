@@ -24,6 +24,7 @@ from synpo.training.common import (
     training_tokenizer,
     trl_common_kwargs,
 )
+from synpo.training.head import compact_head_applies, compact_pair_head
 
 
 def with_eos(tokenizer, eos_id: int | None):
@@ -73,6 +74,8 @@ def build_simpo_trainer(
     )
     model = training_model(model_path, hp, args, trust_remote_code)
     trainer = CPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=trainer_tokenizer)
+    if compact_head_applies(trainer.model, hp.dtype):
+        compact_pair_head(trainer)
     return trainer, tokenizer
 
 
