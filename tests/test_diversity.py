@@ -66,3 +66,15 @@ def test_figure_5_plot(tmp_path):
     out = tmp_path / "similarity.png"
     plot_similarity({"seed": histogram(cos), "iteration 1": histogram(cos * 0.5)}, out)
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_set_is_embedded_up_to_max_prompts_which_is_figure_5s_1000_by_default():
+    """Figure 5 embeds 1000 prompts per set: a larger set is sampled down to ``max_prompts`` (every pair of the
+    sample compared), while distinct-n counts the whole set."""
+    from synpo.evaluation.config import DiversityConfig
+
+    assert DiversityConfig().max_prompts == 1000
+    prompts = [*UNRELATED, *(f"{p} Answer briefly." for p in UNRELATED)]
+    m, cos = diversity_metrics(prompts, max_prompts=5)
+    assert (m["n_prompts"], m["n_embedded"], cos.size) == (12, 5, 5 * 4 // 2)
+    assert m["distinct_1"] == pytest.approx(distinct_n(prompts, 1))

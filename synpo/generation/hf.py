@@ -231,22 +231,11 @@ def decode(
     stream of random numbers. Only the EOS ids of the model's generation config are read from it: no penalty or
     other default of that config applies, so a model's answers depend on ``sampling`` alone."""
     import torch
-    from transformers import DynamicCache
 
     n, device = sampling.n, input_ids.device
     mask = attention_mask.repeat_interleave(n, dim=0)
     position = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
-    accepts = inspect.signature(model.forward).parameters  # newer transformers call the cache `cache`
-    cache_kw = "cache" if "cache" in accepts else "past_key_values"
-    prefill_kw = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}  # else the prefill's logits are whole
-
-    def last_logits(ids, mask, position, **kw):
-        out = model(
-            input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, **{cache_kw: cache}, **kw
-        )
-        return out.logits[:, -1].float()
-
+    cache, last_logits, prefill_kw = _cached_forward(model)
     stops = torch.tensor(stop_ids, device=device)
     out = torch.full((mask.shape[0], sampling.max_new_tokens), -1, dtype=torch.long, device=device)
     ended = torch.zeros(mask.shape[0], dtype=torch.bool, device=device)  # rows a stop string ended
@@ -273,6 +262,25 @@ def decode(
             position = position + 1
     answers = [_until_stop([t for t in row if t >= 0], stop_ids) for row in out.tolist()]
     return [(tokens, stopped or bool(e)) for (tokens, stopped), e in zip(answers, ended.tolist(), strict=True)]
+
+
+def _cached_forward(model):
+    """A KV cache, a call of ``model`` through it that returns the last position's logits (float32), and the
+    keywords that make the prefill compute only those logits where the model takes them."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    accepts = inspect.signature(model.forward).parameters  # newer transformers call the cache `cache`
+    cache_kw = "cache" if "cache" in accepts else "past_key_values"
+    prefill_kw = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}  # else the prefill's logits are whole
+
+    def last_logits(ids, mask, position, **kw):
+        out = model(
+            input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, **{cache_kw: cache}, **kw
+        )
+        return out.logits[:, -1].float()
+
+    return cache, last_logits, prefill_kw
 
 
 def _text_ended(out, alive, step: int, text_stop, ended):
