@@ -102,6 +102,8 @@ def compact_pair_head(trainer) -> None:
     ``logits/chosen`` and ``logits/rejected`` means only, the chosen and rejected answer positions' mean logits."""
     import torch
 
+    if trainer.cpo_alpha != 0 or trainer.aux_loss_enabled:  # CPO's NLL term or a router loss needs the full logits
+        raise ValueError("compact_pair_head serves cpo_alpha=0 without a router loss (SimPO as synpo configures it)")
     model, average = trainer.model, trainer.loss_type in ("ipo", "simpo")
     plain_forward = model.forward
 
