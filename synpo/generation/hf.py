@@ -52,7 +52,7 @@ class HFGenerator:
         decode step's cost grows far slower than its rows. Each row keeps its group's temperature and random
         stream (a prompt's seed counts from its group's start), so it draws what its group alone would draw; in
         bf16 a batch's composition may move a last bit of the logits, as ``batch_size`` may."""
-        if len({_shared(s) for _, s in groups}) > 1:
+        if len({_shared(s) for _, s in groups}) > 1 or not any(prompts for prompts, _ in groups):
             return [self.generate(model_path, prompts, sampling) for prompts, sampling in groups]
         tokenizer, model = self._model(model_path)
         rows = [(text, s, i) for prompts, s in groups for i, text in enumerate(render_prompts(tokenizer, prompts))]
