@@ -2,23 +2,34 @@
 
 For the composed config, per iteration and per stage kind: the sequences and tokens each stage runs (prompts,
 generated answers, trained sequences), its model arithmetic (2 x matmul parameters per token per forward pass;
-training counts 3 passes, 4 with a frozen reference; attention's own term is left out), GPU-hours at a stated share
-of the GPU's peak, peak training memory per GPU under ZeRO-3, and the disk each iteration writes; then totals and
-every assumption it made. Nothing is loaded: shapes come from a local config.json, or from the published configs of
-the paper's checkpoints (``KNOWN``) where the checkpoint is a hub id.
+training counts 3 passes, 4 with a frozen reference; attention's own term is left out), GPU-hours, peak training
+memory per GPU under ZeRO-3, and the disk each iteration writes; then totals and every assumption it made. Nothing is
+loaded: shapes come from a local config.json, or from the published configs of the paper's checkpoints (``KNOWN``)
+where the checkpoint is a hub id.
+
+Each stage's GPU-hours are its *bound* (the seconds it needs at the GPU's limits) over the share of the bound it
+reaches. Training and scoring are bound by arithmetic: their FLOPs at the bf16 peak, reached at the LOG's measured
+training MFU and a stated guess for scoring. Generation is bound by the decode roofline
+(``decode_roofline_seconds``): each decode step reads every weight and every running sequence's KV cache from HBM, or
+does its arithmetic, whichever takes longer; at 2048-token answers it is the memory traffic. The share of that bound
+vLLM reaches is taken from a published H100 measurement of Mistral-7B (``decode_efficiency``; LOG 2026-12-07, fourth
+session; ``experiments/benchmarks/decode_efficiency.py`` derives it from any vLLM benchmark's per-request lengths).
 
 It is an estimate. Answer lengths are the largest unknown: a generated answer is taken to fill ``answer_fill`` of
-its token budget, a prompt to have ``prompt_tokens`` tokens and a reference answer ``gold_tokens``; the efficiencies
-are the LOG's measured H100 figure for training and stated guesses for generation and scoring.
+its token budget, a prompt to have ``prompt_tokens`` tokens and a reference answer ``gold_tokens``.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
 H100_BF16_PEAK = 989e12  # FLOP/s, dense bf16 (H100 SXM)
+H100_HBM_BANDWIDTH = 3.35e12  # bytes/s, HBM3 (H100 SXM 80GB)
+H100_MEMORY = 80e9  # bytes
 
 # Published config.json values (architecture only) of the checkpoints the paper's settings name: a hub id is not
 # readable here, and these never change. Llama-architecture fields, or "matmul"/"total" for PairRM's DeBERTa.
@@ -30,6 +41,7 @@ KNOWN = {
     "princeton-nlp/Llama-3-Base-8B-SFT": _LLAMA3,
     "neuralmagic/Llama-2-7b-ultrachat200k": _LLAMA2,
     "RLHFlow/ArmoRM-Llama3-8B-v0.1": _LLAMA3,
+    "mistralai/Mistral-7B-Instruct-v0.3": dict(_MISTRAL, vocab=32768),  # the decode-efficiency measurement's model
     # DeBERTa-v3-large: 24 layers of width 1024 (4 attention matrices, a 4096-wide MLP), a 128k vocabulary
     "llm-blender/PairRM-hf": dict(
         matmul=24 * (4 * 1024**2 + 2 * 1024 * 4096), total=435_000_000, layers=24, width=1024
@@ -55,7 +67,10 @@ class Assumptions:
         1.0  # pairs_per_iteration actually added to D (fewer when fewer pass the filters: 0.67-0.76 tiny)
     )
     train_mfu: float = 0.28  # LOG 2026-11-25: SimPO on one H100, 1.17B model, in-process (ZeRO-3 on 8: unmeasured)
-    generate_mfu: float = 0.10  # a guess for vLLM decoding at 2048-token answers (unmeasured)
+    train_mfu_checkpointed: float = 0.233  # the same, gradient checkpointing on (the 7B configs' setting)
+    decode_efficiency: float = 0.50  # of the decode roofline, reached by vLLM 0.5.4 (Mistral-7B, one H100; LOG 12-07)
+    max_num_seqs: int = 256  # sequences an engine decodes at once (vLLM's max_num_seqs in that measurement)
+    kv_memory_share: float = 0.9  # of the GPU's memory vLLM takes for weights and KV cache (gpu_memory_utilization)
     score_mfu: float = 0.30  # a guess for a reward model's batched forward in bf16 (unmeasured)
     gpus: int = 8
 
@@ -70,15 +85,21 @@ class Work:
     sequences: float
     tokens: float  # token positions per pass
     passes: float = 1.0
-    mfu: float = 0.1
+    efficiency: float = 0.1  # the share of its bound it reaches (MFU where the bound is the arithmetic)
     models: int = 0  # final models it saves (each 2 bytes a parameter in bf16)
+    bound_seconds: float | None = None  # GPU-seconds at the GPU's limits; None: its FLOPs at the bf16 peak
 
     @property
     def flops(self) -> float:
         return 2.0 * self.model["matmul"] * self.tokens * self.passes
 
-    def gpu_hours(self, peak: float = H100_BF16_PEAK) -> float:
-        return self.flops / (peak * self.mfu) / 3600
+    def bound_hours(self) -> float:
+        """GPU-hours at the GPU's limits: the arithmetic at the bf16 peak, or a generation's decode roofline."""
+        seconds = self.flops / H100_BF16_PEAK if self.bound_seconds is None else self.bound_seconds
+        return seconds / 3600
+
+    def gpu_hours(self) -> float:
+        return self.bound_hours() / self.efficiency
 
 
 def shape(name_or_path: str) -> dict:
@@ -93,9 +114,25 @@ def shape(name_or_path: str) -> dict:
     s = model_shape(path)
     from transformers import AutoConfig
 
-    vocab = getattr(AutoConfig.from_pretrained(path), "vocab_size", None)
+    config = AutoConfig.from_pretrained(path)
+    vocab = getattr(config, "vocab_size", None)
     total = s["matmul_params"] + (vocab or 0) * s["width"]
-    return {"matmul": s["matmul_params"], "total": total, "layers": s["layers"], "width": s["width"], "vocab": vocab}
+    heads = getattr(config, "num_attention_heads", 1)
+    head = getattr(config, "head_dim", None) or s["width"] // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    return {
+        "matmul": s["matmul_params"],
+        "total": total,
+        "layers": s["layers"],
+        "width": s["width"],
+        "vocab": vocab,
+        "kv_bytes": _kv_bytes(s["layers"], kv_heads, head),
+    }
+
+
+def _kv_bytes(layers: int, kv_heads: int, head: int) -> int:
+    """Bytes of KV cache one token holds in bf16: a key and a value per layer and KV head."""
+    return 2 * layers * kv_heads * head * 2
 
 
 def _llama(d: dict) -> dict:
@@ -103,7 +140,68 @@ def _llama(d: dict) -> dict:
     per_layer = 2 * d["width"] ** 2 + 2 * d["width"] * d["kv_heads"] * head + 3 * d["width"] * d["inter"]
     matmul = d["layers"] * per_layer + d["vocab"] * d["width"]  # the output head is a matmul; embeddings are not
     total = matmul + d["vocab"] * d["width"]
-    return {"matmul": matmul, "total": total, "layers": d["layers"], "width": d["width"], "vocab": d["vocab"]}
+    return {
+        "matmul": matmul,
+        "total": total,
+        "layers": d["layers"],
+        "width": d["width"],
+        "vocab": d["vocab"],
+        "kv_bytes": _kv_bytes(d["layers"], d["kv_heads"], head),
+    }
+
+
+def decode_roofline_seconds(model: dict, requests: list[tuple[float, int, int]], a: Assumptions) -> float:
+    """Seconds one GPU needs, at its limits, to answer ``requests`` ((prompt tokens, answer tokens, count) each) as
+    vLLM batches them: each prompt's prefill at the bf16 peak; then decode steps over the running sequences (at most
+    ``a.max_num_seqs``, and no more than the KV cache holds at their full length), each step as long as the larger of
+    reading every weight and every running sequence's KV cache from HBM and its arithmetic (2 x matmul parameters
+    per sequence). A request joins when a place is free, in order. Attention's arithmetic and the sampler are left
+    out; answers of 0 tokens cost nothing (no prefill either)."""
+    weights, kv = 2.0 * model["matmul"], float(model["kv_bytes"])
+    per_token = 2.0 * model["matmul"] / H100_BF16_PEAK  # seconds of arithmetic a token position takes
+    capacity = (H100_MEMORY * a.kv_memory_share - 2.0 * model["total"]) / kv  # KV-cache token slots
+    queue = deque([float(p), int(n), int(c)] for p, n, c in requests if n >= 1 and c >= 1)
+    running: list = []  # heap of (last step, prompt less its first step, full length, count)
+    step = seconds = base = used = 0.0
+    seqs = 0
+    while queue or running:
+        while queue and seqs < a.max_num_seqs:
+            p, n, c = queue[0]
+            fits = min(c, a.max_num_seqs - seqs, int((capacity - used) // (p + n)))
+            if fits < 1:
+                break
+            seconds += per_token * p * fits
+            heapq.heappush(running, (step + n, p - step, p + n, fits))
+            base, used, seqs = base + fits * (p - step), used + fits * (p + n), seqs + fits
+            queue[0][2] -= fits
+            if queue[0][2] == 0:
+                queue.popleft()
+        if not running:
+            from synpo.errors import UserError
+
+            raise UserError(
+                f"The plan cannot place a {p:.0f}-token prompt with its {n}-token answer on one GPU: the KV cache left "
+                f"beside the model's weights holds {max(capacity, 0):,.0f} tokens "
+                f"({H100_MEMORY / 1e9:.0f} GB x assume.kv_memory_share={a.kv_memory_share}). A model this size needs "
+                "tensor parallelism, which the plan does not model; or lower generator.max_new_tokens."
+            )
+        end = running[0][0]
+        seconds += _decode_steps(int(end - step), seqs, base + seqs * step, weights, kv, per_token * seqs)
+        step = end
+        while running and running[0][0] == step:
+            _, b, full, c = heapq.heappop(running)
+            base, used, seqs = base - c * b, used - c * full, seqs - c
+    return seconds
+
+
+def _decode_steps(m: int, seqs: int, context: float, weights: float, kv: float, arithmetic: float) -> float:
+    """``m`` decode steps of ``seqs`` sequences whose contexts sum to ``context`` at the first and grow by one token
+    each a step: each step the larger of its memory traffic at the HBM's bandwidth and ``arithmetic`` seconds."""
+    first = (weights + kv * context) / H100_HBM_BANDWIDTH  # the memory time of the first step
+    slope = kv * seqs / H100_HBM_BANDWIDTH  # what each later step adds
+    bound = min(m, max(0, -int(-(arithmetic - first) // slope)))  # steps bound by the arithmetic
+    later = m - bound
+    return bound * arithmetic + later * first + slope * (m - 1 + bound) * later / 2
 
 
 def generate(
@@ -116,9 +214,11 @@ def generate(
     fill: float | None = None,
 ) -> Work:
     """Generating an answer to each of ``prompts`` prompts (each prompt once, each answer token once: a KV cache),
-    each filling ``fill`` (default ``a.answer_fill``) of ``max_new`` tokens."""
-    tokens = prompts * (prompt_tokens + (a.answer_fill if fill is None else fill) * max_new)
-    return Work("generate", stage, model, prompts, tokens, 1.0, a.generate_mfu)
+    each filling ``fill`` (default ``a.answer_fill``) of ``max_new`` tokens; bound by the decode roofline."""
+    answer = max(1, round((a.answer_fill if fill is None else fill) * max_new))
+    tokens = prompts * (prompt_tokens + answer)
+    bound = decode_roofline_seconds(model, [(prompt_tokens, answer, round(prompts))], a)
+    return Work("generate", stage, model, prompts, tokens, 1.0, a.decode_efficiency, bound_seconds=bound)
 
 
 def score(
@@ -137,13 +237,16 @@ def train(
     seq_tokens: float,
     epochs: float,
     a: Assumptions,
+    checkpointing: bool,
     reference: bool = False,
     models: int = 1,
 ) -> Work:
     """Training on ``sequences`` sequences for ``epochs`` (over ``models`` jobs that each save a model): a forward
-    and a backward of twice its cost, and a frozen reference's forward where there is one."""
+    and a backward of twice its cost, and a frozen reference's forward where there is one; gradient checkpointing's
+    recomputed forward is not counted as work, and lowers the efficiency reached (as measured)."""
     passes = (3.0 + (1.0 if reference else 0.0)) * epochs
-    return Work("train", stage, model, sequences, sequences * seq_tokens, passes, a.train_mfu, models)
+    mfu = a.train_mfu_checkpointed if checkpointing else a.train_mfu
+    return Work("train", stage, model, sequences, sequences * seq_tokens, passes, mfu, models)
 
 
 def validation(cfg: DictConfig, model: dict, scorer: dict, a: Assumptions, candidates: int, pairwise: bool) -> list:

@@ -81,6 +81,7 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
             lines.append("| " + " | ".join(map(str, cells)) + " |")
     flat = [w for works in its for w in works]
     floor = sum(w.flops for w in flat) / H100_BF16_PEAK / 3600
+    roofline = sum(w.bound_hours() for w in flat)
     gpu_h, wall = sum(w.gpu_hours() for w in flat), sum(_wall_hours(w, a, machines, replicas) for w in flat)
     size = 2 * policy["total"] / 1e9  # GB of one bf16 model
     written = sum(w.models for w in flat) * size
@@ -91,7 +92,9 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
     lines += [
         "",
         f"- **Total: {gpu_h:,.1f} GPU-hours** ({gpu_h / len(its):,.1f} per iteration), about {wall:,.1f} hours on "
-        f"{a.gpus * machines} GPUs; the FLOP floor at the H100's bf16 peak is {floor:,.1f} GPU-hours ({gpu_h / max(floor, 1e-9):.1f}x).",
+        f"{a.gpus * machines} GPUs; the FLOP floor at the H100's bf16 peak is {floor:,.1f} GPU-hours "
+        f"({gpu_h / max(floor, 1e-9):.1f}x), and the roofline floor, where decoding waits on the HBM's bandwidth "
+        f"instead, {roofline:,.1f} ({gpu_h / max(roofline, 1e-9):.1f}x).",
         f"- **Training memory per GPU** (ZeRO-3 over {world} process(es), micro batch {cfg.trainer.batch_size} x "
         f"{cfg.trainer.max_length} tokens): about {memory:,.1f} GiB.",
         f"- **Disk**: {written:,.0f} GB of final models written over the run (bf16, {size:,.1f} GB each), {kept:,.0f} "

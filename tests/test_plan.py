@@ -7,7 +7,8 @@ import sys
 import pytest
 from conftest import ROOT, compose
 
-from synpo.cost import Assumptions, shape
+from synpo.cost import H100_BF16_PEAK, H100_HBM_BANDWIDTH, H100_MEMORY, Assumptions, decode_roofline_seconds, shape
+from synpo.errors import UserError
 from synpo.plan import workloads
 
 
@@ -47,6 +48,88 @@ def test_synpo_workload_by_hand():
     assert rewrites.sequences == 45_000 and rewrites.tokens == pytest.approx(45_000 * (188 + 1024 + 50 + 400))
     policy = shape(cfg.model.name_or_path)
     assert simpo.flops == 2 * policy["matmul"] * simpo.tokens * 3
+    # the 7B configs train with gradient checkpointing, so training reaches the MFU measured with it
+    assert cfg.trainer.gradient_checkpointing and simpo.efficiency == a.train_mfu_checkpointed
+    assert simpo.gpu_hours() == pytest.approx(simpo.flops / H100_BF16_PEAK / 3600 / a.train_mfu_checkpointed)
+    # generation is bound by the HBM's bandwidth at these lengths, not by the arithmetic
+    assert answers.bound_hours() > 2 * answers.flops / H100_BF16_PEAK / 3600
+    assert answers.gpu_hours() == pytest.approx(answers.bound_hours() / a.decode_efficiency)
+
+
+def _steps_one_by_one(model: dict, requests: list, a: Assumptions) -> float:
+    """The decode roofline counted a step at a time: what ``decode_roofline_seconds`` sums in closed form."""
+    weights, kv = 2.0 * model["matmul"], model["kv_bytes"]
+    capacity = (H100_MEMORY * a.kv_memory_share - 2.0 * model["total"]) / kv
+    waiting = [[p, n] for p, n, c in requests for _ in range(c) if n >= 1]
+    running, seconds = [], 0.0  # [context, tokens left, full length]
+    while waiting or running:
+        while waiting and len(running) < a.max_num_seqs:
+            p, n = waiting[0]
+            if sum(r[2] for r in running) + p + n > capacity:
+                break
+            seconds += 2.0 * model["matmul"] * p / H100_BF16_PEAK
+            running.append([p, n, p + n])
+            waiting.pop(0)
+        memory = (weights + kv * sum(r[0] for r in running)) / H100_HBM_BANDWIDTH
+        seconds += max(memory, 2.0 * model["matmul"] * len(running) / H100_BF16_PEAK)
+        for r in running:
+            r[0], r[1] = r[0] + 1, r[1] - 1
+        running = [r for r in running if r[1] > 0]
+    return seconds
+
+
+def test_the_decode_roofline_is_the_step_by_step_count():
+    """Ragged requests through a small batch (places free up at different steps, a KV cache that fills) and a
+    batch wide enough that its first steps are bound by the arithmetic and its later ones by the memory traffic."""
+    model = {"matmul": 1e8, "total": 1.2e8, "kv_bytes": 4e4}  # 0.2 GB of weights; 40 kB of KV cache a token
+    ragged = [(30, 17, 1), (5, 40, 2), (120, 3, 1), (64, 0, 3), (9, 25, 4), (200, 60, 1)]
+    a = Assumptions(max_num_seqs=3)
+    assert decode_roofline_seconds(model, ragged, a) == pytest.approx(_steps_one_by_one(model, ragged, a), rel=1e-9)
+    small_cache = Assumptions(max_num_seqs=64, kv_memory_share=(2.4e8 + 4e4 * 300) / H100_MEMORY)  # 300 tokens
+    assert decode_roofline_seconds(model, ragged, small_cache) == pytest.approx(
+        _steps_one_by_one(model, ragged, small_cache), rel=1e-9
+    )
+    wide = Assumptions(max_num_seqs=1000)
+    uniform = [(8, 60, 1500)]
+    bound = decode_roofline_seconds(model, uniform, wide)
+    assert bound == pytest.approx(_steps_one_by_one(model, uniform, wide), rel=1e-9)
+    first = (2e8 + 4e4 * 8 * 1000) / H100_HBM_BANDWIDTH
+    assert first < 2e8 * 1000 / H100_BF16_PEAK  # the first step of the first 1000 is bound by the arithmetic
+
+
+def test_one_request_decodes_at_the_bandwidth_by_hand():
+    """One 100-token prompt and a 10-token answer on Mistral-7B: the prefill at the peak, then 10 steps that each read
+    the weights and the context's KV cache (131,072 bytes a token: 32 layers x 8 KV heads x 128 x key and value x 2
+    bytes)."""
+    m = shape("alignment-handbook/zephyr-7b-sft-full")
+    assert m["kv_bytes"] == 131_072
+    by_hand = 2 * m["matmul"] * 100 / H100_BF16_PEAK
+    by_hand += sum((2 * m["matmul"] + 131_072 * (100 + k)) / H100_HBM_BANDWIDTH for k in range(10))
+    assert decode_roofline_seconds(m, [(100, 10, 1)], Assumptions()) == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_a_request_that_no_gpu_holds_is_a_sentence():
+    m = shape("alignment-handbook/zephyr-7b-sft-full")
+    with pytest.raises(UserError, match="tensor parallelism"):
+        decode_roofline_seconds(m, [(400_000, 100_000, 1)], Assumptions())
+
+
+def test_the_decode_efficiency_of_a_benchmark_result(tmp_path):
+    """``experiments/benchmarks/decode_efficiency.py``: a ``vllm bench serve`` result's roofline over its duration;
+    a file without the fields is refused with a sentence."""
+    result = {"input_lens": [100, 7], "output_lens": [10, 0], "duration": 0.5}
+    (tmp_path / "r.json").write_text(__import__("json").dumps(result))
+    script = str(ROOT / "experiments" / "benchmarks" / "decode_efficiency.py")
+    cmd = [sys.executable, script, str(tmp_path / "r.json"), "--model", "alignment-handbook/zephyr-7b-sft-full"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = __import__("json").loads(proc.stdout)
+    m = shape("alignment-handbook/zephyr-7b-sft-full")
+    bound = decode_roofline_seconds(m, [(100, 10, 1)], Assumptions())
+    assert out["requests"] == 1 and out["decode_efficiency"] == pytest.approx(bound / 0.5, rel=1e-9)
+    (tmp_path / "bad.json").write_text('{"input_lens": [1]}')
+    proc = subprocess.run([*cmd[:2], str(tmp_path / "bad.json"), *cmd[3:]], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no output_lens, duration" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_second_node_idle_during_generation_is_priced():

@@ -339,7 +339,18 @@ class Spin:
         works = [generate("generated answers", policy, n, p, new, a)]
         # every variant compares real with generated (spin for its label_issue_rate; the fixes to route the pairs)
         works.append(score("judged pairs", scorer, n, p, (a.gold_tokens + a.answer_fill * new) / 2, a, pairwise))
-        works.append(train("DPO", policy, 2 * pairs, seq, at_iteration(cfg.trainer, "epochs", t), a, reference=True))
+        works.append(
+            train(
+                "DPO",
+                policy,
+                2 * pairs,
+                seq,
+                at_iteration(cfg.trainer, "epochs", t),
+                a,
+                cfg.trainer.gradient_checkpointing,
+                reference=True,
+            )
+        )
         return works + validation(cfg, policy, scorer, a, 1, pairwise)
 
     def problems(self, cfg: DictConfig) -> list[str]:

@@ -291,10 +291,19 @@ class SynPO:
         d_size = t * min(m.pairs_per_iteration * a.pair_keep, valid)
         candidates = len(beta_candidates(cfg.trainer, t))
         works, epochs = [], cfg.sft_trainer.epochs
+        sft_ckpt, ckpt = cfg.sft_trainer.gradient_checkpointing, cfg.trainer.gradient_checkpointing
         if t == 1 and m.prompt_source == "generator":  # trained once, before iteration 1
             works.append(
                 # a request, then its target: <question>x</question> <solution>y</solution>
-                train("generator SFT", policy, n_seed, a.request_tokens + question + gold + a.tag_tokens, epochs, a)
+                train(
+                    "generator SFT",
+                    policy,
+                    n_seed,
+                    a.request_tokens + question + gold + a.tag_tokens,
+                    epochs,
+                    a,
+                    sft_ckpt,
+                )
             )
         works += [
             # with method.generator_stop the generator writes a question (a prompt's text), not its solution too
@@ -302,7 +311,7 @@ class SynPO:
             generate("pi_0 and pi_{t-1} answers", policy, 2 * valid, p, new, a),
             generate("pi_{t-1} seed answers", policy, n_seed, p, new, a),
             score("seed scores", scorer, n_seed, p, (gold + answer) / 2, a, pairwise),
-            train("improver SFT", policy, n_seed * a.improver_keep, improver_prompt + gold, epochs, a),
+            train("improver SFT", policy, n_seed * a.improver_keep, improver_prompt + gold, epochs, a, sft_ckpt),
             generate("improver rewrites", policy, valid, improver_prompt, new, a, rewrite_fill),
             score("pair scores", scorer, valid, p, pair_answer, a, pairwise),
             train(
@@ -312,6 +321,7 @@ class SynPO:
                 min(p + pair_answer, cfg.trainer.max_length),  # a longer answer is cut at the trainer's max_length
                 cfg.trainer.epochs,
                 a,
+                ckpt,
                 models=candidates,
             ),
         ]
