@@ -127,6 +127,9 @@ def shape(name_or_path: str) -> dict:
         "width": s["width"],
         "vocab": vocab,
         "kv_bytes": _kv_bytes(s["layers"], kv_heads, head),
+        "inter": getattr(config, "intermediate_size", 4 * s["width"]),
+        "kv_dim": kv_heads * head,
+        "heads": heads,
     }
 
 
@@ -147,6 +150,9 @@ def _llama(d: dict) -> dict:
         "width": d["width"],
         "vocab": d["vocab"],
         "kv_bytes": _kv_bytes(d["layers"], d["kv_heads"], head),
+        "inter": d["inter"],
+        "kv_dim": d["kv_heads"] * head,
+        "heads": d["heads"],
     }
 
 
@@ -260,13 +266,34 @@ def validation(cfg: DictConfig, model: dict, scorer: dict, a: Assumptions, candi
     ]
 
 
-def training_memory_gib(model: dict, t: DictConfig, world: int, vocab: int | None) -> float:
+def activation_bytes(model: dict) -> tuple[float, float]:
+    """Bytes a token's activations hold for the backward pass in bf16: (per decoder layer, outside the layers).
+
+    Per layer: 20 x width (the two RMSNorms' float32 copies and outputs, the query, the attention's output),
+    8 x the MLP's width (gate, up, their SiLU and product), 4 x the KV width (key and value), 4 x heads (the
+    attention's float32 log-sum-exp) and 8; outside: 8 x width (the embeddings' output, the final norm). Counted from
+    what HF's Llama/Mistral code saves with SDPA attention (LOG 2026-12-07, fourth session;
+    ``tests/test_plan.py`` checks it against ``synpo.memory.saved_for_backward_bytes``)."""
+    h = model["width"]
+    per_layer = 20 * h + 8 * model.get("inter", 4 * h) + 4 * model.get("kv_dim", h) + 4 * model.get("heads", 1) + 8
+    return per_layer, 8 * h
+
+
+def training_memory_gib(
+    model: dict, t: DictConfig, world: int, vocab: int | None, pairs: bool, reference: bool = False
+) -> float:
     """Peak memory per GPU of a ZeRO-3 job (an estimate): 16 bytes per parameter of bf16 weights and gradients with
     fp32 master weights and Adam moments, split over ``world`` ranks; one layer gathered whole (2 bytes per
-    parameter); the checkpointed activations (each layer's input, bf16) and the fp32 logits of a micro batch."""
-    states = 16 * model["total"] / world
-    layer = 2 * (model["matmul"] / max(1, model["layers"]))
-    tokens = t.batch_size * t.max_length
-    activations = 2 * tokens * model["width"] * model["layers"] * (1 if t.gradient_checkpointing else 16)
-    logits = 4 * tokens * (vocab or 0) * 2  # the logits and their gradient
+    parameter); a micro batch's activations at ``max_length`` (a pair trainer runs chosen and rejected together:
+    2 sequences a pair), each layer's (``activation_bytes``) or, with gradient checkpointing, each layer's input and
+    one layer's recomputed whole; and its logits, 8 bytes an entry (bf16 logits, their log-softmax and gradient). A
+    frozen reference adds its bf16 weights, sharded the same way, and a layer of its own gathered."""
+    states = (16 + (2 if reference else 0)) * model["total"] / world
+    layer = (2 if reference else 1) * 2 * (model["matmul"] / max(1, model["layers"]))
+    tokens = (2 if pairs else 1) * t.batch_size * t.max_length
+    per_layer, outside = activation_bytes(model)
+    kept = 2 * model["width"] if t.gradient_checkpointing else per_layer  # a layer's, a token
+    recompute = per_layer if t.gradient_checkpointing else 0
+    activations = tokens * (model["layers"] * kept + recompute + outside)
+    logits = 8 * tokens * (vocab or 0)
     return (states + layer + activations + logits) / 2**30

@@ -161,3 +161,23 @@ class DeviceHeld:
             self.model.to("cpu")
             self.held = False
             free_accelerator()
+
+
+def saved_for_backward_bytes(model, input_ids) -> int:
+    """Bytes autograd holds for the backward pass of ``model(input_ids)`` (its activations): every tensor the forward
+    saves, each storage once, the model's own parameters left out. Exact, and the same on any device for the same
+    kernels; what the plan's training-memory estimate (``synpo.cost.activation_bytes``) is checked against."""
+    import torch
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved.setdefault(storage.data_ptr(), storage.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=input_ids, use_cache=False)
+    return sum(saved.values())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from synpo.cost import H100_BF16_PEAK, Assumptions, Work, shape, training_memory_gib
+from synpo.cost import H100_BF16_PEAK, H100_MEMORY, Assumptions, Work, shape, training_memory_gib
 from synpo.errors import UserError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -26,11 +26,20 @@ def compose(overrides: list[str]) -> DictConfig:
     """The config ``python run.py <overrides>`` would run (Hydra's runtime-only keys aside)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     import synpo.config  # noqa: F401  (registers the schemas)
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=[*overrides, "run_dir=plan-only"])
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=[*overrides, "run_dir=plan-only"])
+    except (HydraException, OmegaConfBaseException) as e:
+        why = f"{e}" + (f" ({e.__cause__})" if e.__cause__ and str(e.__cause__) not in str(e) else "")
+        raise UserError(
+            f"The overrides {' '.join(overrides) or '(none)'} do not compose into a config: {why.strip()}. Fix or "
+            "remove the override it names (`python run.py --help` lists the groups and their options)."
+        ) from None
 
 
 def workloads(cfg: DictConfig, a: Assumptions) -> list[list[Work]]:
@@ -88,15 +97,33 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
     # the candidates that were not selected are deleted after each selection unless launch.keep_candidates
     kept = written if cfg.launch.keep_candidates else written - sum(w.models - 1 for w in flat if w.models > 1) * size
     world = world_size(cfg.launch)
-    memory = training_memory_gib(policy, cfg.trainer, world, policy.get("vocab"))
+    from synpo.training.launch import JOBS
+
+    jobs = [("the preference trainer", cfg.trainer, True)]
+    if any(w.kind == "train" and w.stage.endswith("SFT") for w in flat):
+        jobs.append(("the SFT jobs", cfg.sft_trainer, False))
+    memory = []
+    for name, t, pairs in jobs:
+        reference = pairs and JOBS[cfg.trainer.loss].reference
+        gib = training_memory_gib(policy, t, world, policy.get("vocab"), pairs, reference)
+        per = f"{t.batch_size} pair(s), {2 * t.batch_size} sequences" if pairs else f"{t.batch_size} sequences"
+        ckpt = "gradient checkpointing " + ("on" if t.gradient_checkpointing else "off")
+        line = f"{name} about {gib:,.1f} GiB (micro batch {per} of up to {t.max_length} tokens, {ckpt})"
+        if gib > H100_MEMORY / 2**30:
+            line += (
+                f": **over an {H100_MEMORY / 1e9:.0f} GB GPU**; turn gradient checkpointing on or lower the batch_size "
+                "(speed settings: finished stages are kept)"
+            )
+        memory.append(line)
     lines += [
         "",
         f"- **Total: {gpu_h:,.1f} GPU-hours** ({gpu_h / len(its):,.1f} per iteration), about {wall:,.1f} hours on "
         f"{a.gpus * machines} GPUs; the FLOP floor at the H100's bf16 peak is {floor:,.1f} GPU-hours "
         f"({gpu_h / max(floor, 1e-9):.1f}x), and the roofline floor, where decoding waits on the HBM's bandwidth "
         f"instead, {roofline:,.1f} ({gpu_h / max(roofline, 1e-9):.1f}x).",
-        f"- **Training memory per GPU** (ZeRO-3 over {world} process(es), micro batch {cfg.trainer.batch_size} x "
-        f"{cfg.trainer.max_length} tokens): about {memory:,.1f} GiB.",
+        f"- **Training memory per GPU** (ZeRO-3 over {world} process(es), at the longest sequences): "
+        + "; ".join(memory)
+        + ".",
         f"- **Disk**: {written:,.0f} GB of final models written over the run (bf16, {size:,.1f} GB each), {kept:,.0f} "
         "GB of them kept (launch.keep_candidates decides), plus each job's step checkpoints while it runs.",
         f"- Policy: {policy['matmul'] / 1e9:,.2f}B matmul parameters, {policy['layers']} layers, width {policy['width']}.",

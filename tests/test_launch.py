@@ -166,3 +166,21 @@ def test_the_training_job_registry_covers_every_trainer_loss():
     assert JOBS["dpo"].reference and not JOBS["simpo"].reference
     assert set(DATA_KEYS) == {"pairs", "examples"}
     assert all(callable(job_function(k)) for k in JOBS)
+
+
+def test_a_job_out_of_memory_is_a_paragraph_naming_the_speed_settings(tmp_path):
+    """The markers are what torch itself says (the host allocator's failure is real here; the GPU's is torch's
+    ``OutOfMemoryError``, a RuntimeError), and the paragraph names the block to change."""
+    import torch
+
+    from synpo.training.common import HParams
+    from synpo.training.launch import OUT_OF_MEMORY, out_of_memory
+
+    with pytest.raises(RuntimeError) as caught:
+        torch.empty(2**55, dtype=torch.uint8)
+    assert any(m in str(caught.value) for m in OUT_OF_MEMORY)
+    assert issubclass(torch.OutOfMemoryError, RuntimeError)
+    assert f"{torch.OutOfMemoryError.__module__}.{torch.OutOfMemoryError.__name__}" in OUT_OF_MEMORY
+    msg = str(out_of_memory("simpo", tmp_path, HParams(gradient_checkpointing=False)))
+    assert "trainer.gradient_checkpointing on (it is off)" in msg and "trainer.batch_size" in msg and "--plan" in msg
+    assert "sft_trainer.gradient_checkpointing" in str(out_of_memory("sft", tmp_path, HParams()))

@@ -157,3 +157,69 @@ def test_the_plan_does_not_need_vllm_installed_here():
         timeout=300,
     )
     assert proc.returncode == 0 and "GPU-hours" in proc.stdout, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "width,inter,heads,kv_heads", [(256, 688, 8, 2), (384, 1024, 6, 6)]
+)  # grouped-query attention as Mistral and Llama-3 have, and full multi-head as Llama-2 has
+def test_the_activation_model_is_what_the_llama_code_saves_for_backward(tmp_path, width, inter, heads, kv_heads):
+    """``cost.activation_bytes`` against the bytes HF's Llama code really saves for the backward pass, in bf16: the
+    difference between a 2-layer and a 1-layer model is one layer's; what is left is outside the layers."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from synpo.cost import activation_bytes
+    from synpo.memory import saved_for_backward_bytes
+
+    config = LlamaConfig(
+        vocab_size=1000,
+        hidden_size=width,
+        intermediate_size=inter,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        num_hidden_layers=1,
+    )
+    config.save_pretrained(tmp_path)
+    per_layer, outside = activation_bytes(shape(str(tmp_path)))
+    ids = torch.randint(0, 1000, (2, 128))
+    saved = []
+    for layers in (1, 2):
+        config.num_hidden_layers = layers
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=torch.bfloat16)
+        saved.append(saved_for_backward_bytes(model.train(), ids) / ids.numel())
+    assert saved[1] - saved[0] == pytest.approx(per_layer, rel=0.01)
+    assert saved[0] - per_layer == pytest.approx(outside, rel=0.05)
+    model.activation_checkpointing_enable()  # the 2-layer model: each layer keeps its input alone
+    checkpointed = saved_for_backward_bytes(model, ids) / ids.numel()
+    assert checkpointed - outside == pytest.approx(2 * 2 * width, rel=0.05)
+
+
+def test_the_plan_prices_each_training_job_s_memory_and_flags_one_over_a_gpu():
+    """Pairs are two sequences; the SFT jobs' longest sequences are priced too; a setting that cannot fit an 80 GB
+    GPU is named with what to change."""
+    from omegaconf import OmegaConf
+
+    from synpo.cost import training_memory_gib
+    from synpo.plan import render
+
+    cfg = compose(["experiment=mistral_synpo"])
+    m = shape(cfg.model.name_or_path)
+    single = OmegaConf.merge(cfg.trainer, {"batch_size": 4})
+    assert training_memory_gib(m, cfg.trainer, 8, m["vocab"], pairs=True) == pytest.approx(
+        training_memory_gib(m, single, 8, m["vocab"], pairs=False)
+    )  # 2 pairs hold what 4 sequences do
+    a = Assumptions()
+    out = render(cfg, workloads(cfg, a), a)
+    assert "the preference trainer about" in out and "the SFT jobs about" in out and "over an 80 GB" not in out
+    big = compose(["experiment=zephyr_spin", "trainer.gradient_checkpointing=false"])
+    out = render(big, workloads(big, a), a)
+    assert "**over an 80 GB GPU**; turn gradient checkpointing on or lower the batch_size" in out
+    assert "the SFT jobs" not in out  # SPIN trains no SFT job
+
+
+def test_overrides_that_do_not_compose_are_a_sentence():
+    proc = subprocess.run(
+        [sys.executable, "run.py", "experiment=nonesuch", "--plan"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "do not compose into a config" in proc.stderr and "mistral_synpo" in proc.stderr
+    assert "Traceback" not in proc.stderr

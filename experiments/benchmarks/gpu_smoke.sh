@@ -30,4 +30,6 @@ fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 python3 -c "import torch, transformers, trl, deepspeed; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'deepspeed', deepspeed.__version__, 'cuda', torch.cuda.is_available())"
+mkdir -p "${OUT:-gpu_smoke_out}"  # the plan's activation model under CUDA's attention kernel (about a minute)
+python3 experiments/benchmarks/activation_bytes.py --device cuda | tee "${OUT:-gpu_smoke_out}/activation_bytes.md" || true
 exec python3 experiments/benchmarks/gpu_smoke.py run .carry/smol --out "${OUT:-gpu_smoke_out}" "${@:2}"

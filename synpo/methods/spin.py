@@ -332,6 +332,7 @@ class Spin:
         """Iteration t's stages for the plan (``synpo.plan``): pi_{t-1} answers every seed prompt; DPO against
         pi_{t-1} on the real-over-generated pairs (and the previous iteration's); one candidate."""
         from synpo.cost import generate, score, train, validation
+        from synpo.training.launch import JOBS
 
         n, p, new = cfg.data.n_train, a.prompt_tokens, cfg.generator.max_new_tokens
         pairs = n * (2 if cfg.method.mix_previous and t > 1 else 1)
@@ -348,7 +349,7 @@ class Spin:
                 at_iteration(cfg.trainer, "epochs", t),
                 a,
                 cfg.trainer.gradient_checkpointing,
-                reference=True,
+                reference=JOBS[cfg.trainer.loss].reference,
             )
         )
         return works + validation(cfg, policy, scorer, a, 1, pairwise)

@@ -277,6 +277,7 @@ class SynPO:
         """Iteration t's stages for the plan (``synpo.plan``), in ``synpo.cost``'s units."""
         from synpo.cost import generate, score, train, validation
         from synpo.training.config import beta_candidates
+        from synpo.training.launch import JOBS
 
         m, new = cfg.method, cfg.generator.max_new_tokens
         p, answer, gold, n_seed = a.prompt_tokens, a.answer_fill * new, a.gold_tokens, cfg.data.n_train
@@ -315,13 +316,14 @@ class SynPO:
             generate("improver rewrites", policy, valid, improver_prompt, new, a, rewrite_fill),
             score("pair scores", scorer, valid, p, pair_answer, a, pairwise),
             train(
-                f"SimPO x {candidates} betas",
+                f"{cfg.trainer.loss.upper() if cfg.trainer.loss != 'simpo' else 'SimPO'} x {candidates} betas",
                 policy,
                 2 * d_size * candidates,
                 min(p + pair_answer, cfg.trainer.max_length),  # a longer answer is cut at the trainer's max_length
                 cfg.trainer.epochs,
                 a,
                 ckpt,
+                reference=JOBS[cfg.trainer.loss].reference,
                 models=candidates,
             ),
         ]

@@ -50,6 +50,27 @@ JOBS: dict[str, TrainingJob] = {
 }
 
 
+# What torch says when a GPU's (or the host's) memory runs out, in a rank's log or an exception's text.
+OUT_OF_MEMORY = (
+    "torch.OutOfMemoryError",
+    "CUDA out of memory",
+    "DefaultCPUAllocator: can't allocate memory",
+    "DefaultCPUAllocator: not enough memory",
+)
+
+
+def out_of_memory(kind: str, out_dir: Path, hp) -> UserError:
+    """The paragraph for a training job that ran out of memory: what to change, and that nothing finished is lost."""
+    group = "sft_trainer" if JOBS[kind].rows == "examples" else "trainer"
+    state = "on" if hp.gradient_checkpointing else "off"
+    return UserError(
+        f"The {kind} training job ({out_dir}) ran out of memory. Turn {group}.gradient_checkpointing on (it is "
+        f"{state}) or lower {group}.batch_size (with {group}.global_batch_size set, the batch the optimizer sees "
+        "stays): both are speed settings, so a rerun keeps every finished stage. `python run.py <overrides> --plan` "
+        "prints each training job's estimated memory per GPU."
+    )
+
+
 def job_function(kind: str):
     import importlib
 
@@ -205,6 +226,21 @@ def job_data_files(kwargs: dict, data_dir: Path) -> dict[str, str]:
     return files
 
 
+def _run_here(kind: str, out_dir: Path, slot: Slot, kwargs: dict) -> dict:
+    """The job in this process, or in a forked lane; running out of memory is the paragraph that says what to set."""
+    if slot.forked:
+        from synpo.training.lanes import run_forked
+
+        return run_forked(job_function(kind), out_dir=out_dir, **kwargs)
+    try:
+        return job_function(kind)(out_dir=out_dir, **kwargs)
+    except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        said = f"{type(e).__module__}.{type(e).__name__}: {e}"
+        if isinstance(e, MemoryError) or any(m in said for m in OUT_OF_MEMORY):
+            raise out_of_memory(kind, Path(out_dir), kwargs["hp"]) from None
+        raise
+
+
 def run_training_job(
     kind: str, out_dir: Path, launch: DictConfig, slot: Slot = Slot(), data_dir: Path | None = None, **kwargs
 ) -> dict:
@@ -219,11 +255,7 @@ def run_training_job(
 
     memory.settle()
     if launch.launcher == "inprocess":
-        if slot.forked:
-            from synpo.training.lanes import run_forked
-
-            return run_forked(job_function(kind), out_dir=out_dir, **kwargs)
-        return job_function(kind)(out_dir=out_dir, **kwargs)
+        return _run_here(kind, out_dir, slot, kwargs)
     out_dir = Path(out_dir)
     job_file, result_file = sibling(out_dir, "job"), sibling(out_dir, "result")
     files = job_data_files(kwargs, data_dir or job_file.parent)
@@ -259,6 +291,8 @@ def run_training_job(
         raise preemption.Preempted(preemption.requested(), str(sibling(out_dir, "partial")))
     if proc.returncode != 0 and result_file.is_file() and "user_error" in read_json(result_file):
         raise UserError(read_json(result_file)["user_error"])
+    if proc.returncode != 0 and any(m in log_file.read_text(errors="replace") for m in OUT_OF_MEMORY):
+        raise out_of_memory(kind, out_dir, kwargs["hp"])
     if proc.returncode != 0:
         raise RuntimeError(
             f"training job {job_file} failed under accelerate (exit {proc.returncode}); from {log_file}:\n"
