@@ -66,6 +66,29 @@ def _wall_hours(w: Work, a: Assumptions, machines: int = 1, replicas: int = 1) -
     return w.gpu_hours() / gpus
 
 
+def _memory(cfg: DictConfig, policy: dict, flat: list[Work], world: int) -> list[str]:
+    """Each training job's memory per GPU at its longest sequences, a job over an 80 GB GPU marked with what to set."""
+    from synpo.training.launch import JOBS
+
+    jobs = [("the preference trainer", cfg.trainer, True)]
+    if any(w.kind == "train" and w.stage.endswith("SFT") for w in flat):
+        jobs.append(("the SFT jobs", cfg.sft_trainer, False))
+    memory = []
+    for name, t, pairs in jobs:
+        reference = pairs and JOBS[cfg.trainer.loss].reference
+        gib = training_memory_gib(policy, t, world, policy.get("vocab"), pairs, reference)
+        per = f"{t.batch_size} pair(s), {2 * t.batch_size} sequences" if pairs else f"{t.batch_size} sequences"
+        ckpt = "gradient checkpointing " + ("on" if t.gradient_checkpointing else "off")
+        line = f"{name} about {gib:,.1f} GiB (micro batch {per} of up to {t.max_length} tokens, {ckpt})"
+        if gib > H100_MEMORY / 2**30:
+            line += (
+                f": **over an {H100_MEMORY / 1e9:.0f} GB GPU**; turn gradient checkpointing on or lower the batch_size "
+                "(speed settings: finished stages are kept)"
+            )
+        memory.append(line)
+    return memory
+
+
 def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
     """The plan as Markdown."""
     from synpo.training.config import world_size
@@ -97,24 +120,7 @@ def render(cfg: DictConfig, its: list[list[Work]], a: Assumptions) -> str:
     # the candidates that were not selected are deleted after each selection unless launch.keep_candidates
     kept = written if cfg.launch.keep_candidates else written - sum(w.models - 1 for w in flat if w.models > 1) * size
     world = world_size(cfg.launch)
-    from synpo.training.launch import JOBS
-
-    jobs = [("the preference trainer", cfg.trainer, True)]
-    if any(w.kind == "train" and w.stage.endswith("SFT") for w in flat):
-        jobs.append(("the SFT jobs", cfg.sft_trainer, False))
-    memory = []
-    for name, t, pairs in jobs:
-        reference = pairs and JOBS[cfg.trainer.loss].reference
-        gib = training_memory_gib(policy, t, world, policy.get("vocab"), pairs, reference)
-        per = f"{t.batch_size} pair(s), {2 * t.batch_size} sequences" if pairs else f"{t.batch_size} sequences"
-        ckpt = "gradient checkpointing " + ("on" if t.gradient_checkpointing else "off")
-        line = f"{name} about {gib:,.1f} GiB (micro batch {per} of up to {t.max_length} tokens, {ckpt})"
-        if gib > H100_MEMORY / 2**30:
-            line += (
-                f": **over an {H100_MEMORY / 1e9:.0f} GB GPU**; turn gradient checkpointing on or lower the batch_size "
-                "(speed settings: finished stages are kept)"
-            )
-        memory.append(line)
+    memory = _memory(cfg, policy, flat, world)
     lines += [
         "",
         f"- **Total: {gpu_h:,.1f} GPU-hours** ({gpu_h / len(its):,.1f} per iteration), about {wall:,.1f} hours on "

@@ -334,24 +334,14 @@ class Spin:
         from synpo.cost import generate, score, train, validation
         from synpo.training.launch import JOBS
 
-        n, p, new = cfg.data.n_train, a.prompt_tokens, cfg.generator.max_new_tokens
+        n, p, new, t_loss = cfg.data.n_train, a.prompt_tokens, cfg.generator.max_new_tokens, cfg.trainer.loss
         pairs = n * (2 if cfg.method.mix_previous and t > 1 else 1)
         seq = min(p + (a.gold_tokens + a.answer_fill * new) / 2, cfg.trainer.max_length)
         works = [generate("generated answers", policy, n, p, new, a)]
         # every variant compares real with generated (spin for its label_issue_rate; the fixes to route the pairs)
         works.append(score("judged pairs", scorer, n, p, (a.gold_tokens + a.answer_fill * new) / 2, a, pairwise))
-        works.append(
-            train(
-                "DPO",
-                policy,
-                2 * pairs,
-                seq,
-                at_iteration(cfg.trainer, "epochs", t),
-                a,
-                cfg.trainer.gradient_checkpointing,
-                reference=JOBS[cfg.trainer.loss].reference,
-            )
-        )
+        epochs, ckpt, ref = at_iteration(cfg.trainer, "epochs", t), cfg.trainer.gradient_checkpointing, JOBS[t_loss]
+        works.append(train("DPO", policy, 2 * pairs, seq, epochs, a, ckpt, reference=ref.reference))
         return works + validation(cfg, policy, scorer, a, 1, pairwise)
 
     def problems(self, cfg: DictConfig) -> list[str]:
