@@ -120,22 +120,15 @@ def shape(name_or_path: str) -> dict:
     heads = getattr(config, "num_attention_heads", 1)
     head = getattr(config, "head_dim", None) or s["width"] // heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    return {
-        "matmul": s["matmul_params"],
-        "total": total,
-        "layers": s["layers"],
-        "width": s["width"],
-        "vocab": vocab,
-        "kv_bytes": _kv_bytes(s["layers"], kv_heads, head),
-        "inter": getattr(config, "intermediate_size", 4 * s["width"]),
-        "kv_dim": kv_heads * head,
-        "heads": heads,
-    }
+    inter = getattr(config, "intermediate_size", 4 * s["width"])
+    sizes = {"matmul": s["matmul_params"], "total": total, "layers": s["layers"], "width": s["width"], "vocab": vocab}
+    return sizes | _attention(s["layers"], heads, kv_heads, head, inter)
 
 
-def _kv_bytes(layers: int, kv_heads: int, head: int) -> int:
-    """Bytes of KV cache one token holds in bf16: a key and a value per layer and KV head."""
-    return 2 * layers * kv_heads * head * 2
+def _attention(layers: int, heads: int, kv_heads: int, head: int, inter: int) -> dict:
+    """What decoding and the activation model read besides the sizes: the bytes of KV cache one token holds in
+    bf16 (a key and a value per layer and KV head), the MLP's and the keys' widths, the heads."""
+    return {"kv_bytes": 2 * layers * kv_heads * head * 2, "inter": inter, "kv_dim": kv_heads * head, "heads": heads}
 
 
 def _llama(d: dict) -> dict:
@@ -143,17 +136,8 @@ def _llama(d: dict) -> dict:
     per_layer = 2 * d["width"] ** 2 + 2 * d["width"] * d["kv_heads"] * head + 3 * d["width"] * d["inter"]
     matmul = d["layers"] * per_layer + d["vocab"] * d["width"]  # the output head is a matmul; embeddings are not
     total = matmul + d["vocab"] * d["width"]
-    return {
-        "matmul": matmul,
-        "total": total,
-        "layers": d["layers"],
-        "width": d["width"],
-        "vocab": d["vocab"],
-        "kv_bytes": _kv_bytes(d["layers"], d["kv_heads"], head),
-        "inter": d["inter"],
-        "kv_dim": d["kv_heads"] * head,
-        "heads": d["heads"],
-    }
+    sizes = {"matmul": matmul, "total": total, "layers": d["layers"], "width": d["width"], "vocab": d["vocab"]}
+    return sizes | _attention(d["layers"], d["heads"], d["kv_heads"], head, d["inter"])
 
 
 def decode_roofline_seconds(model: dict, requests: list[tuple[float, int, int]], a: Assumptions) -> float:
